@@ -1,0 +1,248 @@
+// The extern "C" entry points: validate, route to a backend, report. No exception leaves this
+// file; every failure becomes a status and a thread-local message.
+#include "mlakv/mlakv.h"
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "core/backend.h"
+#include "validate.h"
+
+using namespace mlakv;
+
+namespace {
+
+thread_local std::string t_last_error;
+
+mlakv_status report(mlakv_status st, const std::string& why) {
+  t_last_error = st == MLAKV_OK ? std::string() : why;
+  return st;
+}
+
+template <class F>
+mlakv_status guarded(F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return report(MLAKV_ERR_INTERNAL, "out of host memory");
+  } catch (const std::exception& e) {
+    return report(MLAKV_ERR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return report(MLAKV_ERR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+mlakv_status copy_text(const std::string& text, char* buf, size_t buf_size, size_t* needed) {
+  if (needed) *needed = text.size() + 1;
+  if (!buf && buf_size) return report(MLAKV_ERR_NULL_POINTER, "buf is NULL but buf_size is not 0");
+  if (buf_size < text.size() + 1) {
+    if (buf_size) buf[0] = '\0';
+    return report(MLAKV_ERR_BUFFER_TOO_SMALL,
+                  "text needs " + std::to_string(text.size() + 1) + " bytes, buf has " + std::to_string(buf_size));
+  }
+  std::memcpy(buf, text.c_str(), text.size() + 1);
+  return report(MLAKV_OK, "");
+}
+
+// Picks the backend for a validated problem (explicit or AUTO) and plans the call.
+mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend** out, Plan* plan,
+                   std::string* why) {
+  if (requested != MLAKV_BACKEND_AUTO) {
+    const Backend* b = backend_by_id(requested);
+    if (!b) { *why = "no such backend"; return MLAKV_ERR_NO_SUCH_BACKEND; }
+    int n = 0;
+    const char* detail = "";
+    if (!b->compiled || !b->probe(&n, &detail)) {
+      *why = std::string("backend '") + b->name + "' is not usable: " + detail;
+      return MLAKV_ERR_BACKEND_UNAVAILABLE;
+    }
+    if (!(p.flags & MLAKV_FLAG_TRUST_POINTERS)) {
+      mlakv_status st = b->check_memory(p, why);
+      if (st != MLAKV_OK) return st;
+    }
+    *out = b;
+    return b->plan(p, plan, why);
+  }
+  std::string reasons;
+  for (int i = 0; i < backend_count(); ++i) {
+    const Backend& b = backend_at(i);
+    int n = 0;
+    const char* detail = "";
+    if (!b.compiled || !b.probe(&n, &detail)) continue;
+    std::string w;
+    if (b.check_memory(p, &w) != MLAKV_OK) {
+      reasons += std::string(reasons.empty() ? "" : "; ") + b.name + ": " + w;
+      continue;
+    }
+    *out = &b;
+    return b.plan(p, plan, why);
+  }
+  *why = "no usable backend can reach this memory (" + reasons + ")";
+  return MLAKV_ERR_MEMORY_SPACE;
+}
+
+mlakv_status prepare(const mlakv_pack_args* args, PackProblem* p, bool* empty, const Backend** b,
+                     Plan* plan, std::string* why) {
+  mlakv_pack_args a;
+  mlakv_status st = load_pack_args(args, &a, why);
+  if (st != MLAKV_OK) return st;
+  st = validate_pack_args(a, p, empty, why);
+  if (st != MLAKV_OK) return st;
+  if (*empty) {
+    if (a.backend != MLAKV_BACKEND_AUTO) {
+      const Backend* be = backend_by_id(a.backend);
+      if (!be || !be->compiled) {
+        *why = "backend not compiled into this build";
+        return MLAKV_ERR_BACKEND_UNAVAILABLE;
+      }
+    }
+    return MLAKV_OK;
+  }
+  return route(*p, a.backend, b, plan, why);
+}
+
+}  // namespace
+
+extern "C" {
+
+MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args) {
+  if (!args) return;
+  const mlakv_pack_args init = MLAKV_PACK_ARGS_INIT;
+  *args = init;
+}
+
+MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
+  return guarded([&]() -> mlakv_status {
+    PackProblem p;
+    bool empty = false;
+    const Backend* b = nullptr;
+    Plan plan;
+    std::string why;
+    mlakv_status st = prepare(args, &p, &empty, &b, &plan, &why);
+    if (st != MLAKV_OK || empty) return report(st, why);
+    return report(b->pack(p, plan, &why), why);
+  });
+}
+
+MLAKV_API mlakv_status mlakv_pack_fp8_plan(const mlakv_pack_args* args, char* buf, size_t buf_size,
+                                           size_t* needed) {
+  return guarded([&]() -> mlakv_status {
+    PackProblem p;
+    bool empty = false;
+    const Backend* b = nullptr;
+    Plan plan;
+    std::string why;
+    mlakv_status st = prepare(args, &p, &empty, &b, &plan, &why);
+    if (st != MLAKV_OK) return report(st, why);
+    return copy_text(empty ? std::string("empty call (s = 0 or h = 0): nothing to do")
+                           : describe_plan(*b, p, plan),
+                     buf, buf_size, needed);
+  });
+}
+
+MLAKV_API const char* mlakv_status_string(mlakv_status s) {
+  switch (s) {
+    case MLAKV_OK: return "MLAKV_OK: success";
+    case MLAKV_ERR_NULL_POINTER: return "MLAKV_ERR_NULL_POINTER: a required pointer is NULL";
+    case MLAKV_ERR_STRUCT_SIZE: return "MLAKV_ERR_STRUCT_SIZE: struct_size does not match this ABI";
+    case MLAKV_ERR_DTYPE: return "MLAKV_ERR_DTYPE: unsupported or mismatched dtype";
+    case MLAKV_ERR_RANK: return "MLAKV_ERR_RANK: a tensor has the wrong number of dimensions";
+    case MLAKV_ERR_SHAPE: return "MLAKV_ERR_SHAPE: shapes disagree";
+    case MLAKV_ERR_STRIDE: return "MLAKV_ERR_STRIDE: unsupported or aliasing strides";
+    case MLAKV_ERR_ALIGNMENT: return "MLAKV_ERR_ALIGNMENT: a pointer is misaligned for its element type";
+    case MLAKV_ERR_OVERLAP: return "MLAKV_ERR_OVERLAP: an output overlaps another tensor";
+    case MLAKV_ERR_SIZE_OVERFLOW: return "MLAKV_ERR_SIZE_OVERFLOW: a size overflows 64 bits or the address space";
+    case MLAKV_ERR_UNSUPPORTED_DIMS: return "MLAKV_ERR_UNSUPPORTED_DIMS: a head dimension is unsupported";
+    case MLAKV_ERR_INVALID_ARGUMENT: return "MLAKV_ERR_INVALID_ARGUMENT: an enum value or flag is out of range";
+    case MLAKV_ERR_NO_SUCH_BACKEND: return "MLAKV_ERR_NO_SUCH_BACKEND: no such backend";
+    case MLAKV_ERR_BACKEND_UNAVAILABLE: return "MLAKV_ERR_BACKEND_UNAVAILABLE: backend not built or not usable here";
+    case MLAKV_ERR_DEVICE: return "MLAKV_ERR_DEVICE: bad device or device runtime failure";
+    case MLAKV_ERR_LAUNCH: return "MLAKV_ERR_LAUNCH: kernel launch failed";
+    case MLAKV_ERR_BUFFER_TOO_SMALL: return "MLAKV_ERR_BUFFER_TOO_SMALL: text buffer too small";
+    case MLAKV_ERR_TABLE_PARSE: return "MLAKV_ERR_TABLE_PARSE: dispatch table text does not parse";
+    case MLAKV_ERR_MEMORY_SPACE: return "MLAKV_ERR_MEMORY_SPACE: memory not reachable from the backend";
+    case MLAKV_ERR_INTERNAL: return "MLAKV_ERR_INTERNAL: internal error";
+    default: return "MLAKV_ERR_UNKNOWN: unknown status code";
+  }
+}
+
+MLAKV_API const char* mlakv_last_error(void) { return t_last_error.c_str(); }
+
+MLAKV_API int32_t mlakv_version(void) { return MLAKV_VERSION; }
+
+MLAKV_API const char* mlakv_version_string(void) {
+  return MLAKV_VERSION_STRING_FULL;  // defined by CMake: "0.1.0 (reference, cuda)"
+}
+
+MLAKV_API int32_t mlakv_backend_count(void) { return backend_count(); }
+
+MLAKV_API mlakv_status mlakv_backend_get_info(int32_t index, mlakv_backend_info* info) {
+  return guarded([&]() -> mlakv_status {
+    if (!info) return report(MLAKV_ERR_NULL_POINTER, "info is NULL");
+    if (info->struct_size < sizeof(mlakv_backend_info))
+      return report(MLAKV_ERR_STRUCT_SIZE, "info->struct_size is smaller than this ABI's mlakv_backend_info");
+    if (index < 0 || index >= backend_count())
+      return report(MLAKV_ERR_INVALID_ARGUMENT, "backend index " + std::to_string(index) + " out of range");
+    const Backend& b = backend_at(index);
+    int n = 0;
+    const char* detail = "";
+    const bool usable = b.compiled && b.probe(&n, &detail);
+    if (!b.compiled) b.probe(&n, &detail);
+    info->backend = b.id;
+    info->name = b.name;
+    info->compiled = b.compiled ? 1 : 0;
+    info->usable = usable ? 1 : 0;
+    info->device_count = n;
+    info->detail = detail;
+    return report(MLAKV_OK, "");
+  });
+}
+
+static const Backend* table_backend(mlakv_backend id, mlakv_status* st) {
+  const Backend* b = id == MLAKV_BACKEND_AUTO ? nullptr : backend_by_id(id);
+  if (!b) {
+    *st = report(MLAKV_ERR_NO_SUCH_BACKEND, "backend " + std::to_string(id) + " names no backend with a table");
+    return nullptr;
+  }
+  if (!b->compiled || !b->table) {
+    *st = report(MLAKV_ERR_BACKEND_UNAVAILABLE, std::string("backend '") + b->name + "' is not compiled into this build");
+    return nullptr;
+  }
+  return b;
+}
+
+MLAKV_API mlakv_status mlakv_dispatch_table_get(mlakv_backend backend, char* buf, size_t buf_size,
+                                                size_t* needed) {
+  return guarded([&]() -> mlakv_status {
+    mlakv_status st = MLAKV_OK;
+    const Backend* b = table_backend(backend, &st);
+    if (!b) return st;
+    return copy_text(b->table->to_text(), buf, buf_size, needed);
+  });
+}
+
+MLAKV_API mlakv_status mlakv_dispatch_table_set(mlakv_backend backend, const char* text) {
+  return guarded([&]() -> mlakv_status {
+    mlakv_status st = MLAKV_OK;
+    const Backend* b = table_backend(backend, &st);
+    if (!b) return st;
+    if (!text) return report(MLAKV_ERR_NULL_POINTER, "text is NULL");
+    std::string err;
+    if (!b->table->set_from_text(text, &err)) return report(MLAKV_ERR_TABLE_PARSE, err);
+    return report(MLAKV_OK, "");
+  });
+}
+
+MLAKV_API mlakv_status mlakv_dispatch_table_reset(mlakv_backend backend) {
+  return guarded([&]() -> mlakv_status {
+    mlakv_status st = MLAKV_OK;
+    const Backend* b = table_backend(backend, &st);
+    if (!b) return st;
+    b->table->reset();
+    return report(MLAKV_OK, "");
+  });
+}
+
+}  // extern "C"

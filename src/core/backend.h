@@ -1,0 +1,62 @@
+// The backend interface and the registry. A backend is a plain struct of function pointers and
+// its dispatch table; src/core/registry.cpp lists the compiled-in backends explicitly, in
+// priority order (no static-initialisation tricks).
+#pragma once
+#include <string>
+
+#include "core/dispatch.h"
+#include "core/problem.h"
+#include "mlakv/mlakv.h"
+
+namespace mlakv {
+
+// What a backend decided for one call: filled by Backend::plan, consumed by Backend::pack.
+struct Plan {
+  const DispatchRow* row = nullptr;  // the table row that matched (nullptr: built-in fallback)
+  DispatchRow fallback;              // used when no row matched
+  int arch = 0;
+  bool pdl = false;
+  const DispatchRow& chosen() const { return row ? *row : fallback; }
+};
+
+struct Backend {
+  mlakv_backend id;
+  const char* name;
+  bool compiled;
+  // Usable here now? Cheap after the first call (cached). *detail gets a static description.
+  bool (*probe)(int* device_count, const char** detail);
+  // Whether the call's memory is reachable from this backend (AUTO routing; and, unless the
+  // caller set MLAKV_FLAG_TRUST_POINTERS, a check on an explicit choice). Sets *why on failure.
+  mlakv_status (*check_memory)(const PackProblem& p, std::string* why);
+  // Chooses the variant and configuration (no side effects).
+  mlakv_status (*plan)(const PackProblem& p, Plan* out, std::string* why);
+  // Runs (or, for GPU backends, enqueues) the call on the plan.
+  mlakv_status (*pack)(const PackProblem& p, const Plan& plan, std::string* why);
+  DispatchTable* table;
+  // GPU backends: true if p is memory of theirs that the host cannot read (lets the reference
+  // backend refuse device pointers instead of faulting on them). nullptr for host backends.
+  bool (*is_device_only)(const void* p);
+};
+
+// True if any compiled, usable GPU backend says the pointer is device-only memory.
+bool device_only_memory(const void* p);
+
+// The compiled-in backends in priority order (AUTO tries them in this order): cuda, hip, reference.
+int backend_count();
+const Backend& backend_at(int index);
+const Backend* backend_by_id(mlakv_backend id);
+
+// Per-backend entry points, defined in each backend's own sources; a backend that was not built
+// contributes a Backend with compiled = false (src/core/registry.cpp).
+const Backend& reference_backend();
+#ifdef MLAKV_WITH_CUDA
+const Backend& cuda_backend();
+#endif
+#ifdef MLAKV_WITH_HIP
+const Backend& hip_backend();
+#endif
+
+// Text helpers shared by backends' plan descriptions.
+std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& plan);
+
+}  // namespace mlakv
