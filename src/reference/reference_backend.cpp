@@ -2,16 +2,20 @@
 // with byte for byte, and the CPU fallback, so its fast path is written to vectorise.
 //
 // Variants (its dispatch table is in reference_table.cpp):
-//   rows     - per (token, head) row, a contiguous loop over 8-element chunks, one template
-//              instance per (input type, fp8 format) so the compiler vectorises the encoder;
+//   rows     - per (token, head) row, a contiguous loop (row_kernels.h), one instance per
+//              (input type, fp8 format), vectorised, AVX2 where the CPU has it;
 //   strided  - element by element with the format chosen at run time: any dims, any alignment.
 #include <Kokkos_Core.hpp>
 #include <cstring>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 #include <mutex>
 #include <string>
 
 #include "core/backend.h"
 #include "core/fp8.h"
+#include "reference/row_kernels.h"
 
 namespace mlakv {
 
@@ -65,26 +69,15 @@ bool ensure_kokkos() {
   return g_kokkos_ok;
 }
 
-// ---- element loads
-template <InType T> struct In;
-template <> struct In<InType::BF16> {
-  using raw = uint16_t;
-  static float widen(raw x) { return bf16_to_f32(x); }
+// The numerics forbid flushing subnormals: a host application built with fast-math may have set
+// FTZ/DAZ in MXCSR, so each worker clears them for the duration of its chunk.
+struct ExactFloatMode {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned saved = _mm_getcsr();
+  ExactFloatMode() { _mm_setcsr(saved & ~0x8040u); }  // clear FTZ (bit 15) and DAZ (bit 6)
+  ~ExactFloatMode() { _mm_setcsr(saved); }
+#endif
 };
-template <> struct In<InType::FP16> {
-  using raw = uint16_t;
-  static float widen(raw x) { return fp16_to_f32(x); }
-};
-template <> struct In<InType::FP32> {
-  using raw = float;
-  static float widen(raw x) { return x; }
-};
-
-// One contiguous row of n elements: the loop the compiler vectorises.
-template <InType T, Fp8Format F>
-void encode_row(const typename In<T>::raw* __restrict x, uint8_t* __restrict out, int64_t n, float m) {
-  for (int64_t i = 0; i < n; ++i) out[i] = encode_fp8<F>(scale_mul(In<T>::widen(x[i]), m));
-}
 
 float read_scale(const float* ptr, float value) {
   if (!ptr) return value;
@@ -93,9 +86,10 @@ float read_scale(const float* ptr, float value) {
   return v;
 }
 
-template <InType T, Fp8Format F>
+template <InType T>
 void run_rows(const PackProblem& p, float ks, float vs) {
-  using R = typename In<T>::raw;
+  using R = typename HostIn<T>::raw;
+  const RowKernel enc = row_kernels().k[int(T)][int(p.out_format)];
   const R* kn = static_cast<const R*>(p.k_nope);
   const R* kp = static_cast<const R*>(p.k_pe);
   const R* vv = static_cast<const R*>(p.v);
@@ -105,14 +99,15 @@ void run_rows(const PackProblem& p, float ks, float vs) {
   Kokkos::parallel_for(
       "mlakv_reference_rows", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, q.s),
       [=](const int64_t t) {
+        ExactFloatMode exact;
         // k_pe is encoded once per token, then copied to every head
         uint8_t* ko0 = ko + t * q.k_out_st;
-        encode_row<T, F>(kp + t * q.k_pe_st, ko0 + q.d_nope, q.d_rope, ks);
+        enc(kp + t * q.k_pe_st, ko0 + q.d_nope, q.d_rope, ks);
         for (int64_t hh = 0; hh < q.h; ++hh) {
           uint8_t* krow = ko0 + hh * q.k_out_sh;
-          encode_row<T, F>(kn + t * q.k_nope_st + hh * q.k_nope_sh, krow, q.d_nope, ks);
+          enc(kn + t * q.k_nope_st + hh * q.k_nope_sh, krow, q.d_nope, ks);
           if (hh) std::memcpy(krow + q.d_nope, ko0 + q.d_nope, size_t(q.d_rope));
-          encode_row<T, F>(vv + t * q.v_st + hh * q.v_sh, vo + t * q.v_out_st + hh * q.v_out_sh, q.d_v, vs);
+          enc(vv + t * q.v_st + hh * q.v_sh, vo + t * q.v_out_st + hh * q.v_out_sh, q.d_v, vs);
         }
       });
 }
@@ -120,7 +115,7 @@ void run_rows(const PackProblem& p, float ks, float vs) {
 // The general path: element by element, format chosen per call at run time.
 template <InType T>
 void run_strided(const PackProblem& p, float ks, float vs) {
-  using R = typename In<T>::raw;
+  using R = typename HostIn<T>::raw;
   const R* kn = static_cast<const R*>(p.k_nope);
   const R* kp = static_cast<const R*>(p.k_pe);
   const R* vv = static_cast<const R*>(p.v);
@@ -130,27 +125,18 @@ void run_strided(const PackProblem& p, float ks, float vs) {
   Kokkos::parallel_for(
       "mlakv_reference_strided", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, q.s),
       [=](const int64_t t) {
+        ExactFloatMode exact;
         for (int64_t hh = 0; hh < q.h; ++hh) {
           uint8_t* krow = ko + t * q.k_out_st + hh * q.k_out_sh;
           for (int64_t i = 0; i < q.d_nope; ++i)
-            krow[i] = encode_fp8(scale_mul(In<T>::widen(kn[t * q.k_nope_st + hh * q.k_nope_sh + i]), ks), q.out_format);
+            krow[i] = encode_fp8(scale_mul(HostIn<T>::widen(kn[t * q.k_nope_st + hh * q.k_nope_sh + i]), ks), q.out_format);
           for (int64_t i = 0; i < q.d_rope; ++i)
-            krow[q.d_nope + i] = encode_fp8(scale_mul(In<T>::widen(kp[t * q.k_pe_st + i]), ks), q.out_format);
+            krow[q.d_nope + i] = encode_fp8(scale_mul(HostIn<T>::widen(kp[t * q.k_pe_st + i]), ks), q.out_format);
           for (int64_t i = 0; i < q.d_v; ++i)
             vo[t * q.v_out_st + hh * q.v_out_sh + i] =
-                encode_fp8(scale_mul(In<T>::widen(vv[t * q.v_st + hh * q.v_sh + i]), vs), q.out_format);
+                encode_fp8(scale_mul(HostIn<T>::widen(vv[t * q.v_st + hh * q.v_sh + i]), vs), q.out_format);
         }
       });
-}
-
-template <InType T>
-void dispatch_rows_format(const PackProblem& p, float ks, float vs) {
-  switch (p.out_format) {
-    case Fp8Format::E4M3FN: return run_rows<T, Fp8Format::E4M3FN>(p, ks, vs);
-    case Fp8Format::E5M2: return run_rows<T, Fp8Format::E5M2>(p, ks, vs);
-    case Fp8Format::E4M3FNUZ: return run_rows<T, Fp8Format::E4M3FNUZ>(p, ks, vs);
-    case Fp8Format::E5M2FNUZ: return run_rows<T, Fp8Format::E5M2FNUZ>(p, ks, vs);
-  }
 }
 
 // ---- the Backend functions
@@ -191,9 +177,9 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   std::lock_guard<std::mutex> lock(g_run_mutex);
   if (use_rows) {
     switch (p.in_type) {
-      case InType::BF16: dispatch_rows_format<InType::BF16>(p, ks, vs); break;
-      case InType::FP16: dispatch_rows_format<InType::FP16>(p, ks, vs); break;
-      case InType::FP32: dispatch_rows_format<InType::FP32>(p, ks, vs); break;
+      case InType::BF16: run_rows<InType::BF16>(p, ks, vs); break;
+      case InType::FP16: run_rows<InType::FP16>(p, ks, vs); break;
+      case InType::FP32: run_rows<InType::FP32>(p, ks, vs); break;
     }
   } else {
     switch (p.in_type) {
