@@ -123,6 +123,12 @@ MLAKV_HD uint8_t encode_fp8(float p, Fp8Format f) {
 
 // The fp32 product of step 2. Kept in its own function so the multiply is never fused with
 // anything (builds also pass -ffp-contract=off / --fmad=false).
-MLAKV_HD float scale_mul(float x, float m) { return x * m; }
+MLAKV_HD float scale_mul(float x, float m) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return __fmul_rn(x, m);  // never contracted into an FMA
+#else
+  return x * m;
+#endif
+}
 
 }  // namespace mlakv

@@ -1,0 +1,383 @@
+// mlakv benchmark: in one run, on the same buffers, times
+//   - mlakv as dispatched (the built-in table),
+//   - every variant/configuration candidate (forced through mlakv_dispatch_table_set), so the
+//     table can be checked and re-derived,
+//   - a naive unfused CUDA baseline (concat into a bf16 K, then two quantize kernels),
+//   - a device-to-device copy of the same byte count (the roofline),
+// plus the host cost of one eager mlakv_pack_fp8 call against a bare cudaLaunchKernelEx of the
+// same kernel. DeepSeek dims, bf16 -> e4m3fn, k_nope and v the two halves of one [s, h, 256].
+//
+// Timing: `graph` = µs per call from CUDA-graph replay of a chain of calls on the same buffers
+// (L2 warm, the method of ../shared/anchors and triton.testing.do_bench_cudagraph);
+// `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
+//
+//   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--json FILE] [--table-out FILE]
+#include <cuda_runtime.h>
+#include <mlakv/mlakv.h>
+
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda/vendor.cuh"
+#include "kernels/pack_kernels.cuh"
+
+namespace {
+
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                           \
+    }                                                                                         \
+  } while (0)
+
+constexpr int64_t DN = 128, DR = 64, DV = 128, W = DN + DV;
+
+struct Set {  // one set of input/output buffers
+  void *kv, *pe, *k, *v;
+};
+
+struct Size {
+  int64_t h, s;
+  double bytes() const { return double(s * h * W * 2 + s * DR * 2 + s * h * (DN + DR + DV)); }
+};
+
+mlakv_tensor t3(void* p, mlakv_dtype dt, int64_t a, int64_t b, int64_t c, int64_t sa, int64_t sb) {
+  mlakv_tensor t = MLAKV_TENSOR_INIT;
+  t.data = p; t.dtype = dt; t.ndim = 3;
+  t.shape[0] = a; t.shape[1] = b; t.shape[2] = c;
+  t.strides[0] = sa; t.strides[1] = sb; t.strides[2] = 1;
+  return t;
+}
+
+mlakv_pack_args make_args(const Size& z, const Set& b, const float* sc, cudaStream_t st) {
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  a.k_nope = t3(b.kv, MLAKV_DTYPE_BF16, z.s, z.h, DN, z.h * W, W);
+  a.v = t3(static_cast<uint16_t*>(b.kv) + DN, MLAKV_DTYPE_BF16, z.s, z.h, DV, z.h * W, W);
+  a.k_pe = t3(b.pe, MLAKV_DTYPE_BF16, z.s, 1, DR, DR, DR);
+  a.k_out = t3(b.k, MLAKV_DTYPE_E4M3FN, z.s, z.h, DN + DR, z.h * (DN + DR), DN + DR);
+  a.v_out = t3(b.v, MLAKV_DTYPE_E4M3FN, z.s, z.h, DV, z.h * DV, DV);
+  a.k_scale_inv_ptr = sc;
+  a.v_scale_inv_ptr = sc + 1;
+  a.backend = MLAKV_BACKEND_CUDA;
+  a.stream = st;
+  return a;
+}
+
+void check(mlakv_status s, const char* what) {
+  if (s != MLAKV_OK) {
+    std::fprintf(stderr, "%s: %s (%s)\n", what, mlakv_status_string(s), mlakv_last_error());
+    std::exit(1);
+  }
+}
+
+// ---- the naive unfused baseline: concat into bf16 K, then quantize K and V
+__global__ void naive_concat(const uint16_t* kv, const uint16_t* pe, uint16_t* k, int64_t s, int64_t h) {
+  const int64_t n = s * h * (DN + DR);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / (DN + DR), c = i % (DN + DR), t = row / h;
+    k[i] = c < DN ? kv[row * W + c] : pe[t * DR + (c - DN)];
+  }
+}
+__global__ void naive_quant(const uint16_t* x, int64_t row_stride, int64_t off, int64_t d, uint8_t* out,
+                            int64_t rows, const float* scale) {
+  const float m = *scale;
+  const int64_t n = rows * d;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / d, c = i % d;
+    const float f = mlakv::bits_f32(uint32_t(x[r * row_stride + off + c]) << 16) * m;
+    out[i] = uint8_t(mlakv::vendor::encode2<mlakv::Fp8Format::E4M3FN>(f, 0.f));
+  }
+}
+
+struct Timer {
+  cudaStream_t st;
+  cudaEvent_t e0, e1;
+  Timer() {
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+  }
+  // µs per call: capture `calls` invocations of f(i) into one graph, replay it until ~target_ms.
+  template <class F>
+  double graph_us(int calls, F&& f, double target_ms = 15.0) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < calls; ++i) f(i);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    CK(cudaGraphLaunch(ge, st));  // warm-up
+    CK(cudaStreamSynchronize(st));
+    CK(cudaEventRecord(e0, st));
+    CK(cudaGraphLaunch(ge, st));
+    CK(cudaEventRecord(e1, st));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    const int reps = std::max(3, std::min(200, int(target_ms / std::max(ms, 1e-3f))));
+    std::vector<float> t;
+    for (int r = 0; r < reps; ++r) {
+      CK(cudaEventRecord(e0, st));
+      CK(cudaGraphLaunch(ge, st));
+      CK(cudaEventRecord(e1, st));
+      CK(cudaEventSynchronize(e1));
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms);
+    }
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    std::sort(t.begin(), t.end());
+    return 1e3 * t[t.size() / 2] / calls;
+  }
+};
+
+struct Candidate {
+  std::string name;   // printable
+  std::string table;  // a one-row table forcing it
+};
+
+std::vector<Candidate> candidates(const Size& z) {
+  std::vector<Candidate> c;
+  auto add = [&](const char* v, int th, int block, int unroll, int waves, int early) {
+    char row[256], name[96];
+    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d\n",
+                  v, th, block, unroll, waves, early);
+    std::snprintf(name, sizeof name, "%s t%d b%d u%d w%d e%d", v, th, block, unroll, waves, early);
+    c.push_back({name, row});
+  };
+  const int64_t sh = z.s * z.h;
+  for (int th : {64, 128, 256, 512})
+    for (int u : {1, 2, 4})
+      for (int early : {0, 1}) add("flat", th, 1, u, 0, early);
+  if (z.s <= 64)
+    for (int block : {1, 2, 4, 16})
+      for (int th : {64, 128, 256}) add("tile2d", th, block, 1, 0, 1);
+  if (sh >= 2048)
+    for (int th : {256, 512})
+      for (int u : {2, 4})
+        for (int waves : {1, 2, 4, 8}) add("persist", th, 1, u, waves, 0);
+  return c;
+}
+
+struct Row {
+  Size z;
+  std::string plan;
+  double mlakv = 0, mlakv_rot = 0, naive = 0, copy = 0, best = 0;
+  std::string best_name;
+  std::vector<std::pair<std::string, double>> sweep;
+};
+
+std::vector<Size> parse_sizes(const std::string& arg) {
+  std::vector<Size> out;
+  size_t pos = 0;
+  while (pos < arg.size()) {
+    size_t comma = arg.find(',', pos);
+    std::string tok = arg.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    long long h, s;
+    if (std::sscanf(tok.c_str(), "%lld:%lld", &h, &s) == 2) out.push_back({h, s});
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+double host_us_per_call(int n, const std::function<void()>& f) {
+  for (int i = 0; i < 50; ++i) f();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) f();
+  const auto t1 = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<Size> sizes;
+  bool sweep = true;
+  std::string json_path, table_out;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--sizes" && i + 1 < argc) sizes = parse_sizes(argv[++i]);
+    else if (a == "--quick") sizes = parse_sizes("16:1,16:8,16:64,16:384,16:2048,16:16384,128:1,128:8,128:64,128:384,128:2048,128:16384");
+    else if (a == "--no-sweep") sweep = false;
+    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--json FILE]\n"); return 2; }
+  }
+  if (sizes.empty())
+    sizes = parse_sizes(
+        "16:1,16:2,16:3,16:4,16:8,16:16,16:64,16:128,16:384,16:1024,16:2048,16:4096,16:8192,16:16384,16:32768,"
+        "128:1,128:2,128:4,128:5,128:8,128:16,128:64,128:128,128:384,128:1024,128:2048,128:4096,128:8192,128:16384");
+
+  int dev = 0, driver = 0;
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  CK(cudaDriverGetVersion(&driver));
+  std::printf("device: %s (sm_%d%d, %d SMs, L2 %d MB), driver API %d, mlakv %s\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, driver, mlakv_version_string());
+  Timer T;
+  float* d_sc;
+  CK(cudaMalloc(&d_sc, 8));
+  const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};
+  CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
+
+  // ---- host cost of one eager call vs a bare cudaLaunchKernelEx of the same kernel
+  {
+    const Size z{16, 1};
+    Set b;
+    CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
+    CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
+    CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
+    CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
+    CK(cudaMemset(b.kv, 0, size_t(z.s * z.h * W * 2)));
+    CK(cudaMemset(b.pe, 0, size_t(z.s * DR * 2)));
+    mlakv_pack_args a = make_args(z, b, d_sc, T.st);
+    mlakv_pack_args a_trust = a;
+    a_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
+    // the same kernel instance and launch shape the table picks for this size
+    char plan[512];
+    check(mlakv_pack_fp8_plan(&a, plan, sizeof plan, nullptr), "plan");
+    mlakv::kern::Params P{};
+    P.k_nope = static_cast<const char*>(b.kv); P.k_pe = static_cast<const char*>(b.pe);
+    P.v = static_cast<const char*>(b.kv) + DN * 2;
+    P.k_out = static_cast<uint8_t*>(b.k); P.v_out = static_cast<uint8_t*>(b.v);
+    P.kn_sh = P.v_sh = W; P.ko_sh = DN + DR; P.vo_sh = DV;
+    P.s = z.s; P.h = int32_t(z.h); P.d_nope = DN; P.d_rope = DR; P.d_v = DV;
+    P.un = 8; P.ur = 4; P.u = 20;
+    P.div_u = mlakv::kern::FastDiv::make(20); P.div_h = mlakv::kern::FastDiv::make(uint32_t(z.h));
+    P.total_units = uint32_t(z.s * z.h * 20); P.unroll = 1; P.block = 1; P.early = 1;
+    P.k_scale_ptr = d_sc; P.v_scale_ptr = d_sc + 1;
+    cudaLaunchConfig_t lc{};
+    lc.gridDim = dim3(unsigned((P.total_units + 127) / 128));
+    lc.blockDim = dim3(128);
+    lc.stream = T.st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = attr;
+    lc.numAttrs = prop.major >= 9 ? 1 : 0;
+    auto bare = [&] {
+      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS>, P));
+    };
+    double h_bare = 1e9, h_mlakv = 1e9, h_trust = 1e9;
+    for (int rep = 0; rep < 5; ++rep) {  // interleaved, best of 5 (host timings are noisy)
+      h_bare = std::min(h_bare, host_us_per_call(2000, bare));
+      h_mlakv = std::min(h_mlakv, host_us_per_call(2000, [&] { check(mlakv_pack_fp8(&a), "pack"); }));
+      h_trust = std::min(h_trust, host_us_per_call(2000, [&] { check(mlakv_pack_fp8(&a_trust), "pack"); }));
+      CK(cudaStreamSynchronize(T.st));
+    }
+    std::printf("host cost per eager call (h=16, s=1; best of 5 x 2000 calls): bare cudaLaunchKernelEx %.3f us, "
+                "mlakv_pack_fp8 %.3f us (+%.3f), with MLAKV_FLAG_TRUST_POINTERS %.3f us (+%.3f); bar: +0.3 us\n",
+                h_bare, h_mlakv, h_mlakv - h_bare, h_trust, h_trust - h_bare);
+    std::printf("  plan: %s\n", plan);
+    std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w");
+    if (jf) {
+      std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f}\n", h_bare, h_mlakv, h_trust);
+      std::fclose(jf);
+    }
+    cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);
+  }
+
+  std::vector<Row> rows;
+  for (const Size& z : sizes) {
+    Row r;
+    r.z = z;
+    const double bytes = z.bytes();
+    // enough buffer sets that a rotating chain overflows L2 (cold), capped by memory
+    const int nsets = int(std::min<double>(16, std::max<double>(1, std::ceil(3.0 * prop.l2CacheSize / bytes))));
+    std::vector<Set> sets(static_cast<size_t>(nsets));
+    std::vector<uint16_t> host(size_t(z.s * z.h * W));
+    for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
+    for (Set& b : sets) {
+      CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
+      CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
+      CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
+      CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
+      CK(cudaMemcpy(b.kv, host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
+    }
+    std::vector<mlakv_pack_args> args;
+    for (const Set& b : sets) args.push_back(make_args(z, b, d_sc, T.st));
+    char plan[512];
+    check(mlakv_pack_fp8_plan(&args[0], plan, sizeof plan, nullptr), "plan");
+    r.plan = plan;
+    const int calls = bytes > 200e6 ? 4 : (bytes > 20e6 ? 10 : 40);
+    auto run_mlakv = [&](int i) { check(mlakv_pack_fp8(&args[0]), "pack"); (void)i; };
+    auto run_rot = [&](int i) { check(mlakv_pack_fp8(&args[size_t(i % nsets)]), "pack"); };
+    r.mlakv = T.graph_us(calls, run_mlakv);
+    r.mlakv_rot = nsets > 1 ? T.graph_us(std::max(calls, 2 * nsets), run_rot) : r.mlakv;
+    // naive unfused: concat into bf16 K (scratch), quantize K, quantize V
+    uint16_t* kbf;
+    CK(cudaMalloc(&kbf, size_t(z.s * z.h * (DN + DR) * 2)));
+    const int nb = prop.multiProcessorCount * 8;
+    r.naive = T.graph_us(calls, [&](int) {
+      naive_concat<<<nb, 256, 0, T.st>>>(static_cast<uint16_t*>(sets[0].kv), static_cast<uint16_t*>(sets[0].pe), kbf, z.s, z.h);
+      naive_quant<<<nb, 256, 0, T.st>>>(kbf, DN + DR, 0, DN + DR, static_cast<uint8_t*>(sets[0].k), z.s * z.h, d_sc);
+      naive_quant<<<nb, 256, 0, T.st>>>(static_cast<uint16_t*>(sets[0].kv), W, DN, DV, static_cast<uint8_t*>(sets[0].v), z.s * z.h, d_sc + 1);
+    });
+    CK(cudaFree(kbf));
+    // roofline: a device copy of the same byte count (bytes/2 read + bytes/2 written)
+    {
+      void *src, *dst;
+      const size_t half = size_t(bytes / 2);
+      CK(cudaMalloc(&src, half));
+      CK(cudaMalloc(&dst, half));
+      r.copy = T.graph_us(calls, [&](int) { CK(cudaMemcpyAsync(dst, src, half, cudaMemcpyDeviceToDevice, T.st)); });
+      cudaFree(src); cudaFree(dst);
+    }
+    r.best = r.mlakv;
+    r.best_name = "(as dispatched)";
+    if (sweep)
+      for (const Candidate& c : candidates(z)) {
+        check(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, c.table.c_str()), "table");
+        const double us = T.graph_us(calls, run_mlakv, 6.0);
+        r.sweep.push_back({c.name, us});
+        if (us < r.best) { r.best = us; r.best_name = c.name; }
+      }
+    check(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA), "reset");
+    for (Set& b : sets) { cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); }
+    std::printf("h=%-4lld s=%-6lld %9.2f MB  mlakv %8.2f us (rot %8.2f)  naive %8.2f  copy %8.2f  best %8.2f [%s]\n",
+                (long long)z.h, (long long)z.s, bytes / 1e6, r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best, r.best_name.c_str());
+    std::fflush(stdout);
+    rows.push_back(r);
+  }
+  CK(cudaGetLastError());
+
+  if (!json_path.empty()) {
+    std::FILE* f = std::fopen(json_path.c_str(), "w");
+    if (!f) { std::perror(json_path.c_str()); return 1; }
+    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rows\": [\n", prop.name,
+                 prop.major * 10 + prop.minor, driver, mlakv_version_string());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f, \"mlakv_graph_us\": %.4f, \"mlakv_rot_us\": %.4f, "
+                      "\"naive_us\": %.4f, \"copy_us\": %.4f, \"best_us\": %.4f, \"best\": \"%s\", \"plan\": \"%s\", \"sweep\": {",
+                   (long long)r.z.h, (long long)r.z.s, r.z.bytes(), r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best,
+                   r.best_name.c_str(), r.plan.c_str());
+      for (size_t j = 0; j < r.sweep.size(); ++j)
+        std::fprintf(f, "%s\"%s\": %.4f", j ? ", " : "", r.sweep[j].first.c_str(), r.sweep[j].second);
+      std::fprintf(f, "}}%s\n", i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(f, "]}\n");
+    std::fclose(f);
+  }
+
+  std::printf("\n| h | s | MB | mlakv graph us | mlakv cold-L2 us | TB/s | naive us | copy us | best-of-sweep us | best config | dispatched variant |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    const size_t bar = r.plan.find("variant=");
+    const std::string var = bar == std::string::npos ? "?" : r.plan.substr(bar + 8, r.plan.find(" #") - bar - 8);
+    std::printf("| %lld | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s |\n", (long long)r.z.h,
+                (long long)r.z.s, r.z.bytes() / 1e6, r.mlakv, r.mlakv_rot, r.z.bytes() / r.mlakv / 1e6, r.naive, r.copy,
+                r.best, r.best_name.c_str(), var.c_str());
+  }
+  return 0;
+}

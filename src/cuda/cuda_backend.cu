@@ -1,0 +1,314 @@
+// The CUDA backend: device probing and per-device caches, the memory check, the plan (table row ->
+// kernel + launch configuration) and the launch. The launch path allocates nothing, never
+// synchronises and never reads device memory, so it can be captured into a CUDA graph.
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "core/backend.h"
+#include "cuda/cuda_internal.h"
+#include "cuda/vendor.cuh"
+#include "kernels/pack_kernels.cuh"
+
+namespace mlakv {
+namespace cuda {
+namespace {
+
+using kern::Dims;
+using kern::Params;
+using KernelFn = void (*)(Params);
+
+// ---- kernel instances: [variant][input type][format][dims]; general ignores dims
+template <template <InType, Fp8Format, Dims> class K>
+struct Instances;
+
+template <InType T, Fp8Format F, Dims D>
+struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D>; };
+template <InType T, Fp8Format F, Dims D>
+struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D>; };
+template <InType T, Fp8Format F, Dims D>
+struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D>; };
+template <InType T, Fp8Format F, Dims D>
+struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
+
+template <template <InType, Fp8Format, Dims> class K, InType T, Fp8Format F>
+constexpr void fill_dims(KernelFn (&out)[3]) {
+  out[0] = K<T, F, Dims::DS>::fn;
+  out[1] = K<T, F, Dims::V16>::fn;
+  out[2] = K<T, F, Dims::V8>::fn;
+}
+
+struct KernelTable {
+  KernelFn k[kVariantCount][3][4][3];
+  KernelTable() {
+    fill<FlatK>(kFlat);
+    fill<PersistK>(kPersist);
+    fill<Tile2dK>(kTile2d);
+    fill<GeneralK>(kGeneral);
+  }
+  template <template <InType, Fp8Format, Dims> class K>
+  void fill(int v) {
+    fill_in<K, InType::BF16>(k[v][0]);
+    fill_in<K, InType::FP16>(k[v][1]);
+    fill_in<K, InType::FP32>(k[v][2]);
+  }
+  template <template <InType, Fp8Format, Dims> class K, InType T>
+  void fill_in(KernelFn (&o)[4][3]) {
+    fill_dims<K, T, Fp8Format::E4M3FN>(o[0]);
+    fill_dims<K, T, Fp8Format::E5M2>(o[1]);
+    fill_dims<K, T, Fp8Format::E4M3FNUZ>(o[2]);
+    fill_dims<K, T, Fp8Format::E5M2FNUZ>(o[3]);
+  }
+};
+
+const KernelTable& kernels() {
+  static const KernelTable t;
+  return t;
+}
+
+// ---- process-wide and per-device caches, filled once each, thread-safely
+struct Global {
+  bool ok = false;
+  int count = 0;
+  std::string detail;
+};
+const Global& global() {
+  static const Global g = [] {
+    Global r;
+    cudaError_t e = cudaGetDeviceCount(&r.count);
+    if (e != cudaSuccess || r.count <= 0) {
+      cudaGetLastError();
+      r.count = 0;
+      r.detail = std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+      return r;
+    }
+    r.ok = true;
+    r.detail = std::to_string(r.count) + " device(s):";
+    for (int d = 0; d < r.count && d < 8; ++d) {
+      cudaDeviceProp prop;
+      if (cudaGetDeviceProperties(&prop, d) == cudaSuccess)
+        r.detail += std::string(" ") + prop.name + " (sm_" + std::to_string(prop.major * 10 + prop.minor) + ")";
+    }
+    return r;
+  }();
+  return g;
+}
+
+constexpr int kMaxDevices = 64;
+struct DeviceInfo {
+  std::once_flag once;
+  bool ok = false;
+  int arch = 0;        // SM version major*10+minor
+  int sms = 0;
+  int image_arch = 0;  // the arch of the code the driver loaded for our kernels (PDL needs >= 90)
+};
+DeviceInfo g_devices[kMaxDevices];
+
+const DeviceInfo* device_info(int dev) {
+  if (dev < 0 || dev >= kMaxDevices || dev >= global().count) return nullptr;
+  DeviceInfo& d = g_devices[dev];
+  std::call_once(d.once, [&] {
+    int major = 0, minor = 0, sms = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return;
+    }
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(dev);
+    cudaFuncAttributes fa;
+    const cudaError_t e = cudaFuncGetAttributes(&fa, kernels().k[kFlat][0][0][0]);
+    cudaSetDevice(prev);
+    if (e != cudaSuccess) {  // no image for this arch in the fat binary
+      cudaGetLastError();
+      return;
+    }
+    d.arch = major * 10 + minor;
+    d.sms = sms;
+    d.image_arch = fa.binaryVersion;
+    d.ok = true;
+  });
+  return d.ok ? &d : nullptr;
+}
+
+// ---- Backend functions
+bool probe(int* count, const char** detail) {
+  const Global& g = global();
+  *count = g.count;
+  *detail = g.detail.c_str();
+  return g.ok;
+}
+
+bool is_device_only(const void* p) {
+  cudaPointerAttributes a;
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice;
+}
+
+mlakv_status check_memory(const PackProblem& p, std::string* why) {
+  const void* ptrs[] = {p.k_nope, p.k_pe, p.v, p.k_out, p.v_out, p.k_scale_ptr, p.v_scale_ptr};
+  static const char* names[] = {"k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
+  for (int i = 0; i < 7; ++i) {
+    if (!ptrs[i]) continue;
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, ptrs[i]) != cudaSuccess) {
+      cudaGetLastError();
+      *why = std::string(names[i]) + ": cudaPointerGetAttributes failed";
+      return MLAKV_ERR_MEMORY_SPACE;
+    }
+    const bool reachable = a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ||
+                           (a.type == cudaMemoryTypeHost && a.devicePointer == ptrs[i]);
+    if (!reachable) {
+      *why = std::string(names[i]) + " is not device-accessible memory (host memory must be registered and mapped)";
+      return MLAKV_ERR_MEMORY_SPACE;
+    }
+  }
+  return MLAKV_OK;
+}
+
+Dims best_dims(const PackProblem& p, bool* any) {
+  *any = true;
+  if (dims_req_holds(DimsReq::DeepSeek, p)) return Dims::DS;
+  if (dims_req_holds(DimsReq::X16, p)) return Dims::V16;
+  if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
+  *any = false;
+  return Dims::V8;
+}
+
+mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
+  const DeviceInfo* d = device_info(p.device);
+  if (!d) {
+    *why = "CUDA device " + std::to_string(p.device) + " does not exist or has no kernel image in this build";
+    return MLAKV_ERR_DEVICE;
+  }
+  out->arch = d->arch;
+  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
+  out->row = table()->select(d->arch, p);
+  out->fallback = DispatchRow();
+  out->fallback.variant = kGeneral;
+  out->fallback.cfg.threads = 256;
+  out->fallback.note = "general path";
+  return MLAKV_OK;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
+  const DeviceInfo* d = device_info(p.device);
+  if (!d) {
+    *why = "CUDA device " + std::to_string(p.device) + " is not usable";
+    return MLAKV_ERR_DEVICE;
+  }
+  const DispatchRow& row = plan.chosen();
+  int variant = row.variant;
+  LaunchConfig cfg = row.cfg;
+  bool vec_ok = false;
+  const Dims dims = best_dims(p, &vec_ok);
+  const int vec = dims == Dims::V8 ? 8 : 16;
+  const int64_t upr = (p.d_nope + p.d_rope + p.d_v) / vec;
+  const int64_t total_units = p.rows() * upr;
+  // unit variants need vector dims and 32-bit unit indices; tile2d needs h within grid.y
+  if (variant != kGeneral && (!vec_ok || total_units >= (int64_t(1) << 31))) variant = kGeneral;
+  if (variant == kTile2d && p.h > 65535) variant = kFlat;
+
+  Params P;
+  P.k_nope = static_cast<const char*>(p.k_nope);
+  P.k_pe = static_cast<const char*>(p.k_pe);
+  P.v = static_cast<const char*>(p.v);
+  P.k_out = static_cast<uint8_t*>(p.k_out);
+  P.v_out = static_cast<uint8_t*>(p.v_out);
+  P.kn_st = p.k_nope_st; P.kn_sh = p.k_nope_sh; P.kp_st = p.k_pe_st;
+  P.v_st = p.v_st; P.v_sh = p.v_sh;
+  P.ko_st = p.k_out_st; P.ko_sh = p.k_out_sh; P.vo_st = p.v_out_st; P.vo_sh = p.v_out_sh;
+  P.s = p.s;
+  P.h = int32_t(p.h);
+  P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
+  P.un = int32_t(p.d_nope / vec); P.ur = int32_t(p.d_rope / vec); P.u = int32_t(upr);
+  P.total_units = variant == kGeneral ? 0u : uint32_t(total_units);
+  P.unroll = cfg.unroll < 1 ? 1 : (cfg.unroll > kern::kMaxUnroll ? kern::kMaxUnroll : cfg.unroll);
+  P.block = cfg.block < 1 ? 1 : cfg.block;
+  P.early = cfg.early;
+  P.k_scale = p.k_scale; P.v_scale = p.v_scale;
+  P.k_scale_ptr = p.k_scale_ptr; P.v_scale_ptr = p.v_scale_ptr;
+  if (variant != kGeneral) {
+    P.div_u = kern::FastDiv::make(uint32_t(upr));
+    P.div_h = kern::FastDiv::make(uint32_t(p.h));
+  }
+
+  const int threads = cfg.threads;
+  dim3 grid(1, 1, 1);
+  const int64_t per_block = int64_t(threads) * P.unroll;
+  switch (variant) {
+    case kFlat: grid.x = unsigned(ceil_div(total_units, per_block)); break;
+    case kPersist: {
+      const int64_t need = ceil_div(total_units, per_block);
+      const int64_t cap = int64_t(d->sms) * (cfg.waves > 0 ? cfg.waves : 1);
+      grid.x = unsigned(need < cap ? need : cap);
+      break;
+    }
+    case kTile2d: {
+      const int64_t gx = ceil_div(p.s, P.block);
+      if (gx > INT32_MAX) { variant = kGeneral; break; }
+      grid.x = unsigned(gx);
+      grid.y = unsigned(p.h);
+      break;
+    }
+    default: break;
+  }
+  if (variant == kGeneral) {
+    const int64_t total = p.rows() * (p.d_nope + p.d_rope + p.d_v);
+    const int64_t cap = int64_t(d->sms) * 8;
+    const int64_t need = ceil_div(total, threads);
+    grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
+  }
+  const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)];
+
+  cudaLaunchConfig_t lc;
+  std::memset(&lc, 0, sizeof lc);
+  lc.gridDim = grid;
+  lc.blockDim = dim3(unsigned(threads), 1, 1);
+  lc.dynamicSmemBytes = 0;
+  lc.stream = static_cast<cudaStream_t>(p.stream);
+  cudaLaunchAttribute attr[1];
+  if (plan.pdl) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = attr;
+    lc.numAttrs = 1;
+  }
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
+    cudaGetLastError();
+    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+    return MLAKV_ERR_DEVICE;
+  }
+  const cudaError_t e = cudaLaunchKernelEx(&lc, fn, P);
+  if (prev >= 0 && prev != p.device) cudaSetDevice(prev);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *why = std::string("cudaLaunchKernelEx: ") + cudaGetErrorString(e);
+    return MLAKV_ERR_LAUNCH;
+  }
+  return MLAKV_OK;
+}
+
+}  // namespace
+
+}  // namespace cuda
+
+const Backend& cuda_backend() {
+  static const Backend b = {MLAKV_BACKEND_CUDA, "cuda", true, cuda::probe, cuda::check_memory,
+                            cuda::plan, cuda::pack, cuda::table(), cuda::is_device_only};
+  return b;
+}
+
+}  // namespace mlakv

@@ -1,0 +1,67 @@
+// THE FILE THAT DECIDES THE CUDA LAUNCH CONFIGURATION: the CUDA backend's hybrid dispatch table.
+// Rows are tried top to bottom; the first whose arch range, s band, s*h band and dims requirement
+// all hold picks the kernel variant and its launch configuration (src/core/dispatch.h). Print it
+// with mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, ...) or replace it at run time with
+// mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
+//
+//   sm_90  (H100/H200): chosen from bench/ measurements on an H100, see bench/results/ and
+//          docs/perf-notes.md;
+//   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
+//          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
+//          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
+//          BLOCK * 20 units / threads, clamped to 1..4; 2-D BLOCK_S -> block); NOT measured here;
+//   others (sm_80, sm_89, sm_120): one generic flat row.
+// Every arch ends on the general path, which takes any dims and alignment.
+#include "cuda/cuda_internal.h"
+
+namespace mlakv {
+namespace cuda {
+namespace {
+
+constexpr int64_t U = kUnbounded;
+
+DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1, DimsReq dims, int variant,
+                int threads, int block, int unroll, int waves, int early, const char* note) {
+  DispatchRow r;
+  r.arch_min = a0; r.arch_max = a1;
+  r.s_min = s0; r.s_max = s1; r.sh_min = sh0; r.sh_max = sh1;
+  r.dims = dims; r.variant = variant;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early;
+  r.note = note;
+  return r;
+}
+
+std::vector<DispatchRow> builtin_rows() {
+  const DimsReq X8 = DimsReq::X8;
+  const char* h100 = "sm_90: measured on H100 (bench/results)";
+  const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
+  return {
+      // ---- sm_90 (Hopper)
+      row(90, 99, 1, U, 1, 2048, X8, kFlat, 128, 1, 1, 0, 1, h100),
+      row(90, 99, 1, U, 2049, 65536, X8, kFlat, 256, 1, 2, 0, 1, h100),
+      row(90, 99, 1, U, 65537, U, X8, kFlat, 256, 1, 4, 0, 0, h100),
+      // ---- sm_100 / sm_103 (Blackwell): s <= 8 on s alone, s > 8 on s*h
+      row(100, 109, 1, 2, 1, U, X8, kTile2d, 32, 1, 1, 0, 1, gb300),
+      row(100, 109, 3, 8, 1, U, X8, kTile2d, 64, 4, 1, 0, 1, gb300),
+      row(100, 109, 9, U, 1, 64, X8, kFlat, 32, 1, 1, 0, 1, gb300),
+      row(100, 109, 9, U, 65, 512, X8, kFlat, 128, 1, 1, 0, 1, gb300),
+      row(100, 109, 9, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, gb300),
+      row(100, 109, 9, U, 2049, 16384, X8, kFlat, 256, 1, 1, 0, 0, gb300),
+      row(100, 109, 9, U, 16385, 49152, X8, kFlat, 256, 1, 2, 0, 0, gb300),
+      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, gb300),
+      // ---- generic: sm_80, sm_89, sm_120 and anything newer
+      row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, "generic"),
+      // ---- any dims, any alignment
+      row(0, 100000, 1, U, 1, U, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, "general path"),
+  };
+}
+
+}  // namespace
+
+DispatchTable* table() {
+  static DispatchTable t({"tile2d", "flat", "persist", "general"}, builtin_rows());
+  return &t;
+}
+
+}  // namespace cuda
+}  // namespace mlakv

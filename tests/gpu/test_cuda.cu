@@ -1,0 +1,379 @@
+// GPU test suite: the CUDA backend against the reference backend, byte for byte.
+// Runs on a machine with a CUDA GPU (tools/gpu_verify.sh); skips itself where there is none.
+// Every case draws fresh random inputs (with injected edge values), poisons the outputs, runs
+// both backends and compares every byte, padding included.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <cuda_runtime.h>
+#include <doctest/doctest.h>
+#include <mlakv/mlakv.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+#define CK(x) REQUIRE_MESSAGE((x) == cudaSuccess, #x)
+
+bool g_have_gpu = false;
+uint64_t g_seed = 0x5eed;
+
+struct Dims { int64_t dn, dr, dv; };
+
+// A case: shapes, layouts and types.
+struct Case {
+  int64_t s = 1, h = 1;
+  Dims d{128, 64, 128};
+  mlakv_dtype in = MLAKV_DTYPE_BF16, out = MLAKV_DTYPE_E4M3FN;
+  bool fused_kv = true;      // k_nope and v are halves of one [s, h, dn + dv] tensor
+  bool pe3 = true;           // k_pe [s, 1, dr] (else [s, dr])
+  int64_t pad_in = 0;        // extra elements per input row (head stride) and token
+  int64_t pad_out = 0;       // extra bytes per output row and token
+  bool dev_scale = false;
+  int64_t misalign_in = 0;   // elements added to the k_nope base pointer (breaks 16 B alignment)
+  int pdl = MLAKV_PDL_AUTO;
+  float ks = 1.0f / 0.0375f, vs = 1.0f / 0.021f;
+};
+
+int esize(mlakv_dtype d) { return d == MLAKV_DTYPE_FP32 ? 4 : 2; }
+
+// Host image of one case's buffers (inputs as raw bytes), plus device copies.
+struct Buffers {
+  std::vector<uint8_t> kv, kn, vv, pe;  // inputs (kv when fused)
+  size_t ko_bytes = 0, vo_bytes = 0;
+  int64_t kn_st, kn_sh, v_st, v_sh, pe_st, ko_st, ko_sh, vo_st, vo_sh;
+};
+
+uint16_t f2bf(float f) { uint32_t u; std::memcpy(&u, &f, 4); if ((u & 0x7FFFFFFF) > 0x7F800000) return 0x7FC0; return uint16_t((u + 0x7FFF + ((u >> 16) & 1)) >> 16); }
+uint16_t f2h(float f) {  // round to nearest even fp16 (values here are in range or special)
+  uint32_t u; std::memcpy(&u, &f, 4);
+  const uint32_t sign = (u >> 16) & 0x8000; const uint32_t a = u & 0x7FFFFFFF;
+  if (a > 0x7F800000) return uint16_t(sign | 0x7E00);
+  if (a >= 0x477FF000) return uint16_t(sign | 0x7C00);
+  if (a < 0x38800000) {  // subnormal fp16
+    float af; std::memcpy(&af, &a, 4);
+    return uint16_t(sign | uint32_t(std::nearbyint(af * 16777216.0f)));
+  }
+  const uint32_t r = a + 0xFFF + ((a >> 13) & 1);
+  return uint16_t(sign | ((r >> 13) - ((127 - 15) << 10)));
+}
+
+void fill_random(std::vector<uint8_t>& buf, mlakv_dtype dt, std::mt19937_64& rng) {
+  static const float specials[] = {1000.f, -1000.f, 480.f, INFINITY, -INFINITY, NAN, -0.0f, 0.0f,
+                                   0.0009765625f, 0.00146484375f, 1.0625f, 1.1875f, 61440.f, 1e-7f, -3e-6f, 65504.f};
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::uniform_int_distribution<int> pick(0, 63);
+  const size_t n = buf.size() / size_t(esize(dt));
+  for (size_t i = 0; i < n; ++i) {
+    const int r = pick(rng);
+    // scale-aware specials: divide by ~26 so that after *ks they land near the interesting values
+    float x = r < 4 ? specials[rng() % 16] * (rng() & 1 ? 0.0375f : 1.0f) : nd(rng);
+    if (dt == MLAKV_DTYPE_FP32) { std::memcpy(&buf[i * 4], &x, 4); continue; }
+    const uint16_t hbits = dt == MLAKV_DTYPE_BF16 ? f2bf(x) : f2h(x);
+    const uint16_t raw = r == 5 ? uint16_t(rng()) : hbits;  // occasionally any bit pattern at all
+    std::memcpy(&buf[i * 2], &raw, 2);
+  }
+}
+
+mlakv_tensor t3(void* p, mlakv_dtype dt, int64_t a, int64_t b, int64_t c, int64_t sa, int64_t sb) {
+  mlakv_tensor t = MLAKV_TENSOR_INIT;
+  t.data = p; t.dtype = dt; t.ndim = 3;
+  t.shape[0] = a; t.shape[1] = b; t.shape[2] = c;
+  t.strides[0] = sa; t.strides[1] = sb; t.strides[2] = 1;
+  return t;
+}
+
+// Runs one case on CUDA and on the reference; returns the number of differing bytes.
+size_t run_case(const Case& c, std::string* desc, const char* forced_table = nullptr) {
+  std::mt19937_64 rng(g_seed++);
+  const int e = esize(c.in);
+  const int64_t dn = c.d.dn, dr = c.d.dr, dv = c.d.dv;
+  // input layout (elements)
+  const int64_t w = c.fused_kv ? dn + dv : 0;
+  const int64_t kn_sh = (c.fused_kv ? w : dn) + c.pad_in, kn_st = c.h * kn_sh + c.pad_in;
+  const int64_t v_sh = (c.fused_kv ? w : dv) + c.pad_in, v_st = c.h * v_sh + c.pad_in;
+  const int64_t pe_st = dr + c.pad_in;
+  const int64_t ko_sh = dn + dr + c.pad_out, ko_st = c.h * ko_sh + c.pad_out;
+  const int64_t vo_sh = dv + c.pad_out, vo_st = c.h * vo_sh + c.pad_out;
+  const size_t kn_n = size_t(c.s * kn_st + c.misalign_in + 8), v_n = size_t(c.s * v_st + 8), pe_n = size_t(c.s * pe_st + 8);
+  const size_t ko_n = size_t(c.s * ko_st), vo_n = size_t(c.s * vo_st);
+  std::vector<uint8_t> kn(kn_n * e), vv(c.fused_kv ? 0 : v_n * e), pe(pe_n * e);
+  fill_random(kn, c.in, rng);
+  if (!c.fused_kv) fill_random(vv, c.in, rng);
+  fill_random(pe, c.in, rng);
+
+  // device copies
+  void *d_kn, *d_v = nullptr, *d_pe, *d_ko, *d_vo, *d_sc;
+  CK(cudaMalloc(&d_kn, kn.size()));
+  if (!c.fused_kv) CK(cudaMalloc(&d_v, vv.size()));
+  CK(cudaMalloc(&d_pe, pe.size()));
+  CK(cudaMalloc(&d_ko, ko_n + 1));
+  CK(cudaMalloc(&d_vo, vo_n + 1));
+  CK(cudaMalloc(&d_sc, 8));
+  CK(cudaMemcpy(d_kn, kn.data(), kn.size(), cudaMemcpyHostToDevice));
+  if (!c.fused_kv) CK(cudaMemcpy(d_v, vv.data(), vv.size(), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(d_pe, pe.data(), pe.size(), cudaMemcpyHostToDevice));
+  CK(cudaMemset(d_ko, 0xA5, ko_n + 1));
+  CK(cudaMemset(d_vo, 0xA5, vo_n + 1));
+  const float sc[2] = {c.ks, c.vs};
+  CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
+
+  auto make = [&](void* kn_p, void* v_p, void* pe_p, void* ko, void* vo, const float* scp, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    char* knb = static_cast<char*>(kn_p) + c.misalign_in * e;
+    void* vbase = c.fused_kv ? static_cast<void*>(static_cast<char*>(kn_p) + dn * e) : v_p;
+    a.k_nope = t3(knb, c.in, c.s, c.h, dn, kn_st, kn_sh);
+    a.v = t3(vbase, c.in, c.s, c.h, dv, c.fused_kv ? kn_st : v_st, c.fused_kv ? kn_sh : v_sh);
+    if (c.pe3) a.k_pe = t3(pe_p, c.in, c.s, 1, dr, pe_st, dr);
+    else { a.k_pe = t3(pe_p, c.in, c.s, dr, 1, pe_st, 1); a.k_pe.ndim = 2; a.k_pe.strides[1] = 1; }
+    a.k_out = t3(ko, c.out, c.s, c.h, dn + dr, ko_st, ko_sh);
+    a.v_out = t3(vo, c.out, c.s, c.h, dv, vo_st, vo_sh);
+    if (c.dev_scale) { a.k_scale_inv_ptr = scp; a.v_scale_inv_ptr = scp + 1; }
+    else { a.k_scale_inv = c.ks; a.v_scale_inv = c.vs; }
+    a.backend = b;
+    a.pdl = c.pdl;
+    return a;
+  };
+  mlakv_pack_args ga = make(d_kn, d_v, d_pe, d_ko, d_vo, static_cast<const float*>(d_sc), MLAKV_BACKEND_CUDA);
+  if (forced_table) REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, forced_table) == MLAKV_OK);
+  char plan[512] = {0};
+  mlakv_pack_fp8_plan(&ga, plan, sizeof plan, nullptr);
+  *desc = plan;
+  const mlakv_status st = mlakv_pack_fp8(&ga);
+  if (forced_table) mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA);
+  REQUIRE_MESSAGE(st == MLAKV_OK, mlakv_last_error());
+  CK(cudaDeviceSynchronize());
+  std::vector<uint8_t> gk(ko_n + 1), gv(vo_n + 1);
+  CK(cudaMemcpy(gk.data(), d_ko, ko_n + 1, cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(gv.data(), d_vo, vo_n + 1, cudaMemcpyDeviceToHost));
+
+  std::vector<uint8_t> rk(ko_n + 1, 0xA5), rv(vo_n + 1, 0xA5);
+  mlakv_pack_args ra = make(kn.data(), vv.data(), pe.data(), rk.data(), rv.data(), sc, MLAKV_BACKEND_REFERENCE);
+  REQUIRE_MESSAGE(mlakv_pack_fp8(&ra) == MLAKV_OK, mlakv_last_error());
+
+  size_t bad = 0;
+  for (size_t i = 0; i < gk.size(); ++i) bad += gk[i] != rk[i];
+  for (size_t i = 0; i < gv.size(); ++i) bad += gv[i] != rv[i];
+  cudaFree(d_kn); if (d_v) cudaFree(d_v); cudaFree(d_pe); cudaFree(d_ko); cudaFree(d_vo); cudaFree(d_sc);
+  return bad;
+}
+
+void check_case(const Case& c, const char* table = nullptr) {
+  std::string plan;
+  const size_t bad = run_case(c, &plan, table);
+  INFO("case s=" << c.s << " h=" << c.h << " dims=" << c.d.dn << "," << c.d.dr << "," << c.d.dv << " in=" << c.in
+       << " out=" << c.out << " fused=" << c.fused_kv << " pe3=" << c.pe3 << " pad_in=" << c.pad_in << " pad_out="
+       << c.pad_out << " dev_scale=" << c.dev_scale << " misalign=" << c.misalign_in << " pdl=" << c.pdl
+       << " seed=" << (g_seed - 1) << " plan: " << plan);
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
+#define GPU_ONLY() if (!g_have_gpu) { MESSAGE("no CUDA device: skipped"); return; }
+
+TEST_CASE("cuda matches reference: DeepSeek dims, every dtype and format, many s and h") {
+  GPU_ONLY();
+  const int64_t ss[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 33, 64, 127, 128, 129, 384, 1000, 2048};
+  const int64_t hs[] = {1, 2, 8, 16, 32, 64, 128};
+  const mlakv_dtype ins[] = {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32};
+  const mlakv_dtype outs[] = {MLAKV_DTYPE_E4M3FN, MLAKV_DTYPE_E5M2, MLAKV_DTYPE_E4M3FNUZ, MLAKV_DTYPE_E5M2FNUZ};
+  int k = 0;
+  for (int64_t s : ss)
+    for (int64_t h : hs) {
+      Case c;
+      c.s = s; c.h = h;
+      c.in = ins[k % 3];
+      c.out = outs[(k / 3) % 4];
+      c.pe3 = k % 2;
+      c.dev_scale = (k / 2) % 2;
+      ++k;
+      if (s * h > 64 * 1024) continue;
+      check_case(c);
+    }
+  // every (in, out) pair on the hot shape
+  for (auto in : ins)
+    for (auto out : outs) {
+      Case c; c.s = 384; c.h = 16; c.in = in; c.out = out; check_case(c);
+    }
+}
+
+TEST_CASE("cuda matches reference: other dims, padded strides, separate k_nope and v") {
+  GPU_ONLY();
+  const Dims dims[] = {{64, 32, 64}, {8, 8, 8}, {96, 48, 80}, {5, 3, 7}, {128, 64, 128}, {16, 16, 32}};
+  int k = 0;
+  for (const Dims& d : dims)
+    for (int64_t s : {1, 3, 17, 129})
+      for (int64_t h : {1, 8, 128}) {
+        Case c;
+        c.d = d; c.s = s; c.h = h;
+        c.fused_kv = k % 2;
+        c.pad_in = (k % 3) * 8;
+        c.pad_out = (k % 4) * 16;
+        c.in = k % 5 == 0 ? MLAKV_DTYPE_FP16 : (k % 7 == 0 ? MLAKV_DTYPE_FP32 : MLAKV_DTYPE_BF16);
+        ++k;
+        check_case(c);
+      }
+  // paddings that break 16-byte alignment of rows: must fall back, not fault
+  for (int64_t pad : {1, 2, 3, 5}) {
+    Case c; c.s = 33; c.h = 8; c.pad_in = pad; c.pad_out = pad; check_case(c);
+  }
+}
+
+TEST_CASE("cuda: misaligned base pointers take a correct path") {
+  GPU_ONLY();
+  for (int64_t m : {1, 2, 3, 4, 7}) {
+    Case c; c.s = 64; c.h = 16; c.misalign_in = m; check_case(c);
+    c.in = MLAKV_DTYPE_FP32; check_case(c);
+  }
+}
+
+TEST_CASE("cuda: PDL on and off give the same bytes") {
+  GPU_ONLY();
+  for (int pdl : {MLAKV_PDL_AUTO, MLAKV_PDL_ON, MLAKV_PDL_OFF})
+    for (int64_t s : {1, 8, 384}) {
+      Case c; c.s = s; c.h = 128; c.pdl = pdl; c.dev_scale = true; check_case(c);
+    }
+}
+
+TEST_CASE("cuda: every variant and launch configuration is correct") {
+  GPU_ONLY();
+  const char* variants[] = {"tile2d", "flat", "persist", "general"};
+  const int threads[] = {32, 64, 128, 256, 512, 1024};
+  int k = 0;
+  for (const char* v : variants)
+    for (int th : threads)
+      for (int unroll : {1, 2, 3, 4}) {
+        const int block = 1 + (k % 5) * 3, early = k % 2, waves = 1 + k % 4;
+        ++k;
+        char table[256];
+        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d\n",
+                      v, th, block, unroll, waves, early);
+        Case c;
+        c.s = 1 + k * 7 % 300; c.h = (k % 3 == 0) ? 128 : 16;
+        c.d = (k % 4 == 0) ? Dims{64, 32, 64} : Dims{128, 64, 128};
+        c.out = (k % 5 == 0) ? MLAKV_DTYPE_E5M2 : MLAKV_DTYPE_E4M3FN;
+        check_case(c, table);
+      }
+}
+
+TEST_CASE("cuda: large sizes") {
+  GPU_ONLY();
+  { Case c; c.s = 16384; c.h = 128; check_case(c); }
+  { Case c; c.s = 32768; c.h = 16; c.dev_scale = true; check_case(c); }
+  { Case c; c.s = 4096; c.h = 128; c.in = MLAKV_DTYPE_FP32; c.out = MLAKV_DTYPE_E4M3FNUZ; check_case(c); }
+  { Case c; c.s = 8191; c.h = 32; c.d = {96, 48, 80}; c.pad_out = 16; check_case(c); }
+}
+
+TEST_CASE("cuda: graph capture and replay, device scales read at replay time") {
+  GPU_ONLY();
+  const int64_t s = 64, h = 16, dn = 128, dr = 64, dv = 128, w = dn + dv;
+  std::vector<uint16_t> kv(size_t(s * h * w)), pe(size_t(s * dr));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  for (auto& x : kv) x = f2bf(nd(rng));
+  for (auto& x : pe) x = f2bf(nd(rng));
+  void *d_kv, *d_pe, *d_k, *d_v;
+  float* d_sc;
+  CK(cudaMalloc(&d_kv, kv.size() * 2)); CK(cudaMalloc(&d_pe, pe.size() * 2));
+  CK(cudaMalloc(&d_k, size_t(s * h * (dn + dr)))); CK(cudaMalloc(&d_v, size_t(s * h * dv)));
+  CK(cudaMalloc(&d_sc, 8));
+  CK(cudaMemcpy(d_kv, kv.data(), kv.size() * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(d_pe, pe.data(), pe.size() * 2, cudaMemcpyHostToDevice));
+  auto args = [&](void* kvp, void* pep, void* k, void* v, const float* sc, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = t3(kvp, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
+    a.v = t3(static_cast<uint16_t*>(kvp) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
+    a.k_pe = t3(pep, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
+    a.k_out = t3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
+    a.v_out = t3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
+    a.k_scale_inv_ptr = sc; a.v_scale_inv_ptr = sc + 1;
+    a.backend = b;
+    return a;
+  };
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  mlakv_pack_args ga = args(d_kv, d_pe, d_k, d_v, d_sc, MLAKV_BACKEND_CUDA);
+  ga.stream = st;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < 3; ++i) REQUIRE(mlakv_pack_fp8(&ga) == MLAKV_OK);  // a PDL chain inside the graph
+  CK(cudaStreamEndCapture(st, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  for (float scale : {1.0f, 26.6f, 0.001f, 3000.0f}) {
+    const float sc[2] = {scale, scale * 0.5f};
+    CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
+    CK(cudaMemset(d_k, 0xA5, size_t(s * h * (dn + dr))));
+    CK(cudaMemset(d_v, 0xA5, size_t(s * h * dv)));
+    CK(cudaGraphLaunch(exec, st));
+    CK(cudaStreamSynchronize(st));
+    std::vector<uint8_t> gk(size_t(s * h * (dn + dr))), gv(size_t(s * h * dv)), rk(gk.size()), rv(gv.size());
+    CK(cudaMemcpy(gk.data(), d_k, gk.size(), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gv.data(), d_v, gv.size(), cudaMemcpyDeviceToHost));
+    mlakv_pack_args ra = args(kv.data(), pe.data(), rk.data(), rv.data(), sc, MLAKV_BACKEND_REFERENCE);
+    REQUIRE(mlakv_pack_fp8(&ra) == MLAKV_OK);
+    INFO("scale " << scale);
+    CHECK(gk == rk);
+    CHECK(gv == rv);
+  }
+  cudaGraphExecDestroy(exec); cudaGraphDestroy(graph); cudaStreamDestroy(st);
+  cudaFree(d_kv); cudaFree(d_pe); cudaFree(d_k); cudaFree(d_v); cudaFree(d_sc);
+}
+
+TEST_CASE("cuda: routing and memory checks") {
+  GPU_ONLY();
+  const int64_t s = 4, h = 2;
+  std::vector<uint16_t> hkv(size_t(s * h * 256), 0x3F80), hpe(size_t(s * 64), 0x3F80);
+  std::vector<uint8_t> hk(size_t(s * h * 192), 0xA5), hv(size_t(s * h * 128), 0xA5);
+  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = t3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.v = t3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.k_pe = t3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
+    a.k_out = t3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+    a.v_out = t3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+    a.backend = b;
+    return a;
+  };
+  // host memory on the CUDA backend: refused, nothing written
+  mlakv_pack_args a = args(hkv.data(), hpe.data(), hk.data(), hv.data(), MLAKV_BACKEND_CUDA);
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
+  CHECK(std::string(mlakv_last_error()).find("k_nope") != std::string::npos);
+  for (auto b : hk) REQUIRE(b == 0xA5);
+  // AUTO with host memory: the reference backend
+  a.backend = MLAKV_BACKEND_AUTO;
+  char plan[512];
+  REQUIRE(mlakv_pack_fp8_plan(&a, plan, sizeof plan, nullptr) == MLAKV_OK);
+  CHECK(std::string(plan).find("backend=reference") != std::string::npos);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(hk[0] == 0x38);
+  // AUTO with device memory: cuda; device memory on the reference backend: refused
+  void *dkv, *dpe, *dk, *dv;
+  CK(cudaMalloc(&dkv, hkv.size() * 2)); CK(cudaMalloc(&dpe, hpe.size() * 2));
+  CK(cudaMalloc(&dk, hk.size())); CK(cudaMalloc(&dv, hv.size()));
+  mlakv_pack_args d = args(dkv, dpe, dk, dv, MLAKV_BACKEND_AUTO);
+  REQUIRE(mlakv_pack_fp8_plan(&d, plan, sizeof plan, nullptr) == MLAKV_OK);
+  CHECK(std::string(plan).find("backend=cuda") != std::string::npos);
+  d.backend = MLAKV_BACKEND_REFERENCE;
+  CHECK(mlakv_pack_fp8(&d) == MLAKV_ERR_MEMORY_SPACE);
+  d.backend = MLAKV_BACKEND_CUDA;
+  d.device = 999;
+  CHECK(mlakv_pack_fp8(&d) == MLAKV_ERR_DEVICE);
+  // no sticky CUDA error left behind by any of the refusals
+  CHECK(cudaGetLastError() == cudaSuccess);
+  cudaFree(dkv); cudaFree(dpe); cudaFree(dk); cudaFree(dv);
+}
+
+int main(int argc, char** argv) {
+  int n = 0;
+  g_have_gpu = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  cudaGetLastError();
+  if (const char* s = std::getenv("MLAKV_TEST_SEED")) g_seed = std::strtoull(s, nullptr, 0);
+  else g_seed = std::random_device{}();
+  std::printf("test_cuda: seed 0x%llx (set MLAKV_TEST_SEED to repeat)\n", (unsigned long long)g_seed);
+  doctest::Context ctx(argc, argv);
+  return ctx.run();
+}
