@@ -80,6 +80,12 @@ void check(mlakv_status s, const char* what) {
 }
 
 // ---- the naive unfused baseline: concat into bf16 K, then quantize K and V
+// The launch floor of a PDL chain: an empty kernel that only waits and triggers.
+__global__ void empty_pdl() {
+  mlakv::vendor::launch_dependents();
+  mlakv::vendor::grid_dependency_wait();
+}
+
 __global__ void naive_concat(const uint16_t* kv, const uint16_t* pe, uint16_t* k, int64_t s, int64_t h) {
   const int64_t n = s * h * (DN + DR);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -251,12 +257,12 @@ int main(int argc, char** argv) {
     P.k_out = static_cast<uint8_t*>(b.k); P.v_out = static_cast<uint8_t*>(b.v);
     P.kn_sh = P.v_sh = W; P.ko_sh = DN + DR; P.vo_sh = DV;
     P.s = z.s; P.h = int32_t(z.h); P.d_nope = DN; P.d_rope = DR; P.d_v = DV;
-    P.un = 8; P.ur = 4; P.u = 20;
-    P.div_u = mlakv::kern::FastDiv::make(20); P.div_h = mlakv::kern::FastDiv::make(uint32_t(z.h));
-    P.total_units = uint32_t(z.s * z.h * 20); P.unroll = 1; P.block = 1; P.early = 1;
+    P.lanes = 16; P.un = 16; P.ur = 8; P.uv = 16;
+    P.div_l = mlakv::kern::FastDiv::make(16); P.div_h = mlakv::kern::FastDiv::make(uint32_t(z.h));
+    P.pairs = uint32_t(z.s * z.h * 16); P.block = 1; P.early = 0;
     P.k_scale_ptr = d_sc; P.v_scale_ptr = d_sc + 1;
     cudaLaunchConfig_t lc{};
-    lc.gridDim = dim3(unsigned((P.total_units + 127) / 128));
+    lc.gridDim = dim3(unsigned((P.pairs + 127) / 128));
     lc.blockDim = dim3(128);
     lc.stream = T.st;
     cudaLaunchAttribute attr[1];
@@ -265,7 +271,7 @@ int main(int argc, char** argv) {
     lc.attrs = attr;
     lc.numAttrs = prop.major >= 9 ? 1 : 0;
     auto bare = [&] {
-      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS>, P));
+      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS, 1>, P));
     };
     double h_bare = 1e9, h_mlakv = 1e9, h_trust = 1e9;
     for (int rep = 0; rep < 5; ++rep) {  // interleaved, best of 5 (host timings are noisy)
@@ -278,6 +284,38 @@ int main(int argc, char** argv) {
                 "mlakv_pack_fp8 %.3f us (+%.3f), with MLAKV_FLAG_TRUST_POINTERS %.3f us (+%.3f); bar: +0.3 us\n",
                 h_bare, h_mlakv, h_mlakv - h_bare, h_trust, h_trust - h_bare);
     std::printf("  plan: %s\n", plan);
+    // where host time goes
+    {
+      int d = 0;
+      const double t_getdev = host_us_per_call(20000, [&] { cudaGetDevice(&d); });
+      cudaPointerAttributes pa;
+      const double t_ptr = host_us_per_call(20000, [&] { cudaPointerGetAttributes(&pa, b.kv); });
+      mlakv_pack_args bad = a;
+      bad.struct_size = 0;
+      const double t_reject = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&bad); });
+      mlakv_pack_args late = a_trust;
+      late.device = 4242;  // fails in plan, after validation and routing
+      const double t_late = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&late); });
+      std::printf("  host breakdown: cudaGetDevice %.3f us, cudaPointerGetAttributes %.3f us, rejected call %.3f us, "
+                  "validated+routed (trust) call failing in plan %.3f us\n", t_getdev, t_ptr, t_reject, t_late);
+    }
+    // PDL in graphs: chains of 40 launches, with and without the attribute
+    {
+      auto chain = [&](bool pdl, bool empty) {
+        cudaLaunchConfig_t c = lc;
+        c.numAttrs = pdl ? 1 : 0;
+        if (empty) { c.gridDim = dim3(1); c.blockDim = dim3(128); }
+        return T.graph_us(40, [&](int) {
+          if (empty) CK(cudaLaunchKernelEx(&c, empty_pdl));
+          else CK(cudaLaunchKernelEx(&c, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS, 1>, P));
+        });
+      };
+      std::printf("  graph chain per launch: empty kernel PDL %.3f us / plain %.3f us; pack_flat(h=16,s=1) PDL %.3f us / plain %.3f us; "
+                  "mlakv_pack_fp8 %.3f us (trust %.3f us)\n",
+                  chain(true, true), chain(false, true), chain(true, false), chain(false, false),
+                  T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }),
+                  T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }));
+    }
     std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w");
     if (jf) {
       std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f}\n", h_bare, h_mlakv, h_trust);

@@ -119,12 +119,46 @@ int64_t gcd64(int64_t a, int64_t b) {
   return a;
 }
 
-// True when no byte belongs to both. Exact when the spans are disjoint; otherwise proves
-// disjointness modulo the common period of both tensors' row strides (e.g. k_out and v_out
-// interleaved as two parts of one [s, h, D_k + D_v] buffer), and reports overlap if it cannot.
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// Exact test for two tensors with the same row lattice (same extents and strides), e.g. k_out and
+// v_out as two parts of one [s, h, D_k + D_v] buffer, padded or not: a byte is shared iff some
+// lattice difference di*S + dj*s (|di| < N, |dj| < n) lies in (-len_b - d, len_a - d), where d is
+// the distance between the bases. Returns 1 disjoint, 0 overlapping, -1 not this case.
+int same_lattice_disjoint(const Rows& a, const Rows& b) {
+  if (a.n_t != b.n_t || a.n_h != b.n_h || a.st != b.st || a.sh != b.sh) return -1;
+  int64_t S = a.n_t > 1 ? a.st : 0, N = a.n_t, s = a.n_h > 1 ? a.sh : 0, n = a.n_h;
+  if (s > S) { std::swap(S, s); std::swap(N, n); }  // S: the outer (larger) stride
+  const int64_t d = int64_t(b.base - a.base);       // |d| < both spans here
+  const int64_t lo = -b.row_bytes - d, hi = a.row_bytes - d;  // open interval
+  int64_t di_lo = 0, di_hi = 0;
+  if (S > 0) {
+    di_lo = std::max<int64_t>(-(N - 1), floor_div(lo - (n - 1) * s, S));
+    di_hi = std::min<int64_t>(N - 1, floor_div(hi + (n - 1) * s, S) + 1);
+    if (di_hi - di_lo > 64) return 0;  // not worth enumerating: call it overlap
+  }
+  for (int64_t di = di_lo; di <= di_hi; ++di) {
+    const int64_t base = di * S;
+    if (s == 0) {
+      if (lo < base && base < hi) return 0;
+      continue;
+    }
+    // dj with lo < base + dj*s < hi
+    const int64_t dj_lo = std::max<int64_t>(-(n - 1), floor_div(lo - base, s) + 1);
+    const int64_t dj_hi = std::min<int64_t>(n - 1, -floor_div(-(hi - base), s) - 1);
+    if (dj_lo <= dj_hi) return 0;
+  }
+  return 1;
+}
+
+// True when no byte belongs to both. Exact when the spans are disjoint or the two share one row
+// lattice; otherwise proves disjointness modulo the common period of both tensors' row strides,
+// and reports overlap if it cannot.
 bool disjoint(const Rows& a, const Rows& b) {
   if (a.span == 0 || b.span == 0) return true;
   if (a.base + uint64_t(a.span) <= b.base || b.base + uint64_t(b.span) <= a.base) return true;
+  const int same = same_lattice_disjoint(a, b);
+  if (same >= 0) return same == 1;
   int64_t p = 0;
   if (a.n_t > 1) p = gcd64(p, a.st);
   if (a.n_h > 1) p = gcd64(p, a.sh);

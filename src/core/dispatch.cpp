@@ -21,12 +21,12 @@ static bool aligned(const void* p, int64_t a) { return (reinterpret_cast<uintptr
 
 bool dims_req_holds(DimsReq r, const PackProblem& p) {
   if (r == DimsReq::Any) return true;
-  const int64_t vec = r == DimsReq::X8 ? 8 : 16;  // elements per vector unit
+  const int64_t vec = r == DimsReq::X16 ? 16 : 8;  // elements per vector unit (DeepSeek: 8)
   if (p.d_nope % vec || p.d_rope % vec || p.d_v % vec) return false;
   if (r == DimsReq::DeepSeek && !(p.d_nope == 128 && p.d_rope == 64 && p.d_v == 128)) return false;
   const int64_t e = in_type_size(p.in_type);
   const int64_t in_align = 16;                    // input vectors are loaded 16 bytes at a time
-  const int64_t out_align = vec;                  // one fp8 byte per element
+  const int64_t out_align = vec;                  // one fp8 byte per element: 8-byte stores
   // every row start: base + t*st + h*sh (elements) must keep the alignment
   auto in_ok = [&](const void* base, int64_t st, int64_t sh) {
     return aligned(base, in_align) && (st * e) % in_align == 0 && (sh * e) % in_align == 0;

@@ -22,7 +22,7 @@ enum class DimsReq : int {
   Any = 0,       // every shape and stride (the general path)
   X8 = 1,        // all head dims multiples of 8, every row start 16-byte aligned on input, 8 on output
   X16 = 2,       // multiples of 16; input rows 16-byte aligned, output rows 16-byte aligned
-  DeepSeek = 3,  // X16 and (D_nope, D_rope, D_v) = (128, 64, 128): compile-time dims
+  DeepSeek = 3,  // X8 and (D_nope, D_rope, D_v) = (128, 64, 128): compile-time dims
 };
 const char* dims_req_name(DimsReq r);
 

@@ -21,46 +21,49 @@ using kern::Dims;
 using kern::Params;
 using KernelFn = void (*)(Params);
 
-// ---- kernel instances: [variant][input type][format][dims]; general ignores dims
-template <template <InType, Fp8Format, Dims> class K>
-struct Instances;
+// ---- kernel instances: [variant][input type][format][dims][unroll 1/2/4]; general ignores the last two
+constexpr int kUnrolls[3] = {1, 2, 4};
 
-template <InType T, Fp8Format F, Dims D>
-struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D>; };
-template <InType T, Fp8Format F, Dims D>
-struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D>; };
-template <InType T, Fp8Format F, Dims D>
-struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D>; };
-template <InType T, Fp8Format F, Dims D>
+template <InType T, Fp8Format F, Dims D, int U>
+struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D, U>; };
+template <InType T, Fp8Format F, Dims D, int U>
+struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D, U>; };
+template <InType T, Fp8Format F, Dims D, int U>
+struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U>; };
+template <InType T, Fp8Format F, Dims D, int U>
 struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
 
-template <template <InType, Fp8Format, Dims> class K, InType T, Fp8Format F>
-constexpr void fill_dims(KernelFn (&out)[3]) {
-  out[0] = K<T, F, Dims::DS>::fn;
-  out[1] = K<T, F, Dims::V16>::fn;
-  out[2] = K<T, F, Dims::V8>::fn;
-}
-
 struct KernelTable {
-  KernelFn k[kVariantCount][3][4][3];
+  KernelFn k[kVariantCount][3][4][2][3];
   KernelTable() {
     fill<FlatK>(kFlat);
     fill<PersistK>(kPersist);
     fill<Tile2dK>(kTile2d);
     fill<GeneralK>(kGeneral);
   }
-  template <template <InType, Fp8Format, Dims> class K>
+  template <template <InType, Fp8Format, Dims, int> class K>
   void fill(int v) {
-    fill_in<K, InType::BF16>(k[v][0]);
-    fill_in<K, InType::FP16>(k[v][1]);
-    fill_in<K, InType::FP32>(k[v][2]);
+    fill_t<K, InType::BF16>(k[v][0]);
+    fill_t<K, InType::FP16>(k[v][1]);
+    fill_t<K, InType::FP32>(k[v][2]);
   }
-  template <template <InType, Fp8Format, Dims> class K, InType T>
-  void fill_in(KernelFn (&o)[4][3]) {
-    fill_dims<K, T, Fp8Format::E4M3FN>(o[0]);
-    fill_dims<K, T, Fp8Format::E5M2>(o[1]);
-    fill_dims<K, T, Fp8Format::E4M3FNUZ>(o[2]);
-    fill_dims<K, T, Fp8Format::E5M2FNUZ>(o[3]);
+  template <template <InType, Fp8Format, Dims, int> class K, InType T>
+  void fill_t(KernelFn (&o)[4][2][3]) {
+    fill_f<K, T, Fp8Format::E4M3FN>(o[0]);
+    fill_f<K, T, Fp8Format::E5M2>(o[1]);
+    fill_f<K, T, Fp8Format::E4M3FNUZ>(o[2]);
+    fill_f<K, T, Fp8Format::E5M2FNUZ>(o[3]);
+  }
+  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F>
+  void fill_f(KernelFn (&o)[2][3]) {
+    fill_d<K, T, F, Dims::DS>(o[0]);
+    fill_d<K, T, F, Dims::V8>(o[1]);
+  }
+  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D>
+  void fill_d(KernelFn (&o)[3]) {
+    o[0] = K<T, F, D, 1>::fn;
+    o[1] = K<T, F, D, 2>::fn;
+    o[2] = K<T, F, D, 4>::fn;
   }
 };
 
@@ -98,8 +101,10 @@ const Global& global() {
 }
 
 constexpr int kMaxDevices = 64;
+constexpr int kKernelSlots = kVariantCount * 3 * 4 * 2 * 3;
 struct DeviceInfo {
   std::once_flag once;
+  std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
   int arch = 0;        // SM version major*10+minor
   int sms = 0;
@@ -107,7 +112,7 @@ struct DeviceInfo {
 };
 DeviceInfo g_devices[kMaxDevices];
 
-const DeviceInfo* device_info(int dev) {
+DeviceInfo* device_info(int dev) {
   if (dev < 0 || dev >= kMaxDevices || dev >= global().count) return nullptr;
   DeviceInfo& d = g_devices[dev];
   std::call_once(d.once, [&] {
@@ -122,7 +127,7 @@ const DeviceInfo* device_info(int dev) {
     cudaGetDevice(&prev);
     cudaSetDevice(dev);
     cudaFuncAttributes fa;
-    const cudaError_t e = cudaFuncGetAttributes(&fa, kernels().k[kFlat][0][0][0]);
+    const cudaError_t e = cudaFuncGetAttributes(&fa, kernels().k[kFlat][0][0][0][0]);
     cudaSetDevice(prev);
     if (e != cudaSuccess) {  // no image for this arch in the fat binary
       cudaGetLastError();
@@ -177,7 +182,6 @@ mlakv_status check_memory(const PackProblem& p, std::string* why) {
 Dims best_dims(const PackProblem& p, bool* any) {
   *any = true;
   if (dims_req_holds(DimsReq::DeepSeek, p)) return Dims::DS;
-  if (dims_req_holds(DimsReq::X16, p)) return Dims::V16;
   if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
   *any = false;
   return Dims::V8;
@@ -201,23 +205,46 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The most threads a block of this kernel can have on this device (registers decide), asked once.
+int max_threads(DeviceInfo* d, int slot, KernelFn fn) {
+  int m = d->max_threads[slot].load(std::memory_order_relaxed);
+  if (m) return m;
+  cudaFuncAttributes fa;
+  m = cudaFuncGetAttributes(&fa, fn) == cudaSuccess ? fa.maxThreadsPerBlock : 256;
+  cudaGetLastError();
+  d->max_threads[slot].store(m, std::memory_order_relaxed);
+  return m;
+}
+
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
-  const DeviceInfo* d = device_info(p.device);
+  DeviceInfo* d = device_info(p.device);
   if (!d) {
     *why = "CUDA device " + std::to_string(p.device) + " is not usable";
     return MLAKV_ERR_DEVICE;
   }
+  // launch on p.device, restoring the caller's device (of this library's runtime) afterwards
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
+    cudaGetLastError();
+    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+    return MLAKV_ERR_DEVICE;
+  }
   const DispatchRow& row = plan.chosen();
   int variant = row.variant;
-  LaunchConfig cfg = row.cfg;
+  const LaunchConfig& cfg = row.cfg;
   bool vec_ok = false;
   const Dims dims = best_dims(p, &vec_ok);
-  const int vec = dims == Dims::V8 ? 8 : 16;
-  const int64_t upr = (p.d_nope + p.d_rope + p.d_v) / vec;
-  const int64_t total_units = p.rows() * upr;
-  // unit variants need vector dims and 32-bit unit indices; tile2d needs h within grid.y
-  if (variant != kGeneral && (!vec_ok || total_units >= (int64_t(1) << 31))) variant = kGeneral;
-  if (variant == kTile2d && p.h > 65535) variant = kFlat;
+  const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
+  const int64_t lanes = un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur);
+  const int64_t pairs = p.rows() * lanes;
+  // vector variants need dims multiple of 8 (aligned) and 32-bit pair indices; tile2d needs h
+  // within grid.y and the token blocks within grid.x
+  if (variant != kGeneral && (!vec_ok || pairs >= (int64_t(1) << 31))) variant = kGeneral;
+  if (variant == kTile2d && (p.h > 65535 || ceil_div(p.s, cfg.block < 1 ? 1 : cfg.block) > INT32_MAX))
+    variant = kGeneral;
+  const int ui = cfg.unroll >= 4 ? 2 : (cfg.unroll >= 2 ? 1 : 0);
+  const int unroll = kUnrolls[ui];
 
   Params P;
   P.k_nope = static_cast<const char*>(p.k_nope);
@@ -228,49 +255,43 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   P.kn_st = p.k_nope_st; P.kn_sh = p.k_nope_sh; P.kp_st = p.k_pe_st;
   P.v_st = p.v_st; P.v_sh = p.v_sh;
   P.ko_st = p.k_out_st; P.ko_sh = p.k_out_sh; P.vo_st = p.v_out_st; P.vo_sh = p.v_out_sh;
-  P.s = p.s;
+  P.k_scale_ptr = p.k_scale_ptr; P.v_scale_ptr = p.v_scale_ptr;
+  P.k_scale = p.k_scale; P.v_scale = p.v_scale;
+  P.pairs = variant == kGeneral ? 0u : uint32_t(pairs);
   P.h = int32_t(p.h);
-  P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
-  P.un = int32_t(p.d_nope / vec); P.ur = int32_t(p.d_rope / vec); P.u = int32_t(upr);
-  P.total_units = variant == kGeneral ? 0u : uint32_t(total_units);
-  P.unroll = cfg.unroll < 1 ? 1 : (cfg.unroll > kern::kMaxUnroll ? kern::kMaxUnroll : cfg.unroll);
+  P.lanes = int32_t(lanes); P.un = int32_t(un); P.ur = int32_t(ur); P.uv = int32_t(uv);
+  if (variant != kGeneral) {
+    P.div_h = kern::FastDiv::make(uint32_t(p.h));
+    P.div_l = kern::FastDiv::make(uint32_t(lanes));
+  }
   P.block = cfg.block < 1 ? 1 : cfg.block;
   P.early = cfg.early;
-  P.k_scale = p.k_scale; P.v_scale = p.v_scale;
-  P.k_scale_ptr = p.k_scale_ptr; P.v_scale_ptr = p.v_scale_ptr;
-  if (variant != kGeneral) {
-    P.div_u = kern::FastDiv::make(uint32_t(upr));
-    P.div_h = kern::FastDiv::make(uint32_t(p.h));
-  }
+  P.s = p.s;
+  P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
 
-  const int threads = cfg.threads;
+  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * 2 + int(dims)) * 3 + ui;
+  const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui];
+  // a table may ask for more threads than this kernel's registers allow: clamp (multiple of 32)
+  const int cap = max_threads(d, slot, fn) & ~31;
+  const int threads = cfg.threads < cap ? cfg.threads : cap;
   dim3 grid(1, 1, 1);
-  const int64_t per_block = int64_t(threads) * P.unroll;
+  const int64_t per_block = int64_t(threads) * unroll;
   switch (variant) {
-    case kFlat: grid.x = unsigned(ceil_div(total_units, per_block)); break;
+    case kFlat: grid.x = unsigned(ceil_div(pairs, per_block)); break;
     case kPersist: {
-      const int64_t need = ceil_div(total_units, per_block);
+      const int64_t need = ceil_div(pairs, per_block);
       const int64_t cap = int64_t(d->sms) * (cfg.waves > 0 ? cfg.waves : 1);
       grid.x = unsigned(need < cap ? need : cap);
       break;
     }
-    case kTile2d: {
-      const int64_t gx = ceil_div(p.s, P.block);
-      if (gx > INT32_MAX) { variant = kGeneral; break; }
-      grid.x = unsigned(gx);
-      grid.y = unsigned(p.h);
-      break;
+    case kTile2d: grid = dim3(unsigned(ceil_div(p.s, P.block)), unsigned(p.h), 1); break;
+    default: {
+      const int64_t total = p.rows() * (p.d_nope + p.d_rope + p.d_v);
+      const int64_t cap = int64_t(d->sms) * 8;
+      const int64_t need = ceil_div(total, threads);
+      grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
     }
-    default: break;
   }
-  if (variant == kGeneral) {
-    const int64_t total = p.rows() * (p.d_nope + p.d_rope + p.d_v);
-    const int64_t cap = int64_t(d->sms) * 8;
-    const int64_t need = ceil_div(total, threads);
-    grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
-  }
-  const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)];
-
   cudaLaunchConfig_t lc;
   std::memset(&lc, 0, sizeof lc);
   lc.gridDim = grid;
@@ -283,13 +304,6 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     lc.attrs = attr;
     lc.numAttrs = 1;
-  }
-  int prev = -1;
-  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
-    cudaGetLastError();
-    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
-    return MLAKV_ERR_DEVICE;
   }
   const cudaError_t e = cudaLaunchKernelEx(&lc, fn, P);
   if (prev >= 0 && prev != p.device) cudaSetDevice(prev);

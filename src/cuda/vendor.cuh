@@ -50,8 +50,14 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
   return uint32_t(encode_fp8<F>(lo)) | (uint32_t(encode_fp8<F>(hi)) << 8);
 }
 
-// Read-only 16-byte load through the non-coherent path (inputs are never written by the kernel).
-MLAKV_DEVICE uint4 load16(const void* p) { return __ldg(static_cast<const uint4*>(p)); }
+// 16-byte load of an input (never written by the kernel).
+MLAKV_DEVICE uint4 load16(const void* p) {
+#ifdef MLAKV_NC_LOADS
+  return __ldg(static_cast<const uint4*>(p));
+#else
+  return *static_cast<const uint4*>(p);
+#endif
+}
 MLAKV_DEVICE void store16(void* p, uint4 v) { *static_cast<uint4*>(p) = v; }
 MLAKV_DEVICE void store8(void* p, uint2 v) { *static_cast<uint2*>(p) = v; }
 

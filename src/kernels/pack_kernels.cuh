@@ -3,16 +3,14 @@
 // {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16, store16,
 // store8, umulhi}.
 //
-// Work is cut into "units": VEC consecutive elements of one row segment (k_nope, k_pe or v of
-// one (token, head) pair), read with 16-byte loads and written with one 16- or 8-byte store.
-// A row has U = (D_nope + D_rope + D_v) / VEC units; unit u < UN is k_nope, u < UN + UR is
-// the token's k_pe (read again for every head: it stays in L1/L2, DRAM sees it once), the rest
-// is v. The variants differ only in how units are handed to threads:
+// The variants differ only in how (row, lane) pairs (below) are handed to threads:
 //   tile2d  - grid (token blocks, heads): a block owns `block` tokens of one head (upstream's
 //             2-D shape for tiny s);
-//   flat    - 1-D grid over all s*h*U units, `threads * unroll` per block;
-//   persist - flat's mapping with a grid of (SMs x waves) blocks striding over the chunks;
+//   flat    - 1-D grid over all s*h*L pairs, `threads * unroll` per block;
+//   persist - flat's numbering with a grid of (SMs x waves) blocks striding over it;
 //   general - one element per thread, 64-bit indices: any dims, any alignment.
+// k_pe is read by every head's row of a token; after the first it comes from L1/L2, so DRAM
+// sees it once per token.
 #pragma once
 #include <stdint.h>
 
@@ -36,39 +34,51 @@ struct FastDiv {
   MLAKV_DEVICE uint32_t div(uint32_t n) const { return (vendor::umulhi(n, m) + n) >> s; }
 };
 
-enum class Dims : int { DS = 0, V16 = 1, V8 = 2 };
+// DS: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8.
+// Both use 8-element units: 16-byte loads (bf16/fp16) that a warp issues over 512 contiguous
+// bytes, and 8-byte stores over 256 contiguous bytes (16-element units with two 16-byte loads
+// per thread touch each sector twice and measured slower, docs/perf-notes.md).
+// DS: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8.
+enum class Dims : int { DS = 0, V8 = 1 };
 
+// Work is cut into (row, lane) pairs: a row is one (token, head), and lane j of a row converts
+// chunk j (8 elements) of each segment that has one: k_nope[t, h, 8j:8j+8], k_pe[t, 8j:8j+8]
+// and v[t, h, 8j:8j+8]. A row has L = max(chunks of k_nope, k_pe, v) lanes (16 for DS), so the
+// lanes of a warp read 16-byte pieces of a few contiguous rows and every thread does the same
+// straight-line work (no branch on which segment it is in; missing chunks are predicated off).
+// Each thread takes UNROLL (row, lane) pairs and issues all their loads before converting.
 struct Params {
+  // read by every thread of the vector variants: kept together at the front of the parameter block
   const char* k_nope;
   const char* k_pe;
   const char* v;
   uint8_t* k_out;
   uint8_t* v_out;
-  // strides in elements
-  int64_t kn_st, kn_sh, kp_st, v_st, v_sh, ko_st, ko_sh, vo_st, vo_sh;
-  int64_t s;
-  int32_t h, d_nope, d_rope, d_v;
-  int32_t un, ur, u;  // units: k_nope, k_pe, whole row
-  FastDiv div_u, div_h;
-  uint32_t total_units;  // s * h * u (< 2^31 for the unit variants)
-  int32_t unroll;        // units per thread (1..kMaxUnroll)
-  int32_t block;         // tile2d: tokens per block
-  int32_t early;         // PDL trigger at the start (1) or after the stores (0)
-  float k_scale, v_scale;
+  int64_t kn_st, kn_sh, kp_st, v_st, v_sh, ko_st, ko_sh, vo_st, vo_sh;  // strides in elements
   const float* k_scale_ptr;
   const float* v_scale_ptr;
+  float k_scale, v_scale;
+  uint32_t pairs;   // rows * lanes (< 2^31 for the vector variants)
+  int32_t h;
+  FastDiv div_h;    // row -> token
+  FastDiv div_l;    // pair -> row (V8; DS divides by a constant)
+  int32_t lanes, un, ur, uv;  // V8: lanes per row and chunks per segment
+  int32_t block;    // tile2d: tokens per block
+  int32_t early;    // PDL trigger at the start (1) or after the stores (0)
+  // the general path
+  int64_t s;
+  int32_t d_nope, d_rope, d_v;
 };
 
-constexpr int kMaxUnroll = 4;
-
 template <Dims D>
-struct DimsT {
-  static constexpr int VEC = D == Dims::V8 ? 8 : 16;
+struct DimsT {  // compile-time chunk counts for DS
+  static constexpr int UN = 16, UR = 8, UV = 16, L = 16, DN = 128;
 };
 
 template <InType T>
 struct Elem {
   static constexpr int size = T == InType::FP32 ? 4 : 2;
+  static constexpr int words = size / 2;  // 16-byte words per 8-element chunk
 };
 
 template <InType T>
@@ -77,74 +87,40 @@ MLAKV_DEVICE float widen(uint32_t word, int half) {
   return vendor::half_bits_to_float(uint16_t(half ? (word >> 16) : (word & 0xFFFFu)));
 }
 
-template <Dims D>
-MLAKV_DEVICE int units_nope(const Params& P) { return D == Dims::DS ? 8 : P.un; }
-template <Dims D>
-MLAKV_DEVICE int units_rope(const Params& P) { return D == Dims::DS ? 4 : P.ur; }
-template <Dims D>
-MLAKV_DEVICE uint32_t units_row(const Params& P) { return D == Dims::DS ? 20u : uint32_t(P.u); }
-
-// Where unit u of row (t, hh) reads and writes, and which scale it uses.
-template <InType T, Dims D>
-MLAKV_DEVICE void locate(const Params& P, int64_t t, int64_t hh, int u, const char** src, uint8_t** dst,
-                         bool* is_v) {
-  constexpr int VEC = DimsT<D>::VEC;
-  constexpr int E = Elem<T>::size;
-  const int un = units_nope<D>(P), ur = units_rope<D>(P);
-  const int dn = D == Dims::DS ? 128 : P.d_nope;
-  if (u < un) {
-    *src = P.k_nope + (t * P.kn_st + hh * P.kn_sh + int64_t(u) * VEC) * E;
-    *dst = P.k_out + t * P.ko_st + hh * P.ko_sh + u * VEC;
-    *is_v = false;
-  } else if (u < un + ur) {
-    const int c = u - un;
-    *src = P.k_pe + (t * P.kp_st + int64_t(c) * VEC) * E;
-    *dst = P.k_out + t * P.ko_st + hh * P.ko_sh + dn + c * VEC;
-    *is_v = false;
-  } else {
-    const int c = u - un - ur;
-    *src = P.v + (t * P.v_st + hh * P.v_sh + int64_t(c) * VEC) * E;
-    *dst = P.v_out + t * P.vo_st + hh * P.vo_sh + c * VEC;
-    *is_v = true;
-  }
-}
-
-// Loads of one unit: VEC elements = VEC*E bytes = NL 16-byte words.
-template <InType T, Dims D>
-struct Unit {
-  static constexpr int VEC = DimsT<D>::VEC;
-  static constexpr int NL = VEC * Elem<T>::size / 16;
-  uint4 w[NL];
+template <InType T>
+struct Chunk {  // 8 input elements
+  uint4 w[Elem<T>::words];
 };
 
-template <InType T, Fp8Format F, Dims D>
-MLAKV_DEVICE void convert_store(const Unit<T, D>& in, uint8_t* dst, float m) {
-  constexpr int VEC = DimsT<D>::VEC;
-  uint32_t out[VEC / 4];
+template <InType T>
+MLAKV_DEVICE void load_chunk(Chunk<T>* c, const char* src) {
+#pragma unroll
+  for (int j = 0; j < Elem<T>::words; ++j) c->w[j] = vendor::load16(src + 16 * j);
+}
+
+// 8 elements -> 8 fp8 bytes, one 8-byte store.
+template <InType T, Fp8Format F>
+MLAKV_DEVICE void convert_store(const Chunk<T>& c, uint8_t* dst, float m) {
+  uint32_t out[2];
   if (T == InType::FP32) {
 #pragma unroll
-    for (int j = 0; j < Unit<T, D>::NL; ++j) {
-      const uint4 q = in.w[j];
+    for (int j = 0; j < 2; ++j) {
+      const uint4 q = c.w[j];
       const uint32_t lo = vendor::encode2<F>(scale_mul(bits_f32(q.x), m), scale_mul(bits_f32(q.y), m));
       const uint32_t hi = vendor::encode2<F>(scale_mul(bits_f32(q.z), m), scale_mul(bits_f32(q.w), m));
       out[j] = lo | (hi << 16);
     }
   } else {
+    const uint32_t words[4] = {c.w[0].x, c.w[0].y, c.w[0].z, c.w[0].w};
 #pragma unroll
-    for (int j = 0; j < Unit<T, D>::NL; ++j) {
-      const uint4 q = in.w[j];
-      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-      for (int k = 0; k < 2; ++k) {
-        const uint32_t a = words[2 * k], b = words[2 * k + 1];
-        const uint32_t lo = vendor::encode2<F>(scale_mul(widen<T>(a, 0), m), scale_mul(widen<T>(a, 1), m));
-        const uint32_t hi = vendor::encode2<F>(scale_mul(widen<T>(b, 0), m), scale_mul(widen<T>(b, 1), m));
-        out[2 * j + k] = lo | (hi << 16);
-      }
+    for (int k = 0; k < 2; ++k) {
+      const uint32_t a = words[2 * k], b = words[2 * k + 1];
+      const uint32_t lo = vendor::encode2<F>(scale_mul(widen<T>(a, 0), m), scale_mul(widen<T>(a, 1), m));
+      const uint32_t hi = vendor::encode2<F>(scale_mul(widen<T>(b, 0), m), scale_mul(widen<T>(b, 1), m));
+      out[k] = lo | (hi << 16);
     }
   }
-  if (VEC == 16) vendor::store16(dst, make_uint4(out[0], out[1], out[2], out[3]));
-  else vendor::store8(dst, make_uint2(out[0], out[1]));
+  vendor::store8(dst, make_uint2(out[0], out[1]));
 }
 
 MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
@@ -152,106 +128,145 @@ MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
   *vs = P.v_scale_ptr ? *P.v_scale_ptr : P.v_scale;
 }
 
-// Up to kMaxUnroll units per thread: all loads are issued before the first conversion.
-// unit(i) gives the i-th unit's (token, head, u) or returns false when it is past the end.
-template <InType T, Fp8Format F, Dims D, class UnitAt>
-MLAKV_DEVICE void run_units(const Params& P, float ks, float vs, UnitAt unit_at) {
-  Unit<T, D> in[kMaxUnroll];
-  uint8_t* dst[kMaxUnroll];
-  bool isv[kMaxUnroll], ok[kMaxUnroll];
+template <Dims D>
+MLAKV_DEVICE int lanes_of(const Params& P) { return D == Dims::DS ? DimsT<D>::L : P.lanes; }
+
+// The (row, lane) pairs of one thread, loaded together, then converted and stored. Addresses
+// are computed first and `ready()` is called just before the first global load: the kernels pass
+// the PDL wait there, so reading the launch parameters and the index arithmetic overlap the
+// previous kernel's tail instead of following it. ready() also returns the scales (read after
+// the wait: a device-memory scale may be written by the previous kernel).
+template <InType T, Fp8Format F, Dims D, int UNROLL, class PairAt, class Ready>
+MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
+  constexpr int E = Elem<T>::size;
+  const int un = D == Dims::DS ? DimsT<D>::UN : P.un;
+  const int ur = D == Dims::DS ? DimsT<D>::UR : P.ur;
+  const int uv = D == Dims::DS ? DimsT<D>::UV : P.uv;
+  const int dn = D == Dims::DS ? DimsT<D>::DN : P.d_nope;
+  const char* s_kn[UNROLL];
+  const char* s_pe[UNROLL];
+  const char* s_v[UNROLL];
+  uint8_t* ko[UNROLL];
+  uint8_t* vo[UNROLL];
+  bool has_kn[UNROLL], has_pe[UNROLL], has_v[UNROLL];
 #pragma unroll
-  for (int i = 0; i < kMaxUnroll; ++i) {
+  for (int i = 0; i < UNROLL; ++i) {
     int64_t t = 0, hh = 0;
-    int u = 0;
-    ok[i] = i < P.unroll && unit_at(i, &t, &hh, &u);
-    if (ok[i]) {
-      const char* src;
-      locate<T, D>(P, t, hh, u, &src, &dst[i], &isv[i]);
+    int lane = 0;
+    const bool ok = pair_at(i, &t, &hh, &lane);
+    has_kn[i] = ok && lane < un;
+    has_pe[i] = ok && lane < ur;
+    has_v[i] = ok && lane < uv;
+    const int64_t c = int64_t(lane) * 8;
+    ko[i] = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+    vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
+    s_kn[i] = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
+    s_pe[i] = P.k_pe + (t * P.kp_st + c) * E;
+    s_v[i] = P.v + (t * P.v_st + hh * P.v_sh + c) * E;
+  }
+  float ks, vs;
+  ready(&ks, &vs);
+  Chunk<T> kn[UNROLL], pe[UNROLL], vv[UNROLL];
 #pragma unroll
-      for (int j = 0; j < Unit<T, D>::NL; ++j) in[i].w[j] = vendor::load16(src + 16 * j);
-    }
+  for (int i = 0; i < UNROLL; ++i) {
+    if (has_kn[i]) load_chunk<T>(&kn[i], s_kn[i]);
+    if (has_pe[i]) load_chunk<T>(&pe[i], s_pe[i]);
+    if (has_v[i]) load_chunk<T>(&vv[i], s_v[i]);
   }
 #pragma unroll
-  for (int i = 0; i < kMaxUnroll; ++i)
-    if (ok[i]) convert_store<T, F, D>(in[i], dst[i], isv[i] ? vs : ks);
+  for (int i = 0; i < UNROLL; ++i) {
+    if (has_kn[i]) convert_store<T, F>(kn[i], ko[i], ks);
+    if (has_pe[i]) convert_store<T, F>(pe[i], ko[i] + dn, ks);
+    if (has_v[i]) convert_store<T, F>(vv[i], vo[i], vs);
+  }
 }
 
-// Flat mapping of a global unit index g to (token, head, u).
+// PDL entry: optionally let the next kernel launch now, then wait for the previous one.
+MLAKV_DEVICE void pdl_enter(const Params& P, float* ks, float* vs) {
+  if (P.early) vendor::launch_dependents();
+  vendor::grid_dependency_wait();
+  read_scales(P, ks, vs);
+}
+MLAKV_DEVICE void pdl_exit(const Params& P) {
+  if (!P.early) vendor::launch_dependents();
+}
+
+// Flat numbering of (row, lane) pairs: pair g = row * L + lane, row = token * h + head.
 template <Dims D>
-MLAKV_DEVICE bool flat_unit(const Params& P, uint32_t g, int64_t* t, int64_t* hh, int* u) {
-  if (g >= P.total_units) return false;
-  const uint32_t U = units_row<D>(P);
-  const uint32_t row = D == Dims::DS ? g / 20u : P.div_u.div(g);
-  *u = int(g - row * U);
+MLAKV_DEVICE bool flat_pair(const Params& P, uint32_t g, int64_t* t, int64_t* hh, int* lane) {
+  const uint32_t L = uint32_t(lanes_of<D>(P));
+  const uint32_t row = D == Dims::DS ? g / uint32_t(DimsT<D>::L) : P.div_l.div(g);
+  *lane = int(g - row * L);
   const uint32_t tt = P.div_h.div(row);
   *t = tt;
   *hh = row - tt * uint32_t(P.h);
-  return true;
+  return g < P.pairs;
 }
 
-template <InType T, Fp8Format F, Dims D>
+template <InType T, Fp8Format F, Dims D, int UNROLL>
 __global__ void pack_flat(const Params P) {
-  if (P.early) vendor::launch_dependents();
-  vendor::grid_dependency_wait();
-  float ks, vs;
-  read_scales(P, &ks, &vs);
-  const uint32_t base = blockIdx.x * blockDim.x * uint32_t(P.unroll) + threadIdx.x;
-  run_units<T, F, D>(P, ks, vs, [&](int i, int64_t* t, int64_t* hh, int* u) {
-    return flat_unit<D>(P, base + uint32_t(i) * blockDim.x, t, hh, u);
-  });
-  if (!P.early) vendor::launch_dependents();
+  const uint32_t base = blockIdx.x * blockDim.x * uint32_t(UNROLL) + threadIdx.x;
+  run_pairs<T, F, D, UNROLL>(
+      P, [&](int i, int64_t* t, int64_t* hh, int* lane) { return flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane); },
+      [&](float* ks, float* vs) { pdl_enter(P, ks, vs); });
+  pdl_exit(P);
 }
 
-template <InType T, Fp8Format F, Dims D>
+template <InType T, Fp8Format F, Dims D, int UNROLL>
 __global__ void pack_persist(const Params P) {
-  if (P.early) vendor::launch_dependents();
-  vendor::grid_dependency_wait();
-  float ks, vs;
-  read_scales(P, &ks, &vs);
-  const uint32_t chunk = blockDim.x * uint32_t(P.unroll);
-  const uint32_t nchunks = (P.total_units + chunk - 1) / chunk;
-  for (uint32_t c = blockIdx.x; c < nchunks; c += gridDim.x) {
-    const uint32_t base = c * chunk + threadIdx.x;
-    run_units<T, F, D>(P, ks, vs, [&](int i, int64_t* t, int64_t* hh, int* u) {
-      return flat_unit<D>(P, base + uint32_t(i) * blockDim.x, t, hh, u);
-    });
+  const uint32_t chunk = blockDim.x * uint32_t(UNROLL);
+  float ks = 0.f, vs = 0.f;
+  bool entered = false;
+  for (uint32_t first = blockIdx.x * chunk; first < P.pairs; first += gridDim.x * chunk) {
+    const uint32_t base = first + threadIdx.x;
+    run_pairs<T, F, D, UNROLL>(
+        P, [&](int i, int64_t* t, int64_t* hh, int* lane) { return flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane); },
+        [&](float* k, float* v) {
+          if (!entered) { pdl_enter(P, &ks, &vs); entered = true; }
+          *k = ks;
+          *v = vs;
+        });
   }
-  if (!P.early) vendor::launch_dependents();
+  if (!entered) pdl_enter(P, &ks, &vs);  // a block with no work still takes part in PDL
+  pdl_exit(P);
 }
 
 // blockIdx.x: a block of P.block tokens; blockIdx.y: the head.
-template <InType T, Fp8Format F, Dims D>
+template <InType T, Fp8Format F, Dims D, int UNROLL>
 __global__ void pack_tile2d(const Params P) {
-  if (P.early) vendor::launch_dependents();
-  vendor::grid_dependency_wait();
-  float ks, vs;
-  read_scales(P, &ks, &vs);
   const int64_t t0 = int64_t(blockIdx.x) * P.block;
-  const int64_t ntok = P.s - t0 < P.block ? P.s - t0 : P.block;
-  const uint32_t U = units_row<D>(P);
-  const uint32_t n = uint32_t(ntok) * U;
-  const int64_t hh = blockIdx.y;
-  for (uint32_t base = threadIdx.x; base < n; base += blockDim.x * uint32_t(P.unroll)) {
-    run_units<T, F, D>(P, ks, vs, [&](int i, int64_t* t, int64_t* h_out, int* u) {
-      const uint32_t l = base + uint32_t(i) * blockDim.x;
-      if (l >= n) return false;
-      const uint32_t tl = D == Dims::DS ? l / 20u : P.div_u.div(l);
-      *u = int(l - tl * U);
-      *t = t0 + tl;
-      *h_out = hh;
-      return true;
-    });
+  const int64_t left = P.s - t0;
+  const uint32_t L = uint32_t(lanes_of<D>(P));
+  const uint32_t n = uint32_t(left < P.block ? left : P.block) * L;
+  const int64_t head = blockIdx.y;
+  float ks = 0.f, vs = 0.f;
+  bool entered = false;
+  for (uint32_t base = threadIdx.x; base < n; base += blockDim.x * uint32_t(UNROLL)) {
+    run_pairs<T, F, D, UNROLL>(
+        P,
+        [&](int i, int64_t* t, int64_t* hh, int* lane) {
+          const uint32_t l = base + uint32_t(i) * blockDim.x;
+          const uint32_t tl = D == Dims::DS ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
+          *lane = int(l - tl * L);
+          *t = t0 + tl;
+          *hh = head;
+          return l < n;
+        },
+        [&](float* k, float* v) {
+          if (!entered) { pdl_enter(P, &ks, &vs); entered = true; }
+          *k = ks;
+          *v = vs;
+        });
   }
-  if (!P.early) vendor::launch_dependents();
+  if (!entered) pdl_enter(P, &ks, &vs);
+  pdl_exit(P);
 }
 
 // Any dims, any alignment: one element per thread and grid-stride, 64-bit indices.
 template <InType T, Fp8Format F>
 __global__ void pack_general(const Params P) {
-  if (P.early) vendor::launch_dependents();
-  vendor::grid_dependency_wait();
   float ks, vs;
-  read_scales(P, &ks, &vs);
+  pdl_enter(P, &ks, &vs);
   const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
   const int64_t total = P.s * P.h * w;
   constexpr int E = Elem<T>::size;
@@ -280,7 +295,7 @@ __global__ void pack_general(const Params P) {
     else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
     *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
   }
-  if (!P.early) vendor::launch_dependents();
+  pdl_exit(P);
 }
 
 }  // namespace kern

@@ -1,0 +1,111 @@
+// The reference backend's row kernels, both compiled sets (baseline ISA and AVX2/F16C, the latter
+// only where this CPU runs it), called directly: every bf16 and fp16 bit pattern and a structured
+// fp32 set, every format, several multipliers, every row length 0..80 at every start offset mod 32
+// (the 32-, 8- and 1-element loops and their seams), against the test's independent oracle.
+// The sources are compiled into this test (their symbols are not exported by libmlakv).
+#include <doctest/doctest.h>
+
+#include "reference/row_kernels.h"
+#include "test_util.h"
+
+namespace {
+
+struct KernelSet {
+  const char* name;
+  const mlakv::RowKernels* k;
+};
+
+std::vector<KernelSet> kernel_sets() {
+  std::vector<KernelSet> sets = {{"base", &mlakv::row_kernels_base()}};
+#if MLAKV_TEST_HAVE_AVX2_KERNELS
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) sets.push_back({"avx2", &mlakv::row_kernels_avx2()});
+#endif
+  return sets;
+}
+
+int in_index(mlakv_dtype in) { return in == MLAKV_DTYPE_BF16 ? 0 : in == MLAKV_DTYPE_FP16 ? 1 : 2; }
+
+// Raw input patterns of one dtype: all 65536 for 16-bit types; for fp32 every bf16 pattern with
+// its low half zero, a tie-ish pattern and random bits.
+std::vector<uint32_t> patterns(mlakv_dtype in) {
+  std::vector<uint32_t> p;
+  tu::Rng r(3);
+  for (uint32_t x = 0; x < 65536; ++x) {
+    if (in != MLAKV_DTYPE_FP32) {
+      p.push_back(x);
+    } else {
+      p.push_back(x << 16);
+      p.push_back((x << 16) | 0x8000u);
+      p.push_back((x << 16) | (r.u32() & 0xFFFFu));
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("row kernels: every 16-bit pattern (and an fp32 set), every format, both ISA sets") {
+  uint64_t checked = 0;
+  const float scales[] = {1.0f, 1.0f / 0.0375f, 0x1p-8f, 65504.0f, 0x1.8p-140f, -3.7f};
+  for (const KernelSet& ks : kernel_sets())
+    for (mlakv_dtype in : tu::kInputDtypes) {
+      const std::vector<uint32_t> pats = patterns(in);
+      const int e = tu::dtype_size(in);
+      tu::Buf x(pats.size() * size_t(e));
+      for (size_t i = 0; i < pats.size(); ++i) x.put(e, int64_t(i), pats[i]);
+      for (int fi = 0; fi < 4; ++fi) {
+        const mlakv_dtype f = tu::kFp8Dtypes[fi];
+        const tu::Fp8Oracle o(f);
+        for (float m : scales) {
+          tu::Buf out(pats.size() + 16);
+          ks.k->k[in_index(in)][fi](x.data(), out.data(), int64_t(pats.size()), m);
+          uint64_t bad = 0;
+          std::string first;
+          for (size_t i = 0; i < pats.size(); ++i) {
+            const uint8_t want = o.encode(tu::widen(in, pats[i]) * m);
+            if (out.data()[i] != want && bad++ < 4)
+              first += " [" + tu::hex(pats[i], 8) + ": got " + tu::hex(out.data()[i]) + ", want " + tu::hex(want) + "]";
+          }
+          checked += pats.size();
+          INFO("set " << std::string(ks.name) << ", " << std::string(tu::dtype_name(in)) << " -> "
+                      << std::string(tu::dtype_name(f)) << ", m = " << m << ":" << first);
+          CHECK(bad == 0);
+          CHECK(tu::all_bytes(out.data() + pats.size(), 16, tu::kPoison));  // nothing written past n
+        }
+      }
+    }
+  MESSAGE("row kernels: " << checked << " (pattern, scale, format, ISA set) cases against the independent oracle, sets: "
+          << kernel_sets().size());
+}
+
+TEST_CASE("row kernels: every length 0..80 at every start offset mod 32") {
+  tu::Rng r(17);
+  for (const KernelSet& ks : kernel_sets())
+    for (mlakv_dtype in : tu::kInputDtypes) {
+      const int e = tu::dtype_size(in);
+      for (int fi = 0; fi < 4; ++fi) {
+        const tu::Fp8Oracle o(tu::kFp8Dtypes[fi]);
+        uint64_t bad = 0;
+        for (int64_t off = 0; off < 32; ++off)
+          for (int64_t n = 0; n <= 80; ++n) {
+            tu::Buf x(size_t((off + n) * e) + 8), out(size_t(off + n + 8));
+            for (int64_t i = 0; i < off + n; ++i) x.put(e, i, e == 4 ? r.u32() : r.u32() & 0xFFFFu);
+            ks.k->k[in_index(in)][fi](x.data() + off * e, out.data() + off, n, 1.5f);
+            for (int64_t i = 0; i < off + n + 8; ++i) {
+              const uint8_t want = i < off || i >= off + n ? tu::kPoison : o.encode(tu::widen(in, x.get(e, i)) * 1.5f);
+              bad += out.data()[i] != want;
+            }
+          }
+        INFO("set " << std::string(ks.name) << ", " << std::string(tu::dtype_name(in)) << " -> "
+                    << std::string(tu::dtype_name(tu::kFp8Dtypes[fi])));
+        CHECK(bad == 0);
+      }
+    }
+}
+
+TEST_CASE("row kernels: the run-time choice is one of the sets") {
+  const mlakv::RowKernels* chosen = &mlakv::row_kernels();
+  bool found = false;
+  for (const KernelSet& ks : kernel_sets()) found = found || ks.k == chosen;
+  CHECK(found);
+}
