@@ -16,8 +16,24 @@ namespace {
 
 thread_local std::string t_last_error;
 
+// The last successful mlakv_pack_fp8 call of this thread, validated and planned.
+struct Memo {
+  bool valid = false;
+  bool check_memory = false;
+  uint64_t generation = 0;
+  mlakv_pack_args args;
+  PackProblem problem;
+  Plan plan;
+  const Backend* backend = nullptr;
+};
+thread_local Memo t_memo;
+
 mlakv_status report(mlakv_status st, const std::string& why) {
-  t_last_error = st == MLAKV_OK ? std::string() : why;
+  if (st == MLAKV_OK) {
+    if (!t_last_error.empty()) t_last_error.clear();
+  } else {
+    t_last_error = why;
+  }
   return st;
 }
 
@@ -115,14 +131,37 @@ MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args) {
 
 MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
   return guarded([&]() -> mlakv_status {
+    // The same arguments as this thread's last successful call (a decode loop, a benchmark):
+    // validation, routing and the plan depend on nothing else, so they are reused; the memory
+    // check (cheap once its ranges are cached) still runs.
+    Memo& m = t_memo;
+    if (m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&
+        m.generation == table_generation() && std::memcmp(args, &m.args, sizeof(mlakv_pack_args)) == 0) {
+      std::string why;
+      mlakv_status st = MLAKV_OK;
+      if (m.check_memory) st = m.backend->check_memory(m.problem, &why);
+      if (st == MLAKV_OK) st = m.backend->pack(m.problem, m.plan, &why);
+      return report(st, why);
+    }
     PackProblem p;
     bool empty = false;
     const Backend* b = nullptr;
     Plan plan;
     std::string why;
+    const uint64_t generation = table_generation();
     mlakv_status st = prepare(args, &p, &empty, &b, &plan, &why);
     if (st != MLAKV_OK || empty) return report(st, why);
-    return report(b->pack(p, plan, &why), why);
+    st = b->pack(p, plan, &why);
+    if (st == MLAKV_OK && args->struct_size == sizeof(mlakv_pack_args)) {
+      std::memcpy(&m.args, args, sizeof(mlakv_pack_args));
+      m.problem = p;
+      m.plan = plan;
+      m.backend = b;
+      m.generation = generation;
+      m.check_memory = !(p.flags & MLAKV_FLAG_TRUST_POINTERS) && b->is_device_only;
+      m.valid = true;
+    }
+    return report(st, why);
   });
 }
 

@@ -8,11 +8,11 @@ enable_language(CUDA)
 set_target_properties(mlakv PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 find_package(CUDAToolkit REQUIRED)
 
-target_sources(mlakv PRIVATE src/cuda/cuda_backend.cu src/cuda/cuda_table.cpp)
+target_sources(mlakv PRIVATE src/cuda/cuda_backend.cu src/cuda/cuda_memory.cpp src/cuda/cuda_table.cpp)
 target_compile_definitions(mlakv PRIVATE MLAKV_WITH_CUDA)
 # Exact numerics: no FMA contraction, IEEE division/sqrt, denormals kept (no -ftz).
 target_compile_options(mlakv PRIVATE
-  $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -ftz=false -prec-div=true -prec-sqrt=true -O3 -Xcompiler=-fvisibility=hidden --expt-relaxed-constexpr>)
+  $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false -ftz=false -prec-div=true -prec-sqrt=true -Xcompiler=-fvisibility=hidden --expt-relaxed-constexpr>)
 target_include_directories(mlakv PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
 if(MLAKV_CUDA_STATIC_RUNTIME)
   set_target_properties(mlakv PROPERTIES CUDA_RUNTIME_LIBRARY Static)

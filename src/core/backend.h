@@ -16,7 +16,11 @@ struct Plan {
   DispatchRow fallback;              // used when no row matched
   int arch = 0;
   bool pdl = false;
+  int variant = -1;  // the variant that will run, when the row's cannot take this call (else -1)
   const DispatchRow& chosen() const { return row ? *row : fallback; }
+  // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
+  // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).
+  alignas(16) unsigned char launch[512];
 };
 
 struct Backend {

@@ -39,6 +39,11 @@ bool dims_req_holds(DimsReq r, const PackProblem& p) {
          out_ok(p.v_out, p.v_out_st, p.v_out_sh);
 }
 
+namespace {
+std::atomic<uint64_t> g_generation{0};
+}
+uint64_t table_generation() { return g_generation.load(std::memory_order_acquire); }
+
 DispatchTable::DispatchTable(std::vector<std::string> variant_names, std::vector<DispatchRow> builtin)
     : names_(std::move(variant_names)), builtin_(std::move(builtin)), current_(&builtin_) {}
 
@@ -68,7 +73,7 @@ std::string DispatchTable::row_text(const DispatchRow& r, const std::vector<std:
   o << " dims=" << dims_req_name(r.dims) << " variant="
     << (r.variant >= 0 && size_t(r.variant) < names.size() ? names[size_t(r.variant)] : "?")
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll
-    << " waves=" << r.cfg.waves << " early=" << r.cfg.early;
+    << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " stream=" << r.cfg.stream;
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -164,6 +169,10 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
         ok = parse_small(v, 0, 64, &r.cfg.waves);
       } else if (k == "early") {
         ok = parse_small(v, 0, 1, &r.cfg.early);
+      } else if (k == "stream") {
+        ok = parse_small(v, 0, 1, &r.cfg.stream);
+      } else if (k == "lanes") {
+        ok = parse_small(v, 8, 16, &r.cfg.lanes) && (r.cfg.lanes == 8 || r.cfg.lanes == 16);
       } else {
         return fail("unknown key '" + k + "'");
       }
@@ -177,12 +186,14 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
   std::lock_guard<std::mutex> lock(mu_);
   current_.store(rows.get(), std::memory_order_release);
   kept_.push_back(std::move(rows));
+  g_generation.fetch_add(1, std::memory_order_acq_rel);
   return true;
 }
 
 void DispatchTable::reset() {
   std::lock_guard<std::mutex> lock(mu_);
   current_.store(&builtin_, std::memory_order_release);
+  g_generation.fetch_add(1, std::memory_order_acq_rel);
 }
 
 }  // namespace mlakv

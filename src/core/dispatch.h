@@ -35,6 +35,9 @@ struct LaunchConfig {
   int unroll = 1;     // independent vector units per thread, loads issued together
   int waves = 0;      // persistent variants: blocks per SM (0 = not persistent)
   int early = 0;      // PDL: 1 = trigger dependents at kernel start, 0 = after the stores
+  int lanes = 16;     // DeepSeek dims: threads per (token, head) row, 16 (1 chunk each) or 8 (2)
+  int stream = 0;     // 1 = streaming (evict-first) stores: outputs do not displace inputs in L2,
+                      // but a consumer that runs next finds them in DRAM, not L2
 };
 
 constexpr int64_t kUnbounded = INT64_MAX;
@@ -52,6 +55,9 @@ struct DispatchRow {
 // A backend's table: the built-in rows plus the replaceable current ones. Readers are lock-free
 // (an atomic pointer to an immutable vector); replaced tables are kept alive until exit so a
 // concurrent reader never sees freed memory.
+// Incremented whenever any backend's table is replaced or reset (cached plans compare it).
+uint64_t table_generation();
+
 class DispatchTable {
  public:
   DispatchTable(std::vector<std::string> variant_names, std::vector<DispatchRow> builtin);

@@ -74,6 +74,9 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
     << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl ? "on" : "off") << " | "
     << (plan.row ? "" : "(no table row matched; built-in fallback) ")
     << DispatchTable::row_text(plan.chosen(), b.table->variant_names());
+  if (plan.variant >= 0 && plan.variant != plan.chosen().variant)
+    o << " | runs variant=" << b.table->variant_names()[size_t(plan.variant)]
+      << " (the row's variant cannot take these shapes/pointers)";
   return o.str();
 }
 

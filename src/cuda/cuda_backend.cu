@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "core/backend.h"
@@ -34,7 +35,7 @@ template <InType T, Fp8Format F, Dims D, int U>
 struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
 
 struct KernelTable {
-  KernelFn k[kVariantCount][3][4][2][3];
+  KernelFn k[kVariantCount][3][4][3][3];
   KernelTable() {
     fill<FlatK>(kFlat);
     fill<PersistK>(kPersist);
@@ -48,16 +49,17 @@ struct KernelTable {
     fill_t<K, InType::FP32>(k[v][2]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T>
-  void fill_t(KernelFn (&o)[4][2][3]) {
+  void fill_t(KernelFn (&o)[4][3][3]) {
     fill_f<K, T, Fp8Format::E4M3FN>(o[0]);
     fill_f<K, T, Fp8Format::E5M2>(o[1]);
     fill_f<K, T, Fp8Format::E4M3FNUZ>(o[2]);
     fill_f<K, T, Fp8Format::E5M2FNUZ>(o[3]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F>
-  void fill_f(KernelFn (&o)[2][3]) {
-    fill_d<K, T, F, Dims::DS>(o[0]);
-    fill_d<K, T, F, Dims::V8>(o[1]);
+  void fill_f(KernelFn (&o)[3][3]) {
+    fill_d<K, T, F, Dims::DS16>(o[0]);
+    fill_d<K, T, F, Dims::DS8>(o[1]);
+    fill_d<K, T, F, Dims::V8>(o[2]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D>
   void fill_d(KernelFn (&o)[3]) {
@@ -101,7 +103,7 @@ const Global& global() {
 }
 
 constexpr int kMaxDevices = 64;
-constexpr int kKernelSlots = kVariantCount * 3 * 4 * 2 * 3;
+constexpr int kKernelSlots = kVariantCount * 3 * 4 * 3 * 3;
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
@@ -149,58 +151,12 @@ bool probe(int* count, const char** detail) {
   return g.ok;
 }
 
-bool is_device_only(const void* p) {
-  cudaPointerAttributes a;
-  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return a.type == cudaMemoryTypeDevice;
-}
-
-mlakv_status check_memory(const PackProblem& p, std::string* why) {
-  const void* ptrs[] = {p.k_nope, p.k_pe, p.v, p.k_out, p.v_out, p.k_scale_ptr, p.v_scale_ptr};
-  static const char* names[] = {"k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
-  for (int i = 0; i < 7; ++i) {
-    if (!ptrs[i]) continue;
-    cudaPointerAttributes a;
-    if (cudaPointerGetAttributes(&a, ptrs[i]) != cudaSuccess) {
-      cudaGetLastError();
-      *why = std::string(names[i]) + ": cudaPointerGetAttributes failed";
-      return MLAKV_ERR_MEMORY_SPACE;
-    }
-    const bool reachable = a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged ||
-                           (a.type == cudaMemoryTypeHost && a.devicePointer == ptrs[i]);
-    if (!reachable) {
-      *why = std::string(names[i]) + " is not device-accessible memory (host memory must be registered and mapped)";
-      return MLAKV_ERR_MEMORY_SPACE;
-    }
-  }
-  return MLAKV_OK;
-}
-
-Dims best_dims(const PackProblem& p, bool* any) {
+Dims best_dims(const PackProblem& p, int lanes, bool* any) {
   *any = true;
-  if (dims_req_holds(DimsReq::DeepSeek, p)) return Dims::DS;
+  if (dims_req_holds(DimsReq::DeepSeek, p)) return lanes == 8 ? Dims::DS8 : Dims::DS16;
   if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
   *any = false;
   return Dims::V8;
-}
-
-mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
-  const DeviceInfo* d = device_info(p.device);
-  if (!d) {
-    *why = "CUDA device " + std::to_string(p.device) + " does not exist or has no kernel image in this build";
-    return MLAKV_ERR_DEVICE;
-  }
-  out->arch = d->arch;
-  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
-  out->row = table()->select(d->arch, p);
-  out->fallback = DispatchRow();
-  out->fallback.variant = kGeneral;
-  out->fallback.cfg.threads = 256;
-  out->fallback.note = "general path";
-  return MLAKV_OK;
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -216,13 +172,28 @@ int max_threads(DeviceInfo* d, int slot, KernelFn fn) {
   return m;
 }
 
-mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
+// Everything pack() needs, computed once per distinct call.
+struct Launch {
+  KernelFn fn;
+  dim3 grid, block;
+  Params P;
+};
+static_assert(sizeof(Launch) <= sizeof(Plan::launch), "Plan::launch too small");
+
+mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   DeviceInfo* d = device_info(p.device);
   if (!d) {
-    *why = "CUDA device " + std::to_string(p.device) + " is not usable";
+    *why = "CUDA device " + std::to_string(p.device) + " does not exist or has no kernel image in this build";
     return MLAKV_ERR_DEVICE;
   }
-  // launch on p.device, restoring the caller's device (of this library's runtime) afterwards
+  out->arch = d->arch;
+  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
+  out->row = table()->select(d->arch, p);
+  out->fallback = DispatchRow();
+  out->fallback.variant = kGeneral;
+  out->fallback.cfg.threads = 256;
+  out->fallback.note = "general path";
+  // kernel attributes are per device: ask with p.device current
   int prev = -1;
   if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
   if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
@@ -230,13 +201,15 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
     *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
     return MLAKV_ERR_DEVICE;
   }
-  const DispatchRow& row = plan.chosen();
+  const DispatchRow& row = out->chosen();
   int variant = row.variant;
   const LaunchConfig& cfg = row.cfg;
   bool vec_ok = false;
-  const Dims dims = best_dims(p, &vec_ok);
+  const Dims dims = best_dims(p, cfg.lanes, &vec_ok);
   const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
-  const int64_t lanes = un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur);
+  const int64_t lanes = dims == Dims::DS8 ? kern::DimsT<Dims::DS8>::L
+                        : dims == Dims::DS16 ? kern::DimsT<Dims::DS16>::L
+                                             : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
   const int64_t pairs = p.rows() * lanes;
   // vector variants need dims multiple of 8 (aligned) and 32-bit pair indices; tile2d needs h
   // within grid.y and the token blocks within grid.x
@@ -266,10 +239,11 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   }
   P.block = cfg.block < 1 ? 1 : cfg.block;
   P.early = cfg.early;
+  P.stream = cfg.stream;
   P.s = p.s;
   P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
 
-  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * 2 + int(dims)) * 3 + ui;
+  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * 3 + int(dims)) * 3 + ui;
   const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui];
   // a table may ask for more threads than this kernel's registers allow: clamp (multiple of 32)
   const int cap = max_threads(d, slot, fn) & ~31;
@@ -292,11 +266,22 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
       grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
     }
   }
+  if (prev >= 0 && prev != p.device) cudaSetDevice(prev);
+  out->variant = variant;
+  Launch* L = new (out->launch) Launch;
+  L->fn = fn;
+  L->grid = grid;
+  L->block = dim3(unsigned(threads), 1, 1);
+  L->P = P;
+  return MLAKV_OK;
+}
+
+mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
+  const Launch& L = *reinterpret_cast<const Launch*>(plan.launch);
   cudaLaunchConfig_t lc;
   std::memset(&lc, 0, sizeof lc);
-  lc.gridDim = grid;
-  lc.blockDim = dim3(unsigned(threads), 1, 1);
-  lc.dynamicSmemBytes = 0;
+  lc.gridDim = L.grid;
+  lc.blockDim = L.block;
   lc.stream = static_cast<cudaStream_t>(p.stream);
   cudaLaunchAttribute attr[1];
   if (plan.pdl) {
@@ -305,7 +290,15 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
     lc.attrs = attr;
     lc.numAttrs = 1;
   }
-  const cudaError_t e = cudaLaunchKernelEx(&lc, fn, P);
+  // launch on p.device, restoring the caller's device (of this library's runtime) afterwards
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
+    cudaGetLastError();
+    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+    return MLAKV_ERR_DEVICE;
+  }
+  const cudaError_t e = cudaLaunchKernelEx(&lc, L.fn, L.P);
   if (prev >= 0 && prev != p.device) cudaSetDevice(prev);
   if (e != cudaSuccess) {
     cudaGetLastError();

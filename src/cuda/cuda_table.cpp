@@ -21,12 +21,13 @@ namespace {
 constexpr int64_t U = kUnbounded;
 
 DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1, DimsReq dims, int variant,
-                int threads, int block, int unroll, int waves, int early, const char* note) {
+                int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
+                int stream = 0) {
   DispatchRow r;
   r.arch_min = a0; r.arch_max = a1;
   r.s_min = s0; r.s_max = s1; r.sh_min = sh0; r.sh_max = sh1;
   r.dims = dims; r.variant = variant;
-  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream;
   r.note = note;
   return r;
 }
@@ -36,23 +37,29 @@ std::vector<DispatchRow> builtin_rows() {
   const char* h100 = "sm_90: measured on H100 (bench/results)";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   return {
-      // ---- sm_90 (Hopper)
-      row(90, 99, 1, U, 1, 2048, X8, kFlat, 128, 1, 1, 0, 1, h100),
-      row(90, 99, 1, U, 2049, 65536, X8, kFlat, 256, 1, 2, 0, 1, h100),
-      row(90, 99, 1, U, 65537, U, X8, kFlat, 256, 1, 4, 0, 0, h100),
+      // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is
+      // the best of the bench sweep there (bench/results/h100-*.json, docs/perf-notes.md)
+      row(90, 99, 1, U, 1, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
+      row(90, 99, 1, U, 7169, 12288, X8, kFlat, 512, 1, 1, 0, 0, 8, h100),
+      row(90, 99, 1, U, 12289, 24576, X8, kFlat, 512, 1, 1, 0, 0, 16, h100),
+      row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100),
+      row(90, 99, 1, U, 40961, 57344, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
+      row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
+      // beyond L2 (>= ~80 MB moved): streaming stores, the outputs cannot stay in L2 anyway
+      row(90, 99, 1, U, 98305, U, X8, kFlat, 512, 1, 1, 0, 0, 16, h100, 1),
       // ---- sm_100 / sm_103 (Blackwell): s <= 8 on s alone, s > 8 on s*h
-      row(100, 109, 1, 2, 1, U, X8, kTile2d, 32, 1, 1, 0, 1, gb300),
-      row(100, 109, 3, 8, 1, U, X8, kTile2d, 64, 4, 1, 0, 1, gb300),
-      row(100, 109, 9, U, 1, 64, X8, kFlat, 32, 1, 1, 0, 1, gb300),
-      row(100, 109, 9, U, 65, 512, X8, kFlat, 128, 1, 1, 0, 1, gb300),
-      row(100, 109, 9, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, gb300),
-      row(100, 109, 9, U, 2049, 16384, X8, kFlat, 256, 1, 1, 0, 0, gb300),
-      row(100, 109, 9, U, 16385, 49152, X8, kFlat, 256, 1, 2, 0, 0, gb300),
-      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, gb300),
+      row(100, 109, 1, 2, 1, U, X8, kTile2d, 32, 1, 1, 0, 1, 16, gb300),
+      row(100, 109, 3, 8, 1, U, X8, kTile2d, 64, 4, 1, 0, 1, 16, gb300),
+      row(100, 109, 9, U, 1, 64, X8, kFlat, 32, 1, 1, 0, 1, 16, gb300),
+      row(100, 109, 9, U, 65, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, gb300),
+      row(100, 109, 9, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, 16, gb300),
+      row(100, 109, 9, U, 2049, 16384, X8, kFlat, 256, 1, 1, 0, 0, 16, gb300),
+      row(100, 109, 9, U, 16385, 49152, X8, kFlat, 256, 1, 2, 0, 0, 16, gb300),
+      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 16, gb300),
       // ---- generic: sm_80, sm_89, sm_120 and anything newer
-      row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, "generic"),
+      row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, 16, "generic"),
       // ---- any dims, any alignment
-      row(0, 100000, 1, U, 1, U, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, "general path"),
+      row(0, 100000, 1, U, 1, U, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path"),
   };
 }
 

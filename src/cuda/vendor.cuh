@@ -51,15 +51,12 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
 }
 
 // 16-byte load of an input (never written by the kernel).
-MLAKV_DEVICE uint4 load16(const void* p) {
-#ifdef MLAKV_NC_LOADS
-  return __ldg(static_cast<const uint4*>(p));
-#else
-  return *static_cast<const uint4*>(p);
-#endif
+MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
+// 8-byte store of an output; `stream` marks it evict-first (st.global.cs).
+MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
+  if (stream) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
+  else *static_cast<uint2*>(p) = v;
 }
-MLAKV_DEVICE void store16(void* p, uint4 v) { *static_cast<uint4*>(p) = v; }
-MLAKV_DEVICE void store8(void* p, uint2 v) { *static_cast<uint2*>(p) = v; }
 
 MLAKV_DEVICE uint32_t umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
 

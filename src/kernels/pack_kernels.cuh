@@ -1,7 +1,7 @@
 // The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include a vendor header first
 // (src/cuda/vendor.cuh or src/hip/vendor_hip.h): it supplies MLAKV_DEVICE and mlakv::vendor::
-// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16, store16,
-// store8, umulhi}.
+// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16, store8,
+// umulhi}.
 //
 // The variants differ only in how (row, lane) pairs (below) are handed to threads:
 //   tile2d  - grid (token blocks, heads): a block owns `block` tokens of one head (upstream's
@@ -38,14 +38,18 @@ struct FastDiv {
 // Both use 8-element units: 16-byte loads (bf16/fp16) that a warp issues over 512 contiguous
 // bytes, and 8-byte stores over 256 contiguous bytes (16-element units with two 16-byte loads
 // per thread touch each sector twice and measured slower, docs/perf-notes.md).
-// DS: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8.
-enum class Dims : int { DS = 0, V8 = 1 };
+// DeepSeek dims (128, 64, 128) as compile-time constants, with 16 lanes per row (DS16) or 8
+// (DS8); V8: any dims multiple of 8, counts at run time.
+enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2 };
+constexpr bool is_ds(Dims d) { return d != Dims::V8; }
 
 // Work is cut into (row, lane) pairs: a row is one (token, head), and lane j of a row converts
-// chunk j (8 elements) of each segment that has one: k_nope[t, h, 8j:8j+8], k_pe[t, 8j:8j+8]
-// and v[t, h, 8j:8j+8]. A row has L = max(chunks of k_nope, k_pe, v) lanes (16 for DS), so the
-// lanes of a warp read 16-byte pieces of a few contiguous rows and every thread does the same
-// straight-line work (no branch on which segment it is in; missing chunks are predicated off).
+// chunks j, j + L, ... (CPL of them; a chunk is 8 elements) of each segment that has them:
+// k_nope[t, h, 8c:8c+8], k_pe[t, 8c:8c+8] and v[t, h, 8c:8c+8]. DS8 rows have L = 8 lanes doing
+// 2 chunks of k_nope, 2 of v and 1 of k_pe each (the address arithmetic is paid once for 5
+// chunks); DS16 and V8 rows have L = max(chunks of k_nope, k_pe, v) lanes doing one of each. The
+// lanes of a warp read 16-byte pieces of a few contiguous rows (full 32-byte sectors) and every
+// thread does the same straight-line work: missing chunks are predicated off, never branched to.
 // Each thread takes UNROLL (row, lane) pairs and issues all their loads before converting.
 struct Params {
   // read by every thread of the vector variants: kept together at the front of the parameter block
@@ -65,14 +69,23 @@ struct Params {
   int32_t lanes, un, ur, uv;  // V8: lanes per row and chunks per segment
   int32_t block;    // tile2d: tokens per block
   int32_t early;    // PDL trigger at the start (1) or after the stores (0)
+  int32_t stream;   // streaming (evict-first) stores
   // the general path
   int64_t s;
   int32_t d_nope, d_rope, d_v;
 };
 
 template <Dims D>
-struct DimsT {  // compile-time chunk counts for DS
-  static constexpr int UN = 16, UR = 8, UV = 16, L = 16, DN = 128;
+struct DimsT {  // DS16: compile-time chunk counts, 16 lanes per row, 1 chunk per lane
+  static constexpr int UN = 16, UR = 8, UV = 16, L = 16, CPL = 1, DN = 128;
+};
+template <>
+struct DimsT<Dims::DS8> {  // DS8: 8 lanes per row, 2 chunks of k_nope and of v per lane
+  static constexpr int UN = 16, UR = 8, UV = 16, L = 8, CPL = 2, DN = 128;
+};
+template <>
+struct DimsT<Dims::V8> {  // V8: lanes per row and chunk counts come from Params; 1 chunk per lane
+  static constexpr int UN = 0, UR = 0, UV = 0, L = 1, CPL = 1, DN = 0;
 };
 
 template <InType T>
@@ -100,7 +113,7 @@ MLAKV_DEVICE void load_chunk(Chunk<T>* c, const char* src) {
 
 // 8 elements -> 8 fp8 bytes, one 8-byte store.
 template <InType T, Fp8Format F>
-MLAKV_DEVICE void convert_store(const Chunk<T>& c, uint8_t* dst, float m) {
+MLAKV_DEVICE void convert_store(const Chunk<T>& c, uint8_t* dst, float m, bool stream) {
   uint32_t out[2];
   if (T == InType::FP32) {
 #pragma unroll
@@ -120,7 +133,7 @@ MLAKV_DEVICE void convert_store(const Chunk<T>& c, uint8_t* dst, float m) {
       out[k] = lo | (hi << 16);
     }
   }
-  vendor::store8(dst, make_uint2(out[0], out[1]));
+  vendor::store8(dst, make_uint2(out[0], out[1]), stream);
 }
 
 MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
@@ -129,7 +142,7 @@ MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
 }
 
 template <Dims D>
-MLAKV_DEVICE int lanes_of(const Params& P) { return D == Dims::DS ? DimsT<D>::L : P.lanes; }
+MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? DimsT<D>::L : P.lanes; }
 
 // The (row, lane) pairs of one thread, loaded together, then converted and stored. Addresses
 // are computed first and `ready()` is called just before the first global load: the kernels pass
@@ -139,24 +152,26 @@ MLAKV_DEVICE int lanes_of(const Params& P) { return D == Dims::DS ? DimsT<D>::L 
 template <InType T, Fp8Format F, Dims D, int UNROLL, class PairAt, class Ready>
 MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
   constexpr int E = Elem<T>::size;
-  const int un = D == Dims::DS ? DimsT<D>::UN : P.un;
-  const int ur = D == Dims::DS ? DimsT<D>::UR : P.ur;
-  const int uv = D == Dims::DS ? DimsT<D>::UV : P.uv;
-  const int dn = D == Dims::DS ? DimsT<D>::DN : P.d_nope;
+  constexpr int CPL = DimsT<D>::CPL;
+  const int L = lanes_of<D>(P);
+  const int un = is_ds(D) ? DimsT<D>::UN : P.un;
+  const int ur = is_ds(D) ? DimsT<D>::UR : P.ur;
+  const int uv = is_ds(D) ? DimsT<D>::UV : P.uv;
+  const int dn = is_ds(D) ? DimsT<D>::DN : P.d_nope;
+  const bool stream = P.stream != 0;
   const char* s_kn[UNROLL];
   const char* s_pe[UNROLL];
   const char* s_v[UNROLL];
   uint8_t* ko[UNROLL];
   uint8_t* vo[UNROLL];
-  bool has_kn[UNROLL], has_pe[UNROLL], has_v[UNROLL];
+  int lane_of[UNROLL];
+  bool ok[UNROLL];
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
     int64_t t = 0, hh = 0;
     int lane = 0;
-    const bool ok = pair_at(i, &t, &hh, &lane);
-    has_kn[i] = ok && lane < un;
-    has_pe[i] = ok && lane < ur;
-    has_v[i] = ok && lane < uv;
+    ok[i] = pair_at(i, &t, &hh, &lane);
+    lane_of[i] = lane;
     const int64_t c = int64_t(lane) * 8;
     ko[i] = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
     vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
@@ -166,18 +181,26 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
   }
   float ks, vs;
   ready(&ks, &vs);
-  Chunk<T> kn[UNROLL], pe[UNROLL], vv[UNROLL];
+  Chunk<T> kn[UNROLL][CPL], vv[UNROLL][CPL], pe[UNROLL];
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
-    if (has_kn[i]) load_chunk<T>(&kn[i], s_kn[i]);
-    if (has_pe[i]) load_chunk<T>(&pe[i], s_pe[i]);
-    if (has_v[i]) load_chunk<T>(&vv[i], s_v[i]);
+#pragma unroll
+    for (int k = 0; k < CPL; ++k) {
+      const int chunk = lane_of[i] + k * L;
+      if (ok[i] && chunk < un) load_chunk<T>(&kn[i][k], s_kn[i] + k * L * 8 * E);
+      if (ok[i] && chunk < uv) load_chunk<T>(&vv[i][k], s_v[i] + k * L * 8 * E);
+    }
+    if (ok[i] && lane_of[i] < ur) load_chunk<T>(&pe[i], s_pe[i]);
   }
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
-    if (has_kn[i]) convert_store<T, F>(kn[i], ko[i], ks);
-    if (has_pe[i]) convert_store<T, F>(pe[i], ko[i] + dn, ks);
-    if (has_v[i]) convert_store<T, F>(vv[i], vo[i], vs);
+#pragma unroll
+    for (int k = 0; k < CPL; ++k) {
+      const int chunk = lane_of[i] + k * L;
+      if (ok[i] && chunk < un) convert_store<T, F>(kn[i][k], ko[i] + k * L * 8, ks, stream);
+      if (ok[i] && chunk < uv) convert_store<T, F>(vv[i][k], vo[i] + k * L * 8, vs, stream);
+    }
+    if (ok[i] && lane_of[i] < ur) convert_store<T, F>(pe[i], ko[i] + dn, ks, stream);
   }
 }
 
@@ -195,7 +218,7 @@ MLAKV_DEVICE void pdl_exit(const Params& P) {
 template <Dims D>
 MLAKV_DEVICE bool flat_pair(const Params& P, uint32_t g, int64_t* t, int64_t* hh, int* lane) {
   const uint32_t L = uint32_t(lanes_of<D>(P));
-  const uint32_t row = D == Dims::DS ? g / uint32_t(DimsT<D>::L) : P.div_l.div(g);
+  const uint32_t row = is_ds(D) ? g / uint32_t(DimsT<D>::L) : P.div_l.div(g);
   *lane = int(g - row * L);
   const uint32_t tt = P.div_h.div(row);
   *t = tt;
@@ -246,7 +269,7 @@ __global__ void pack_tile2d(const Params P) {
         P,
         [&](int i, int64_t* t, int64_t* hh, int* lane) {
           const uint32_t l = base + uint32_t(i) * blockDim.x;
-          const uint32_t tl = D == Dims::DS ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
+          const uint32_t tl = is_ds(D) ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
           *lane = int(l - tl * L);
           *t = t0 + tl;
           *hh = head;

@@ -166,7 +166,7 @@ void check_case(const Case& c, const char* table = nullptr) {
   INFO("case s=" << c.s << " h=" << c.h << " dims=" << c.d.dn << "," << c.d.dr << "," << c.d.dv << " in=" << c.in
        << " out=" << c.out << " fused=" << c.fused_kv << " pe3=" << c.pe3 << " pad_in=" << c.pad_in << " pad_out="
        << c.pad_out << " dev_scale=" << c.dev_scale << " misalign=" << c.misalign_in << " pdl=" << c.pdl
-       << " seed=" << (g_seed - 1) << " plan: " << plan);
+       << " seed=" << (g_seed - 1) << " plan: " << std::string(plan));
   CHECK(bad == 0);
 }
 
@@ -249,8 +249,8 @@ TEST_CASE("cuda: every variant and launch configuration is correct") {
         const int block = 1 + (k % 5) * 3, early = k % 2, waves = 1 + k % 4;
         ++k;
         char table[256];
-        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d\n",
-                      v, th, block, unroll, waves, early);
+        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d stream=%d\n",
+                      v, th, block, unroll, waves, early, k % 3 ? 16 : 8, k % 4 == 0 ? 1 : 0);
         Case c;
         c.s = 1 + k * 7 % 300; c.h = (k % 3 == 0) ? 128 : 16;
         c.d = (k % 4 == 0) ? Dims{64, 32, 64} : Dims{128, 64, 128};

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what mlakv's build and tests need on a Debian 12 machine. Idempotent: a re-run on a
+# machine that has everything does no network access and takes about a second.
+#   apt:  cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config
+#   pip:  numpy, ml_dtypes                              (tests/gen_fnuz_vectors.py --check)
+#         nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm   (tests/check_sass.sh; only when nvcc exists)
+# It never installs a CUDA toolkit: the CUDA backend is built only where nvcc already is (on PATH
+# or /usr/local/cuda/bin/nvcc). Runs as root (CI); otherwise uses sudo for apt when available.
+set -euo pipefail
+
+APT_PACKAGES=(cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config)
+
+say() { echo "setup: $*"; }
+LOG=$(mktemp /tmp/mlakv-setup.XXXXXX.log)
+trap 'rm -f "$LOG"' EXIT
+run_logged() {  # runs "$@" with its output in $LOG; on failure prints the log's tail and fails
+  if ! "$@" >"$LOG" 2>&1; then
+    say "FAILED: $*"
+    tail -n 30 "$LOG" >&2
+    return 1
+  fi
+}
+
+# ---- apt ---------------------------------------------------------------------------------------
+installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
+missing=()
+for p in "${APT_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  say "apt: all ${#APT_PACKAGES[@]} packages already installed"
+else
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+  else
+    say "not root and no sudo: cannot install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  say "apt: installing ${missing[*]}"
+  run_logged "${SUDO[@]}" apt-get update -q
+  run_logged "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  say "apt: done"
+fi
+
+# ---- CUDA: detected, never installed -----------------------------------------------------------
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+NVCC=$(command -v nvcc || true)
+if [ -n "$NVCC" ]; then
+  say "CUDA: $NVCC ($("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')): the CUDA backend, GPU tests and bench will be built"
+else
+  say "CUDA: no nvcc: CPU-only build (Kokkos reference backend)"
+fi
+
+# ---- pip ---------------------------------------------------------------------------------------
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_INPUT=1
+pip_install() {  # Debian's python3 refuses plain pip installs (PEP 668): retry with the override
+  if python3 -m pip install --quiet "$@" >"$LOG" 2>&1; then return 0; fi
+  if grep -q 'externally-managed-environment' "$LOG"; then
+    python3 -m pip install --quiet --break-system-packages "$@" >"$LOG" 2>&1 && return 0
+  fi
+  tail -n 15 "$LOG" >&2
+  return 1
+}
+
+if python3 -c 'import numpy, ml_dtypes' >/dev/null 2>&1; then
+  say "python: numpy and ml_dtypes already present"
+elif pip_install numpy ml_dtypes; then
+  say "python: installed numpy and ml_dtypes"
+else
+  say "WARNING: pip could not install numpy/ml_dtypes: the fnuz_vectors_current test will not be registered"
+fi
+
+# cuobjdump + nvdisasm for the SASS check (tests/check_sass.sh looks in the same places)
+find_cuobjdump() {
+  local d
+  for d in "$(dirname "$(command -v cuobjdump 2>/dev/null || echo /nonexistent/x)")" /usr/local/cuda/bin \
+           $(python3 - 2>/dev/null <<'EOF'
+import glob, os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for b in sorted(glob.glob(os.path.join(p, "cu1*", "bin"))):
+            print(b)
+except Exception:
+    pass
+EOF
+); do
+    if [ -x "$d/cuobjdump" ] && [ -x "$d/nvdisasm" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+if [ -z "$NVCC" ]; then
+  say "cuobjdump: not needed (no CUDA backend, no SASS check)"
+elif dir=$(find_cuobjdump); then
+  say "cuobjdump: $dir (already present)"
+elif pip_install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm && dir=$(find_cuobjdump); then
+  say "cuobjdump: installed nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm ($dir)"
+else
+  say "WARNING: no cuobjdump/nvdisasm: the cuda_sass test will report itself skipped"
+fi
