@@ -13,6 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ART=${ART:-.carry}
 OUT=${OUT:-/tmp/mlakv-gpu}
+LOGS=$(mktemp -d)   # step logs; packed into $OUT/logs.tgz at the end (the device tool returns <= 8 files)
 mkdir -p "$OUT"
 STEPS=${1:-tests,exhaustive,sanitize,demo,bench,triton}
 export LD_LIBRARY_PATH="$ART/lib:${LD_LIBRARY_PATH:-}"
@@ -23,9 +24,9 @@ step() {  # name, command...
   local name=$1; shift
   local t0=$(date +%s)
   echo "=== $name: $*"
-  "$@" > "$OUT/$name.log" 2>&1
+  "$@" > "$LOGS/$name.log" 2>&1
   local rc=$?
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$LOGS/$name.log"
   SUMMARY+=("$name: $([ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)") in $(( $(date +%s) - t0 )) s")
   return $rc
 }
@@ -49,6 +50,7 @@ has bench && step bench "$ART/bin/mlakv_bench" ${BENCH_ARGS:-} --json "$OUT/benc
 has triton && step triton env PYTHONUNBUFFERED=1 python3 bench/triton_baseline.py --lib "$ART/lib/libmlakv.so" \
   --out "$OUT/triton_compare.json" ${TRITON_ARGS:-}
 
+tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null
 echo; echo "=== summary (commit $MLAKV_COMMIT)"
 printf '%s\n' "${SUMMARY[@]}"
 fails=$(printf '%s\n' "${SUMMARY[@]}" | grep -c FAIL)

@@ -34,11 +34,11 @@ DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1
 
 std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
-  const char* h100 = "sm_90: measured on H100 (bench/results)";
+  const char* h100 = "sm_90: H100 sweep, bench/results/h100-2026-11-24-*";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   return {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is
-      // the best of the bench sweep there (bench/results/h100-*.json, docs/perf-notes.md)
+      // the best of the bench sweep there (bench/results/h100-2026-11-24-*/bench.json, docs/perf-notes.md)
       row(90, 99, 1, U, 1, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       row(90, 99, 1, U, 7169, 12288, X8, kFlat, 512, 1, 1, 0, 0, 8, h100),
       row(90, 99, 1, U, 12289, 24576, X8, kFlat, 512, 1, 1, 0, 0, 16, h100),
