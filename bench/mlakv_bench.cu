@@ -171,6 +171,10 @@ std::vector<Candidate> candidates(const Size& z) {
   if (z.s <= 64)
     for (int block : {1, 2, 4, 16})
       for (int th : {64, 128, 256}) add("tile2d", th, block, 1, 0, 1);
+  if (z.s > 64 && z.s <= 4096)  // 2-D tiles of many tokens x one head (upstream's v0 at BLOCK_S=16)
+    for (int block : {8, 16, 32})
+      for (int th : {128, 256, 512})
+        for (int early : {0, 1}) add("tile2d", th, block, 1, 0, early);
   for (int th : {256, 512}) {  // streaming stores
     char row[256], name[96];
     std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=flat threads=%d unroll=1 early=0 stream=1\n", th);

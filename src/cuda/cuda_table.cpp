@@ -40,7 +40,7 @@ std::vector<DispatchRow> builtin_rows() {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is
       // the best of the bench sweep there (bench/results/h100-2026-11-24-*/bench.json, docs/perf-notes.md)
       row(90, 99, 1, U, 1, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
-      row(90, 99, 1, U, 7169, 12288, X8, kFlat, 512, 1, 1, 0, 0, 8, h100),
+      row(90, 99, 1, U, 7169, 12288, X8, kTile2d, 256, 16, 1, 0, 1, 8, h100),
       row(90, 99, 1, U, 12289, 24576, X8, kFlat, 512, 1, 1, 0, 0, 16, h100),
       row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100),
       row(90, 99, 1, U, 40961, 57344, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
