@@ -36,14 +36,6 @@ struct Rows {
   bool output = false;
 };
 
-struct Checker {
-  std::string* why;
-  mlakv_status fail(mlakv_status st, const std::string& msg) {
-    *why = msg;
-    return st;
-  }
-};
-
 std::string dims_text(const mlakv_tensor& t) {
   std::string s = "[";
   for (int i = 0; i < t.ndim && i < MLAKV_MAX_RANK; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);

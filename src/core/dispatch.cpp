@@ -1,5 +1,6 @@
 #include "core/dispatch.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
