@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"  // tensor builders and bf16/fp16 rounding shared with the CPU suite
+
 namespace {
 
 #define CK(x) REQUIRE_MESSAGE((x) == cudaSuccess, #x)
@@ -46,20 +48,6 @@ struct Buffers {
   int64_t kn_st, kn_sh, v_st, v_sh, pe_st, ko_st, ko_sh, vo_st, vo_sh;
 };
 
-uint16_t f2bf(float f) { uint32_t u; std::memcpy(&u, &f, 4); if ((u & 0x7FFFFFFF) > 0x7F800000) return 0x7FC0; return uint16_t((u + 0x7FFF + ((u >> 16) & 1)) >> 16); }
-uint16_t f2h(float f) {  // round to nearest even fp16 (values here are in range or special)
-  uint32_t u; std::memcpy(&u, &f, 4);
-  const uint32_t sign = (u >> 16) & 0x8000; const uint32_t a = u & 0x7FFFFFFF;
-  if (a > 0x7F800000) return uint16_t(sign | 0x7E00);
-  if (a >= 0x477FF000) return uint16_t(sign | 0x7C00);
-  if (a < 0x38800000) {  // subnormal fp16
-    float af; std::memcpy(&af, &a, 4);
-    return uint16_t(sign | uint32_t(std::nearbyint(af * 16777216.0f)));
-  }
-  const uint32_t r = a + 0xFFF + ((a >> 13) & 1);
-  return uint16_t(sign | ((r >> 13) - ((127 - 15) << 10)));
-}
-
 void fill_random(std::vector<uint8_t>& buf, mlakv_dtype dt, std::mt19937_64& rng) {
   static const float specials[] = {1000.f, -1000.f, 480.f, INFINITY, -INFINITY, NAN, -0.0f, 0.0f,
                                    0.0009765625f, 0.00146484375f, 1.0625f, 1.1875f, 61440.f, 1e-7f, -3e-6f, 65504.f};
@@ -71,18 +59,10 @@ void fill_random(std::vector<uint8_t>& buf, mlakv_dtype dt, std::mt19937_64& rng
     // scale-aware specials: divide by ~26 so that after *ks they land near the interesting values
     float x = r < 4 ? specials[rng() % 16] * (rng() & 1 ? 0.0375f : 1.0f) : nd(rng);
     if (dt == MLAKV_DTYPE_FP32) { std::memcpy(&buf[i * 4], &x, 4); continue; }
-    const uint16_t hbits = dt == MLAKV_DTYPE_BF16 ? f2bf(x) : f2h(x);
+    const uint16_t hbits = dt == MLAKV_DTYPE_BF16 ? tu::to_bf16(x) : tu::to_fp16(x);
     const uint16_t raw = r == 5 ? uint16_t(rng()) : hbits;  // occasionally any bit pattern at all
     std::memcpy(&buf[i * 2], &raw, 2);
   }
-}
-
-mlakv_tensor t3(void* p, mlakv_dtype dt, int64_t a, int64_t b, int64_t c, int64_t sa, int64_t sb) {
-  mlakv_tensor t = MLAKV_TENSOR_INIT;
-  t.data = p; t.dtype = dt; t.ndim = 3;
-  t.shape[0] = a; t.shape[1] = b; t.shape[2] = c;
-  t.strides[0] = sa; t.strides[1] = sb; t.strides[2] = 1;
-  return t;
 }
 
 // Runs one case on CUDA and on the reference; returns the number of differing bytes.
@@ -124,12 +104,12 @@ size_t run_case(const Case& c, std::string* desc, const char* forced_table = nul
     mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
     char* knb = static_cast<char*>(kn_p) + c.misalign_in * e;
     void* vbase = c.fused_kv ? static_cast<void*>(static_cast<char*>(kn_p) + dn * e) : v_p;
-    a.k_nope = t3(knb, c.in, c.s, c.h, dn, kn_st, kn_sh);
-    a.v = t3(vbase, c.in, c.s, c.h, dv, c.fused_kv ? kn_st : v_st, c.fused_kv ? kn_sh : v_sh);
-    if (c.pe3) a.k_pe = t3(pe_p, c.in, c.s, 1, dr, pe_st, dr);
-    else { a.k_pe = t3(pe_p, c.in, c.s, dr, 1, pe_st, 1); a.k_pe.ndim = 2; a.k_pe.strides[1] = 1; }
-    a.k_out = t3(ko, c.out, c.s, c.h, dn + dr, ko_st, ko_sh);
-    a.v_out = t3(vo, c.out, c.s, c.h, dv, vo_st, vo_sh);
+    a.k_nope = tu::tensor3(knb, c.in, c.s, c.h, dn, kn_st, kn_sh);
+    a.v = tu::tensor3(vbase, c.in, c.s, c.h, dv, c.fused_kv ? kn_st : v_st, c.fused_kv ? kn_sh : v_sh);
+    if (c.pe3) a.k_pe = tu::tensor3(pe_p, c.in, c.s, 1, dr, pe_st, dr);
+    else { a.k_pe = tu::tensor3(pe_p, c.in, c.s, dr, 1, pe_st, 1); a.k_pe.ndim = 2; a.k_pe.strides[1] = 1; }
+    a.k_out = tu::tensor3(ko, c.out, c.s, c.h, dn + dr, ko_st, ko_sh);
+    a.v_out = tu::tensor3(vo, c.out, c.s, c.h, dv, vo_st, vo_sh);
     if (c.dev_scale) { a.k_scale_inv_ptr = scp; a.v_scale_inv_ptr = scp + 1; }
     else { a.k_scale_inv = c.ks; a.v_scale_inv = c.vs; }
     a.backend = b;
@@ -273,8 +253,8 @@ TEST_CASE("cuda: graph capture and replay, device scales read at replay time") {
   std::vector<uint16_t> kv(size_t(s * h * w)), pe(size_t(s * dr));
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.f, 2.f);
-  for (auto& x : kv) x = f2bf(nd(rng));
-  for (auto& x : pe) x = f2bf(nd(rng));
+  for (auto& x : kv) x = tu::to_bf16(nd(rng));
+  for (auto& x : pe) x = tu::to_bf16(nd(rng));
   void *d_kv, *d_pe, *d_k, *d_v;
   float* d_sc;
   CK(cudaMalloc(&d_kv, kv.size() * 2)); CK(cudaMalloc(&d_pe, pe.size() * 2));
@@ -284,11 +264,11 @@ TEST_CASE("cuda: graph capture and replay, device scales read at replay time") {
   CK(cudaMemcpy(d_pe, pe.data(), pe.size() * 2, cudaMemcpyHostToDevice));
   auto args = [&](void* kvp, void* pep, void* k, void* v, const float* sc, mlakv_backend b) {
     mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = t3(kvp, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
-    a.v = t3(static_cast<uint16_t*>(kvp) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
-    a.k_pe = t3(pep, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
-    a.k_out = t3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
-    a.v_out = t3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
+    a.k_nope = tu::tensor3(kvp, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
+    a.v = tu::tensor3(static_cast<uint16_t*>(kvp) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
+    a.k_pe = tu::tensor3(pep, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
+    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
+    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
     a.k_scale_inv_ptr = sc; a.v_scale_inv_ptr = sc + 1;
     a.backend = b;
     return a;
@@ -330,11 +310,11 @@ TEST_CASE("cuda: routing and memory checks") {
   std::vector<uint8_t> hk(size_t(s * h * 192), 0xA5), hv(size_t(s * h * 128), 0xA5);
   auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) {
     mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = t3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.v = t3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.k_pe = t3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
-    a.k_out = t3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
-    a.v_out = t3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+    a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.v = tu::tensor3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
+    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
     a.backend = b;
     return a;
   };
