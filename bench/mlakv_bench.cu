@@ -11,7 +11,9 @@
 // (L2 warm, the method of ../shared/anchors and triton.testing.do_bench_cudagraph);
 // `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
 //
-//   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--json FILE] [--table-out FILE]
+//   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--json FILE]
+//   (--only keeps the sweep candidates whose name contains one of the parts; --no-host skips the
+//   host-cost section)
 #include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
 
@@ -151,23 +153,30 @@ struct Candidate {
   std::string table;  // a one-row table forcing it
 };
 
-std::vector<Candidate> candidates(const Size& z) {
+std::vector<Candidate> candidates(const Size& z, const std::string& only) {
   std::vector<Candidate> c;
-  auto add1 = [&](const char* v, int th, int block, int unroll, int waves, int early, int lanes) {
+  // lanes 16 / 8, and with unroll 1 the split-k_pe layouts: l16s (16 lanes) and l32 (4-element units)
+  auto add1 = [&](const char* v, int th, int block, int unroll, int waves, int early, int lanes, int split = 0) {
     char row[256], name[96];
-    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d\n",
-                  v, th, block, unroll, waves, early, lanes);
-    std::snprintf(name, sizeof name, "%s t%d b%d u%d w%d e%d l%d", v, th, block, unroll, waves, early, lanes);
+    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d\n",
+                  v, th, block, unroll, waves, early, lanes, split);
+    std::snprintf(name, sizeof name, "%s t%d b%d u%d w%d e%d l%d%s", v, th, block, unroll, waves, early, lanes,
+                  split && lanes == 16 ? "s" : "");
     c.push_back({name, row});
   };
   auto add = [&](const char* v, int th, int block, int unroll, int waves, int early) {
     add1(v, th, block, unroll, waves, early, 16);
     add1(v, th, block, unroll, waves, early, 8);
+    if (unroll == 1) {
+      add1(v, th, block, unroll, waves, early, 16, 1);
+      add1(v, th, block, unroll, waves, early, 32);
+    }
   };
   const int64_t sh = z.s * z.h;
   for (int th : {64, 128, 256, 512})
     for (int u : {1, 2, 4})
       for (int early : {0, 1}) add("flat", th, 1, u, 0, early);
+  for (int early : {0, 1}) add1("flat", 1024, 1, 1, 0, early, 16, 1);
   if (z.s <= 64)
     for (int block : {1, 2, 4, 16})
       for (int th : {64, 128, 256}) add("tile2d", th, block, 1, 0, 1);
@@ -181,10 +190,32 @@ std::vector<Candidate> candidates(const Size& z) {
     std::snprintf(name, sizeof name, "flat t%d u1 e0 l16 stream", th);
     c.push_back({name, row});
   }
+  for (int th : {256, 512}) {  // streaming stores, 4-element units
+    char row[256], name[96];
+    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=flat threads=%d unroll=1 early=0 lanes=32 stream=1\n", th);
+    std::snprintf(name, sizeof name, "flat t%d u1 e0 l32 stream", th);
+    c.push_back({name, row});
+  }
   if (sh >= 2048)
     for (int th : {256, 512})
       for (int u : {2, 4})
         for (int waves : {1, 2, 4, 8}) add("persist", th, 1, u, waves, 0);
+  if (!only.empty()) {  // --only: keep candidates whose name contains one of the comma-separated parts
+    std::vector<Candidate> kept;
+    for (auto& x : c) {
+      size_t pos = 0;
+      bool keep = false;
+      while (pos <= only.size() && !keep) {
+        const size_t comma = only.find(',', pos);
+        const std::string part = only.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        if (!part.empty() && x.name.find(part) != std::string::npos) keep = true;
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+      }
+      if (keep) kept.push_back(x);
+    }
+    c.swap(kept);
+  }
   return c;
 }
 
@@ -222,15 +253,17 @@ double host_us_per_call(int n, const std::function<void()>& f) {
 
 int main(int argc, char** argv) {
   std::vector<Size> sizes;
-  bool sweep = true;
-  std::string json_path, table_out;
+  bool sweep = true, host = true;
+  std::string json_path, table_out, only;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--sizes" && i + 1 < argc) sizes = parse_sizes(argv[++i]);
     else if (a == "--quick") sizes = parse_sizes("16:1,16:8,16:64,16:384,16:2048,16:16384,128:1,128:8,128:64,128:384,128:2048,128:16384");
     else if (a == "--no-sweep") sweep = false;
     else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--json FILE]\n"); return 2; }
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--no-host") host = false;
+    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--json FILE]\n"); return 2; }
   }
   if (sizes.empty())
     sizes = parse_sizes(
@@ -261,7 +294,7 @@ int main(int argc, char** argv) {
   CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
 
   // ---- host cost of one eager call vs a bare cudaLaunchKernelEx of the same kernel
-  {
+  if (host) {
     const Size z{16, 1};
     Set b;
     CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
@@ -405,7 +438,7 @@ int main(int argc, char** argv) {
     r.best = r.mlakv;
     r.best_name = "(as dispatched)";
     if (sweep)
-      for (const Candidate& c : candidates(z)) {
+      for (const Candidate& c : candidates(z, only)) {
         check(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, c.table.c_str()), "table");
         const double us = T.graph_us(calls, run_mlakv, 6.0);
         r.sweep.push_back({c.name, us});

@@ -692,6 +692,26 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
             rec["mismatches"][f"sweep ({cfg.name})"] = e["mismatch"]
             rec["errors"].append(f"MISMATCH mlakv vs triton {cfg.name}: {e.get('mismatch_detail')}")
     times["sweep"] = sweep_res
+    cand_res: dict = {}
+    for cname, row in parse_candidates(args.mlakv_candidates):
+        try:
+            saved = mk.dispatch_table()
+            mk.set_dispatch_table(f"arch=0-100000 s=1-* sh=1-* dims=x8 {row}\n"
+                                  "arch=0-100000 s=1-* sh=1-* dims=any variant=general threads=256\n")
+            try:
+                e = measure(mk.make_fn(mk.make_args(p, args.mlakv_pdl, flags)), p, ref, timer)
+            finally:
+                mk.set_dispatch_table(saved)
+        except Exception as ex:  # noqa: BLE001
+            e = {"us": None, "mismatch": None, "error": f"{type(ex).__name__}: {str(ex)[:300]}"}
+        cand_res[cname] = e
+        if e["error"]:
+            rec["errors"].append(f"mlakv candidate {cname}: {e['error']}")
+        if e["mismatch"]:
+            rec["mismatches"][f"mlakv candidate {cname}"] = e["mismatch"]
+            rec["errors"].append(f"MISMATCH mlakv candidate {cname}: {e.get('mismatch_detail')}")
+    if cand_res:
+        times["mlakv_candidates"] = cand_res
     rec["times"] = times
 
     # --- derived numbers (only correct, successfully timed entries count)
@@ -750,6 +770,16 @@ def git_commit(cli: Optional[str]) -> tuple[Optional[str], str]:
     except Exception:  # noqa: BLE001
         pass
     return None, "unknown"
+
+
+def parse_candidates(spec: Optional[str]) -> list[tuple[str, str]]:
+    """--mlakv-candidates "NAME=ROW;NAME=ROW" -> [(NAME, ROW)]."""
+    out = []
+    for part in (spec or "").split(";"):
+        if part.strip():
+            name, _, row = part.partition("=")
+            out.append((name.strip(), row.strip()))
+    return out
 
 
 def parse_sizes(args) -> list[tuple[int, int]]:
@@ -825,6 +855,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--trust-pointers", action="store_true", help="set MLAKV_FLAG_TRUST_POINTERS")
     ap.add_argument("--mlakv-table", default=None,
                     help="file with a CUDA dispatch table to install (mlakv_dispatch_table_set) first")
+    ap.add_argument("--mlakv-candidates", default=None,
+                    help='extra mlakv configurations timed beside the rest, "NAME=ROW;NAME=ROW" where ROW '
+                         'is a dispatch-table row without arch/s/sh (e.g. "l32=variant=flat threads=256 '
+                         'lanes=32"); each is forced by a one-row table, then the table is restored')
     ap.add_argument("--no-torch-ref", action="store_true", help="skip the informational torch reference")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--commit", default=None, help="commit the library was built from (else env MLAKV_COMMIT)")
@@ -882,6 +916,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"ba4fafe {_f((rec['times'].get('upstream_ba4fafe') or {}).get('us'))}  "
               f"best {_f(best['us'] if best else None)} [{best['config'] if best else '-'}]  "
               f"plan: {rec.get('mlakv_plan', '-')}  ({time.time() - t0:.1f}s)", flush=True)
+        for cname, e in (rec["times"].get("mlakv_candidates") or {}).items():
+            print(f"    candidate {cname}: {_f(e.get('us'))} us", flush=True)
         for err in rec["errors"]:
             print(f"!!! h={h} s={s}: {err}", flush=True)
         torch.cuda.empty_cache()

@@ -867,6 +867,9 @@ TEST_CASE("dispatch table API on the reference backend") {
         "arch=0-0 s=-1 variant=rows",
         "arch=0-0 colour=blue variant=rows",     // unknown key
         "arch=0-0 variant=rows dims=x32",
+        "arch=0-0 variant=rows lanes=12",        // lanes is 8, 16 or 32
+        "arch=0-0 variant=rows lanes=8 split=1", // 8 lanes cannot split k_pe
+        "arch=0-0 variant=rows split=2",
         "hello",
         "",                                      // no rows
         "# only a comment\n\n",
@@ -888,6 +891,16 @@ TEST_CASE("dispatch table API on the reference backend") {
   SUBCASE("the printed table parses back to itself") {
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, builtin.c_str()) == MLAKV_OK);
     CHECK(get() == builtin);
+  }
+
+  SUBCASE("unit layouts: lanes=32 always splits k_pe, lanes=16 splits on request") {
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
+                                     "arch=0-0 variant=rows lanes=32\narch=0-0 variant=rows lanes=16 split=1\n") == MLAKV_OK);
+    const std::string t = get();
+    CHECK(t.find("lanes=32 split=1") != std::string::npos);
+    CHECK(t.find("lanes=16 split=1") != std::string::npos);
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
+    CHECK(get() == t);
   }
 
   SUBCASE("a table with no matching row falls back to the general path, still correct") {

@@ -74,7 +74,7 @@ std::string DispatchTable::row_text(const DispatchRow& r, const std::vector<std:
   o << " dims=" << dims_req_name(r.dims) << " variant="
     << (r.variant >= 0 && size_t(r.variant) < names.size() ? names[size_t(r.variant)] : "?")
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll
-    << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " stream=" << r.cfg.stream;
+    << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " split=" << r.cfg.split << " stream=" << r.cfg.stream;
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -173,7 +173,9 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
       } else if (k == "stream") {
         ok = parse_small(v, 0, 1, &r.cfg.stream);
       } else if (k == "lanes") {
-        ok = parse_small(v, 8, 16, &r.cfg.lanes) && (r.cfg.lanes == 8 || r.cfg.lanes == 16);
+        ok = parse_small(v, 8, 32, &r.cfg.lanes) && (r.cfg.lanes == 8 || r.cfg.lanes == 16 || r.cfg.lanes == 32);
+      } else if (k == "split") {
+        ok = parse_small(v, 0, 1, &r.cfg.split);
       } else {
         return fail("unknown key '" + k + "'");
       }
@@ -181,6 +183,8 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
     }
     if (!any) continue;  // blank or comment-only line
     if (!has_arch || !has_variant) return fail("a row needs at least arch= and variant=");
+    if (r.cfg.lanes == 8 && r.cfg.split) return fail("split=1 needs lanes=16 or lanes=32");
+    if (r.cfg.lanes == 32) r.cfg.split = 1;  // 32 lanes always split k_pe
     rows->push_back(r);
   }
   if (rows->empty()) { *error = "dispatch table text has no rows"; return false; }

@@ -35,7 +35,10 @@ struct LaunchConfig {
   int unroll = 1;     // independent vector units per thread, loads issued together
   int waves = 0;      // persistent variants: blocks per SM (0 = not persistent)
   int early = 0;      // PDL: 1 = trigger dependents at kernel start, 0 = after the stores
-  int lanes = 16;     // DeepSeek dims: threads per (token, head) row, 16 (1 chunk each) or 8 (2)
+  int lanes = 16;     // DeepSeek dims: threads per (token, head) row: 8 (two 8-element units of
+                      // k_nope and of v each), 16 (one 8-element unit each) or 32 (4-element units)
+  int split = 0;      // DeepSeek dims: 1 = k_pe split over all lanes in half-width units (16 lanes:
+                      // 4 elements each; lanes = 32 always splits, 2 each), 0 = 8-element units
   int stream = 0;     // 1 = streaming (evict-first) stores: outputs do not displace inputs in L2,
                       // but a consumer that runs next finds them in DRAM, not L2
 };

@@ -22,8 +22,10 @@ using kern::Dims;
 using kern::Params;
 using KernelFn = void (*)(Params);
 
-// ---- kernel instances: [variant][input type][format][dims][unroll 1/2/4]; general ignores the last two
+// ---- kernel instances: [variant][input type][format][dims][unroll 1/2/4]; general ignores the last
+// two; the split-k_pe layouts (DS16S, DS32S) exist with unroll 1 and 2 only (nullptr for 4)
 constexpr int kUnrolls[3] = {1, 2, 4};
+constexpr int kDims = kern::kDimsCount;
 
 template <InType T, Fp8Format F, Dims D, int U>
 struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D, U>; };
@@ -35,7 +37,7 @@ template <InType T, Fp8Format F, Dims D, int U>
 struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
 
 struct KernelTable {
-  KernelFn k[kVariantCount][3][4][3][3];
+  KernelFn k[kVariantCount][3][4][kDims][3];
   KernelTable() {
     fill<FlatK>(kFlat);
     fill<PersistK>(kPersist);
@@ -49,17 +51,22 @@ struct KernelTable {
     fill_t<K, InType::FP32>(k[v][2]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T>
-  void fill_t(KernelFn (&o)[4][3][3]) {
+  void fill_t(KernelFn (&o)[4][kDims][3]) {
     fill_f<K, T, Fp8Format::E4M3FN>(o[0]);
     fill_f<K, T, Fp8Format::E5M2>(o[1]);
     fill_f<K, T, Fp8Format::E4M3FNUZ>(o[2]);
     fill_f<K, T, Fp8Format::E5M2FNUZ>(o[3]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F>
-  void fill_f(KernelFn (&o)[3][3]) {
-    fill_d<K, T, F, Dims::DS16>(o[0]);
-    fill_d<K, T, F, Dims::DS8>(o[1]);
-    fill_d<K, T, F, Dims::V8>(o[2]);
+  void fill_f(KernelFn (&o)[kDims][3]) {
+    fill_d<K, T, F, Dims::DS16>(o[int(Dims::DS16)]);
+    fill_d<K, T, F, Dims::DS8>(o[int(Dims::DS8)]);
+    fill_d<K, T, F, Dims::V8>(o[int(Dims::V8)]);
+    o[int(Dims::DS16S)][0] = K<T, F, Dims::DS16S, 1>::fn;
+    o[int(Dims::DS16S)][1] = K<T, F, Dims::DS16S, 2>::fn;
+    o[int(Dims::DS32S)][0] = K<T, F, Dims::DS32S, 1>::fn;
+    o[int(Dims::DS32S)][1] = K<T, F, Dims::DS32S, 2>::fn;
+    o[int(Dims::DS16S)][2] = o[int(Dims::DS32S)][2] = nullptr;
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D>
   void fill_d(KernelFn (&o)[3]) {
@@ -103,7 +110,7 @@ const Global& global() {
 }
 
 constexpr int kMaxDevices = 64;
-constexpr int kKernelSlots = kVariantCount * 3 * 4 * 3 * 3;
+constexpr int kKernelSlots = kVariantCount * 3 * 4 * kDims * 3;
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
@@ -151,9 +158,13 @@ bool probe(int* count, const char** detail) {
   return g.ok;
 }
 
-Dims best_dims(const PackProblem& p, int lanes, bool* any) {
+Dims best_dims(const PackProblem& p, const LaunchConfig& cfg, bool* any) {
   *any = true;
-  if (dims_req_holds(DimsReq::DeepSeek, p)) return lanes == 8 ? Dims::DS8 : Dims::DS16;
+  if (dims_req_holds(DimsReq::DeepSeek, p)) {
+    if (cfg.lanes == 8) return Dims::DS8;
+    if (cfg.lanes == 32) return Dims::DS32S;
+    return cfg.split ? Dims::DS16S : Dims::DS16;
+  }
   if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
   *any = false;
   return Dims::V8;
@@ -205,18 +216,21 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   int variant = row.variant;
   const LaunchConfig& cfg = row.cfg;
   bool vec_ok = false;
-  const Dims dims = best_dims(p, cfg.lanes, &vec_ok);
+  const Dims dims = best_dims(p, cfg, &vec_ok);
   const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
-  const int64_t lanes = dims == Dims::DS8 ? kern::DimsT<Dims::DS8>::L
-                        : dims == Dims::DS16 ? kern::DimsT<Dims::DS16>::L
-                                             : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
+  const int64_t lanes = dims == Dims::DS8     ? kern::DimsT<Dims::DS8>::L
+                        : dims == Dims::DS16  ? kern::DimsT<Dims::DS16>::L
+                        : dims == Dims::DS16S ? kern::DimsT<Dims::DS16S>::L
+                        : dims == Dims::DS32S ? kern::DimsT<Dims::DS32S>::L
+                                              : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
   const int64_t pairs = p.rows() * lanes;
   // vector variants need dims multiple of 8 (aligned) and 32-bit pair indices; tile2d needs h
   // within grid.y and the token blocks within grid.x
   if (variant != kGeneral && (!vec_ok || pairs >= (int64_t(1) << 31))) variant = kGeneral;
   if (variant == kTile2d && (p.h > 65535 || ceil_div(p.s, cfg.block < 1 ? 1 : cfg.block) > INT32_MAX))
     variant = kGeneral;
-  const int ui = cfg.unroll >= 4 ? 2 : (cfg.unroll >= 2 ? 1 : 0);
+  int ui = cfg.unroll >= 4 ? 2 : (cfg.unroll >= 2 ? 1 : 0);
+  if (!kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui]) ui = 1;  // no unroll 4 here
   const int unroll = kUnrolls[ui];
 
   Params P;
@@ -243,7 +257,7 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   P.s = p.s;
   P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
 
-  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * 3 + int(dims)) * 3 + ui;
+  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * kDims + int(dims)) * 3 + ui;
   const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui];
   // a table may ask for more threads than this kernel's registers allow: clamp (multiple of 32)
   const int cap = max_threads(d, slot, fn) & ~31;

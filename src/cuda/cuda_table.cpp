@@ -22,12 +22,12 @@ constexpr int64_t U = kUnbounded;
 
 DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1, DimsReq dims, int variant,
                 int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
-                int stream = 0) {
+                int stream = 0, int split = 0) {
   DispatchRow r;
   r.arch_min = a0; r.arch_max = a1;
   r.s_min = s0; r.s_max = s1; r.sh_min = sh0; r.sh_max = sh1;
   r.dims = dims; r.variant = variant;
-  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream; r.cfg.split = lanes == 32 ? 1 : split;
   r.note = note;
   return r;
 }
@@ -37,16 +37,18 @@ std::vector<DispatchRow> builtin_rows() {
   const char* h100 = "sm_90: H100 sweep, bench/results/h100-2026-11-24-*";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   return {
-      // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is
-      // the best of the bench sweep there (bench/results/h100-2026-11-24-*/bench.json, docs/perf-notes.md)
+      // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
+      // best of the same-run comparisons in bench/results/h100-2026-11-24-* (docs/perf-notes.md)
+      // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
       row(90, 99, 1, U, 1, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
-      row(90, 99, 1, U, 7169, 12288, X8, kTile2d, 256, 16, 1, 0, 1, 8, h100),
-      row(90, 99, 1, U, 12289, 24576, X8, kFlat, 512, 1, 1, 0, 0, 16, h100),
+      // L2-resident middle: k_pe split over all 16 lanes; 16-token 2-D tiles, then 1024-thread blocks
+      row(90, 99, 1, U, 7169, 12288, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 12289, 24576, X8, kFlat, 1024, 1, 1, 0, 0, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100),
-      row(90, 99, 1, U, 40961, 57344, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
-      row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
-      // beyond L2 (>= ~80 MB moved): streaming stores, the outputs cannot stay in L2 anyway
-      row(90, 99, 1, U, 98305, U, X8, kFlat, 512, 1, 1, 0, 0, 16, h100, 1),
+      // inputs + outputs near the 50 MB L2: streaming stores keep the inputs resident
+      row(90, 99, 1, U, 40961, 98304, X8, kFlat, 512, 1, 1, 0, 0, 16, h100, 1),
+      // beyond L2: a warp a row with 4-element units (8-byte loads, 4-byte stores), 256 threads
+      row(90, 99, 1, U, 98305, U, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),
       // ---- sm_100 / sm_103 (Blackwell): s <= 8 on s alone, s > 8 on s*h
       row(100, 109, 1, 2, 1, U, X8, kTile2d, 32, 1, 1, 0, 1, 16, gb300),
       row(100, 109, 3, 8, 1, U, X8, kTile2d, 64, 4, 1, 0, 1, 16, gb300),

@@ -50,12 +50,22 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
   return uint32_t(encode_fp8<F>(lo)) | (uint32_t(encode_fp8<F>(hi)) << 8);
 }
 
-// 16-byte load of an input (never written by the kernel).
+// 16-, 8- and 4-byte loads of an input (never written by the kernel), naturally aligned.
 MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
-// 8-byte store of an output; `stream` marks it evict-first (st.global.cs).
+MLAKV_DEVICE uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
+MLAKV_DEVICE uint32_t load4(const void* p) { return *static_cast<const uint32_t*>(p); }
+// 8-, 4- and 2-byte stores of an output; `stream` marks them evict-first (st.global.cs).
 MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
   if (stream) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
   else *static_cast<uint2*>(p) = v;
+}
+MLAKV_DEVICE void store4(void* p, uint32_t v, bool stream) {
+  if (stream) asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+  else *static_cast<uint32_t*>(p) = v;
+}
+MLAKV_DEVICE void store2(void* p, uint16_t v, bool stream) {
+  if (stream) asm volatile("st.global.cs.u16 [%0], %1;" ::"l"(p), "h"(v) : "memory");
+  else *static_cast<uint16_t*>(p) = v;
 }
 
 MLAKV_DEVICE uint32_t umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }

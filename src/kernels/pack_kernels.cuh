@@ -1,6 +1,6 @@
 // The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include a vendor header first
 // (src/cuda/vendor.cuh or src/hip/vendor_hip.h): it supplies MLAKV_DEVICE and mlakv::vendor::
-// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16, store8,
+// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16/8/4, store8/4/2,
 // umulhi}.
 //
 // The variants differ only in how (row, lane) pairs (below) are handed to threads:
@@ -34,23 +34,28 @@ struct FastDiv {
   MLAKV_DEVICE uint32_t div(uint32_t n) const { return (vendor::umulhi(n, m) + n) >> s; }
 };
 
-// DS: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8.
-// Both use 8-element units: 16-byte loads (bf16/fp16) that a warp issues over 512 contiguous
-// bytes, and 8-byte stores over 256 contiguous bytes (16-element units with two 16-byte loads
-// per thread touch each sector twice and measured slower, docs/perf-notes.md).
-// DeepSeek dims (128, 64, 128) as compile-time constants, with 16 lanes per row (DS16) or 8
-// (DS8); V8: any dims multiple of 8, counts at run time.
-enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2 };
+// DS*: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8 with
+// counts at run time. A "unit" is the piece of a segment one lane converts at once: W elements of
+// k_nope / v and WP of k_pe (for bf16: 16-, 8- or 4-byte loads; W- and WP-byte stores).
+//   DS16  16 lanes a row, W = 8; k_pe by 8 of them (WP = 8)
+//   DS8    8 lanes a row, 2 units of k_nope and of v each (W = 8); k_pe WP = 8
+//   DS16S 16 lanes, W = 8; k_pe split over all 16 lanes (WP = 4)
+//   DS32S 32 lanes (a warp a row), W = 4; k_pe split over all 32 (WP = 2)
+//   V8    lanes = the largest unit count, W = WP = 8
+// Wider units mean fewer instructions; narrower ones more threads and whole-line warp stores (a
+// DS32S warp stores one row's 128 k_nope bytes at once). The H100 measurements pick per size
+// (docs/perf-notes.md). (16-element units with two 16-byte loads a thread touch each sector
+// twice and measured slower.)
+enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2, DS16S = 3, DS32S = 4 };
+constexpr int kDimsCount = 5;
 constexpr bool is_ds(Dims d) { return d != Dims::V8; }
 
 // Work is cut into (row, lane) pairs: a row is one (token, head), and lane j of a row converts
-// chunks j, j + L, ... (CPL of them; a chunk is 8 elements) of each segment that has them:
-// k_nope[t, h, 8c:8c+8], k_pe[t, 8c:8c+8] and v[t, h, 8c:8c+8]. DS8 rows have L = 8 lanes doing
-// 2 chunks of k_nope, 2 of v and 1 of k_pe each (the address arithmetic is paid once for 5
-// chunks); DS16 and V8 rows have L = max(chunks of k_nope, k_pe, v) lanes doing one of each. The
-// lanes of a warp read 16-byte pieces of a few contiguous rows (full 32-byte sectors) and every
-// thread does the same straight-line work: missing chunks are predicated off, never branched to.
-// Each thread takes UNROLL (row, lane) pairs and issues all their loads before converting.
+// units j, j + L, ... (CPL of them) of k_nope[t, h, :] and of v[t, h, :], and unit j of
+// k_pe[t, :] where there is one. The lanes of a warp read pieces of a few contiguous rows (full
+// 32-byte sectors) and every thread does the same straight-line work: missing units are
+// predicated off, never branched to. Each thread takes UNROLL (row, lane) pairs and issues all
+// their loads before converting.
 struct Params {
   // read by every thread of the vector variants: kept together at the front of the parameter block
   const char* k_nope;
@@ -75,23 +80,32 @@ struct Params {
   int32_t d_nope, d_rope, d_v;
 };
 
+// L lanes a row, CPL units of k_nope and of v a lane, W / WP elements a unit, UN / UR / UV units
+// in k_nope / k_pe / v, DN = D_nope.
 template <Dims D>
-struct DimsT {  // DS16: compile-time chunk counts, 16 lanes per row, 1 chunk per lane
-  static constexpr int UN = 16, UR = 8, UV = 16, L = 16, CPL = 1, DN = 128;
+struct DimsT {  // DS16
+  static constexpr int L = 16, CPL = 1, W = 8, WP = 8, UN = 16, UR = 8, UV = 16, DN = 128;
 };
 template <>
-struct DimsT<Dims::DS8> {  // DS8: 8 lanes per row, 2 chunks of k_nope and of v per lane
-  static constexpr int UN = 16, UR = 8, UV = 16, L = 8, CPL = 2, DN = 128;
+struct DimsT<Dims::DS8> {
+  static constexpr int L = 8, CPL = 2, W = 8, WP = 8, UN = 16, UR = 8, UV = 16, DN = 128;
 };
 template <>
-struct DimsT<Dims::V8> {  // V8: lanes per row and chunk counts come from Params; 1 chunk per lane
-  static constexpr int UN = 0, UR = 0, UV = 0, L = 1, CPL = 1, DN = 0;
+struct DimsT<Dims::DS16S> {
+  static constexpr int L = 16, CPL = 1, W = 8, WP = 4, UN = 16, UR = 16, UV = 16, DN = 128;
+};
+template <>
+struct DimsT<Dims::DS32S> {
+  static constexpr int L = 32, CPL = 1, W = 4, WP = 2, UN = 32, UR = 32, UV = 32, DN = 128;
+};
+template <>
+struct DimsT<Dims::V8> {  // lanes and unit counts come from Params
+  static constexpr int L = 1, CPL = 1, W = 8, WP = 8, UN = 0, UR = 0, UV = 0, DN = 0;
 };
 
 template <InType T>
 struct Elem {
   static constexpr int size = T == InType::FP32 ? 4 : 2;
-  static constexpr int words = size / 2;  // 16-byte words per 8-element chunk
 };
 
 template <InType T>
@@ -100,40 +114,45 @@ MLAKV_DEVICE float widen(uint32_t word, int half) {
   return vendor::half_bits_to_float(uint16_t(half ? (word >> 16) : (word & 0xFFFFu)));
 }
 
-template <InType T>
-struct Chunk {  // 8 input elements
-  uint4 w[Elem<T>::words];
+// N input elements as 32-bit words (bf16/fp16: two a word).
+template <InType T, int N>
+struct Chunk {
+  static constexpr int bytes = N * Elem<T>::size;
+  uint32_t w[bytes / 4];
 };
 
-template <InType T>
-MLAKV_DEVICE void load_chunk(Chunk<T>* c, const char* src) {
+template <InType T, int N>
+MLAKV_DEVICE void load_chunk(Chunk<T, N>* c, const char* src) {
+  constexpr int B = Chunk<T, N>::bytes;
+  if constexpr (B >= 16) {
 #pragma unroll
-  for (int j = 0; j < Elem<T>::words; ++j) c->w[j] = vendor::load16(src + 16 * j);
+    for (int j = 0; j < B / 16; ++j) {
+      const uint4 q = vendor::load16(src + 16 * j);
+      c->w[4 * j] = q.x; c->w[4 * j + 1] = q.y; c->w[4 * j + 2] = q.z; c->w[4 * j + 3] = q.w;
+    }
+  } else if constexpr (B == 8) {
+    const uint2 q = vendor::load8(src);
+    c->w[0] = q.x; c->w[1] = q.y;
+  } else {
+    c->w[0] = vendor::load4(src);
+  }
 }
 
-// 8 elements -> 8 fp8 bytes, one 8-byte store.
-template <InType T, Fp8Format F>
-MLAKV_DEVICE void convert_store(const Chunk<T>& c, uint8_t* dst, float m, bool stream) {
-  uint32_t out[2];
-  if (T == InType::FP32) {
+// N elements -> N fp8 bytes, one N-byte store.
+template <InType T, Fp8Format F, int N>
+MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool stream) {
+  float x[N];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const uint4 q = c.w[j];
-      const uint32_t lo = vendor::encode2<F>(scale_mul(bits_f32(q.x), m), scale_mul(bits_f32(q.y), m));
-      const uint32_t hi = vendor::encode2<F>(scale_mul(bits_f32(q.z), m), scale_mul(bits_f32(q.w), m));
-      out[j] = lo | (hi << 16);
-    }
-  } else {
-    const uint32_t words[4] = {c.w[0].x, c.w[0].y, c.w[0].z, c.w[0].w};
+  for (int e = 0; e < N; ++e)
+    x[e] = scale_mul(T == InType::FP32 ? bits_f32(c.w[e]) : widen<T>(c.w[e / 2], e & 1), m);
+  uint32_t out[(N + 3) / 4];
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const uint32_t a = words[2 * k], b = words[2 * k + 1];
-      const uint32_t lo = vendor::encode2<F>(scale_mul(widen<T>(a, 0), m), scale_mul(widen<T>(a, 1), m));
-      const uint32_t hi = vendor::encode2<F>(scale_mul(widen<T>(b, 0), m), scale_mul(widen<T>(b, 1), m));
-      out[k] = lo | (hi << 16);
-    }
-  }
-  vendor::store8(dst, make_uint2(out[0], out[1]), stream);
+  for (int j = 0; j < (N + 3) / 4; ++j) out[j] = 0;
+#pragma unroll
+  for (int e = 0; e < N; e += 2) out[e / 4] |= vendor::encode2<F>(x[e], x[e + 1]) << (8 * (e % 4));
+  if constexpr (N == 8) vendor::store8(dst, make_uint2(out[0], out[1]), stream);
+  else if constexpr (N == 4) vendor::store4(dst, out[0], stream);
+  else vendor::store2(dst, uint16_t(out[0]), stream);
 }
 
 MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
@@ -151,18 +170,20 @@ MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? DimsT<D>::L : P.l
 // the wait: a device-memory scale may be written by the previous kernel).
 template <InType T, Fp8Format F, Dims D, int UNROLL, class PairAt, class Ready>
 MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
+  using DT = DimsT<D>;
   constexpr int E = Elem<T>::size;
-  constexpr int CPL = DimsT<D>::CPL;
+  constexpr int CPL = DT::CPL, W = DT::W, WP = DT::WP;
   const int L = lanes_of<D>(P);
-  const int un = is_ds(D) ? DimsT<D>::UN : P.un;
-  const int ur = is_ds(D) ? DimsT<D>::UR : P.ur;
-  const int uv = is_ds(D) ? DimsT<D>::UV : P.uv;
-  const int dn = is_ds(D) ? DimsT<D>::DN : P.d_nope;
+  const int un = is_ds(D) ? DT::UN : P.un;
+  const int ur = is_ds(D) ? DT::UR : P.ur;
+  const int uv = is_ds(D) ? DT::UV : P.uv;
+  const int dn = is_ds(D) ? DT::DN : P.d_nope;
   const bool stream = P.stream != 0;
   const char* s_kn[UNROLL];
   const char* s_pe[UNROLL];
   const char* s_v[UNROLL];
   uint8_t* ko[UNROLL];
+  uint8_t* kpo[UNROLL];
   uint8_t* vo[UNROLL];
   int lane_of[UNROLL];
   bool ok[UNROLL];
@@ -172,39 +193,43 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
     int lane = 0;
     ok[i] = pair_at(i, &t, &hh, &lane);
     lane_of[i] = lane;
-    const int64_t c = int64_t(lane) * 8;
-    ko[i] = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+    const int64_t c = int64_t(lane) * W, cp = int64_t(lane) * WP;
+    uint8_t* krow = P.k_out + t * P.ko_st + hh * P.ko_sh;
+    ko[i] = krow + c;
+    kpo[i] = krow + dn + cp;
     vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
     s_kn[i] = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
-    s_pe[i] = P.k_pe + (t * P.kp_st + c) * E;
+    s_pe[i] = P.k_pe + (t * P.kp_st + cp) * E;
     s_v[i] = P.v + (t * P.v_st + hh * P.v_sh + c) * E;
   }
   float ks, vs;
   ready(&ks, &vs);
-  Chunk<T> kn[UNROLL][CPL], vv[UNROLL][CPL], pe[UNROLL];
+  Chunk<T, W> kn[UNROLL][CPL], vv[UNROLL][CPL];
+  Chunk<T, WP> pe[UNROLL];
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
 #pragma unroll
     for (int k = 0; k < CPL; ++k) {
-      const int chunk = lane_of[i] + k * L;
-      if (ok[i] && chunk < un) load_chunk<T>(&kn[i][k], s_kn[i] + k * L * 8 * E);
-      if (ok[i] && chunk < uv) load_chunk<T>(&vv[i][k], s_v[i] + k * L * 8 * E);
+      const int u = lane_of[i] + k * L;
+      if (ok[i] && u < un) load_chunk<T, W>(&kn[i][k], s_kn[i] + k * L * W * E);
+      if (ok[i] && u < uv) load_chunk<T, W>(&vv[i][k], s_v[i] + k * L * W * E);
     }
-    if (ok[i] && lane_of[i] < ur) load_chunk<T>(&pe[i], s_pe[i]);
+    if (ok[i] && lane_of[i] < ur) load_chunk<T, WP>(&pe[i], s_pe[i]);
   }
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
 #pragma unroll
     for (int k = 0; k < CPL; ++k) {
-      const int chunk = lane_of[i] + k * L;
-      if (ok[i] && chunk < un) convert_store<T, F>(kn[i][k], ko[i] + k * L * 8, ks, stream);
-      if (ok[i] && chunk < uv) convert_store<T, F>(vv[i][k], vo[i] + k * L * 8, vs, stream);
+      const int u = lane_of[i] + k * L;
+      if (ok[i] && u < un) convert_store<T, F, W>(kn[i][k], ko[i] + k * L * W, ks, stream);
+      if (ok[i] && u < uv) convert_store<T, F, W>(vv[i][k], vo[i] + k * L * W, vs, stream);
     }
-    if (ok[i] && lane_of[i] < ur) convert_store<T, F>(pe[i], ko[i] + dn, ks, stream);
+    if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP>(pe[i], kpo[i], ks, stream);
   }
 }
 
-// PDL entry: optionally let the next kernel launch now, then wait for the previous one.
+// PDL entry, just before the first global read: optionally let the next kernel launch now, then
+// wait for the previous one and read the scales.
 MLAKV_DEVICE void pdl_enter(const Params& P, float* ks, float* vs) {
   if (P.early) vendor::launch_dependents();
   vendor::grid_dependency_wait();

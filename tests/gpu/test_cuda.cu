@@ -228,15 +228,42 @@ TEST_CASE("cuda: every variant and launch configuration is correct") {
       for (int unroll : {1, 2, 3, 4}) {
         const int block = 1 + (k % 5) * 3, early = k % 2, waves = 1 + k % 4;
         ++k;
+        // unit layouts: 16 lanes, 8 lanes, 16 lanes with k_pe split, 32 lanes (4-element units)
+        const int layout = (k / 2) % 4;
+        const int lanes = layout == 1 ? 8 : layout == 3 ? 32 : 16, split = layout >= 2 ? 1 : 0;
         char table[256];
-        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d stream=%d\n",
-                      v, th, block, unroll, waves, early, k % 3 ? 16 : 8, k % 4 == 0 ? 1 : 0);
+        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d stream=%d\n",
+                      v, th, block, unroll, waves, early, lanes, split, k % 4 == 0 ? 1 : 0);
         Case c;
+        c.in = k % 7 == 0 ? MLAKV_DTYPE_FP32 : k % 7 == 1 ? MLAKV_DTYPE_FP16 : MLAKV_DTYPE_BF16;
         c.s = 1 + k * 7 % 300; c.h = (k % 3 == 0) ? 128 : 16;
         c.d = (k % 4 == 0) ? Dims{64, 32, 64} : Dims{128, 64, 128};
         c.out = (k % 5 == 0) ? MLAKV_DTYPE_E5M2 : MLAKV_DTYPE_E4M3FN;
         check_case(c, table);
       }
+}
+
+TEST_CASE("cuda: every unit layout with every input type and format") {
+  GPU_ONLY();
+  const mlakv_dtype ins[] = {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32};
+  const mlakv_dtype outs[] = {MLAKV_DTYPE_E4M3FN, MLAKV_DTYPE_E5M2, MLAKV_DTYPE_E4M3FNUZ, MLAKV_DTYPE_E5M2FNUZ};
+  const int layouts[][2] = {{16, 0}, {8, 0}, {16, 1}, {32, 1}};  // lanes, split
+  int k = 0;
+  for (const char* v : {"flat", "tile2d", "persist"})
+    for (const auto& l : layouts)
+      for (mlakv_dtype in : ins)
+        for (mlakv_dtype out : outs) {
+          ++k;
+          char table[256];
+          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=1 waves=2 early=%d lanes=%d split=%d stream=%d\n",
+                        v, k % 2 ? 256 : 128, k % 3 ? 16 : 5, k % 2, l[0], l[1], k % 5 == 0 ? 1 : 0);
+          Case c;
+          c.s = 37 + k % 50; c.h = k % 2 ? 16 : 3;
+          c.in = in; c.out = out;
+          c.pad_out = k % 3 == 0 ? 16 : 0;
+          c.dev_scale = k % 4 == 0;
+          check_case(c, table);
+        }
 }
 
 TEST_CASE("cuda: large sizes") {
