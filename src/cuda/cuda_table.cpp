@@ -45,8 +45,8 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 7169, 12288, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 12289, 24576, X8, kFlat, 1024, 1, 1, 0, 0, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100),
-      // inputs + outputs near the 50 MB L2: streaming stores keep the inputs resident
-      row(90, 99, 1, U, 40961, 98304, X8, kFlat, 512, 1, 1, 0, 0, 16, h100, 1),
+      row(90, 99, 1, U, 40961, 57344, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
+      row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
       // beyond L2: a warp a row with 4-element units (8-byte loads, 4-byte stores), 256 threads
       row(90, 99, 1, U, 98305, U, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),
       // ---- sm_100 / sm_103 (Blackwell): s <= 8 on s alone, s > 8 on s*h
