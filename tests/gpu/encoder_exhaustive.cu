@@ -10,26 +10,30 @@
 using namespace mlakv;
 
 template <Fp8Format F>
-__global__ void compare_all(unsigned long long* mismatches, unsigned* first_bad) {
+__global__ void compare_all(unsigned long long* mismatches, unsigned* first_bad, unsigned long long* checked) {
   const uint64_t stride = uint64_t(gridDim.x) * blockDim.x;
-  unsigned long long bad = 0;
+  unsigned long long bad = 0, n = 0;
   for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (uint64_t(1) << 32); i += 2 * stride) {
     const uint32_t a = uint32_t(i), b = uint32_t(i + stride);
     const float fa = bits_f32(a), fb = bits_f32(b);
     const uint32_t hw = vendor::encode2<F>(fa, fb);
     const uint32_t sw = uint32_t(encode_fp8<F>(fa)) | (uint32_t(encode_fp8<F>(fb)) << 8);
+    n += 2;
     if (hw != sw) {
       ++bad;
       atomicMin(first_bad, (hw & 0xFF) != (sw & 0xFF) ? a : b);
     }
   }
   if (bad) atomicAdd(mismatches, bad);
+  atomicAdd(checked, n);  // the host requires exactly 2^32: a kernel that did not run cannot pass
 }
 
 template <Fp8Format F>
 int run(const char* name) {
-  unsigned long long* d_bad;
+  unsigned long long *d_bad, *d_checked;
   unsigned* d_first;
+  cudaMalloc(&d_checked, sizeof *d_checked);
+  cudaMemset(d_checked, 0, sizeof *d_checked);
   cudaMalloc(&d_bad, sizeof *d_bad);
   cudaMalloc(&d_first, sizeof *d_first);
   cudaMemset(d_bad, 0, sizeof *d_bad);
@@ -38,24 +42,31 @@ int run(const char* name) {
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   cudaEventRecord(e0);
-  compare_all<F><<<2048, 256>>>(d_bad, d_first);  // stride 2^19: pairs tile 2^32 exactly
+  compare_all<F><<<2048, 256>>>(d_bad, d_first, d_checked);  // stride 2^19: pairs tile 2^32 exactly
+  const cudaError_t launch = cudaGetLastError();
   cudaEventRecord(e1);
-  const cudaError_t err = cudaDeviceSynchronize();
+  const cudaError_t err = launch != cudaSuccess ? launch : cudaDeviceSynchronize();
   if (err != cudaSuccess) {
     std::printf("encoder_exhaustive %s: CUDA error %s\n", name, cudaGetErrorString(err));
     return 1;
   }
   float ms = 0;
   cudaEventElapsedTime(&ms, e0, e1);
-  unsigned long long bad = 0;
+  unsigned long long bad = 0, checked = 0;
   unsigned first = 0;
+  cudaMemcpy(&checked, d_checked, sizeof checked, cudaMemcpyDeviceToHost);
   cudaMemcpy(&bad, d_bad, sizeof bad, cudaMemcpyDeviceToHost);
   cudaMemcpy(&first, d_first, sizeof first, cudaMemcpyDeviceToHost);
-  std::printf("encoder_exhaustive %-6s: 4294967296 fp32 inputs, software vs hardware cvt.rn.satfinite: %llu mismatches%s (%.0f ms)\n",
-              name, bad, bad ? "" : ", identical", ms);
+  std::printf("encoder_exhaustive %-6s: %llu of 4294967296 fp32 inputs compared, software vs hardware cvt.rn.satfinite: %llu mismatches%s (%.1f ms)\n",
+              name, checked, bad, bad ? "" : ", identical", ms);
+  if (checked != (1ull << 32)) {
+    std::printf("  FAILED: not every input was compared\n");
+    bad = bad ? bad : 1;
+  }
   if (bad) std::printf("  first differing input bits 0x%08x\n", first);
   cudaFree(d_bad);
   cudaFree(d_first);
+  cudaFree(d_checked);
   return bad ? 1 : 0;
 }
 
