@@ -241,6 +241,34 @@ std::vector<Size> parse_sizes(const std::string& arg) {
   return out;
 }
 
+// Host cost of g over f, measured in pairs: each iteration times one f() then one g(), so slow
+// drifts of this (virtualised, frequency-scaling) host hit both; returns medians of f, g and of the
+// per-pair differences g - f (the robust number), in microseconds.
+struct Paired {
+  double f, g, diff;
+};
+Paired paired_us(int n, const std::function<void(int)>& f, const std::function<void(int)>& g) {
+  using clk = std::chrono::steady_clock;
+  std::vector<double> tf, tg, td;
+  tf.reserve(size_t(n)); tg.reserve(size_t(n)); td.reserve(size_t(n));
+  for (int i = 0; i < 200; ++i) { f(i); g(i); }
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = clk::now();
+    f(i);
+    const auto t1 = clk::now();
+    g(i);
+    const auto t2 = clk::now();
+    tf.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    tg.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+    td.push_back(tg.back() - tf.back());
+  }
+  auto med = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  return {med(tf), med(tg), med(td)};
+}
+
 double host_us_per_call(int n, const std::function<void()>& f) {
   for (int i = 0; i < 50; ++i) f();
   const auto t0 = std::chrono::steady_clock::now();
@@ -333,19 +361,35 @@ int main(int argc, char** argv) {
     };
     mlakv_pack_args a2 = a;  // same buffers, other scale pointer order: a different argument set
     std::swap(a2.k_scale_inv_ptr, a2.v_scale_inv_ptr);
-    double h_bare = 1e9, h_mlakv = 1e9, h_trust = 1e9, h_cold = 1e9;
-    for (int rep = 0; rep < 5; ++rep) {  // interleaved, best of 5 (host timings are noisy)
-      h_bare = std::min(h_bare, host_us_per_call(2000, bare));
-      h_mlakv = std::min(h_mlakv, host_us_per_call(2000, [&] { check(mlakv_pack_fp8(&a), "pack"); }));
-      h_trust = std::min(h_trust, host_us_per_call(2000, [&] { check(mlakv_pack_fp8(&a_trust), "pack"); }));
-      int k = 0;
-      h_cold = std::min(h_cold, host_us_per_call(2000, [&] { check(mlakv_pack_fp8(++k & 1 ? &a : &a2), "pack"); }));
-      CK(cudaStreamSynchronize(T.st));
-    }
-    std::printf("host cost per eager call (h=16, s=1; best of 5 x 2000 calls): bare cudaLaunchKernelEx %.3f us; "
-                "mlakv_pack_fp8 repeated call %.3f us (+%.3f), with MLAKV_FLAG_TRUST_POINTERS %.3f us (+%.3f), "
-                "alternating two argument sets (full validation every call) %.3f us (+%.3f); bar: +0.3 us\n",
-                h_bare, h_mlakv, h_mlakv - h_bare, h_trust, h_trust - h_bare, h_cold, h_cold - h_bare);
+    mlakv_pack_args a2_trust = a2;
+    a2_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
+    mlakv::kern::Params P2 = P;  // the bare launch's counterpart of a2
+    std::swap(P2.k_scale_ptr, P2.v_scale_ptr);
+    auto bare2 = [&](int k) {
+      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS16, 1>,
+                            k & 1 ? P : P2));
+    };
+    // each mlakv variant paired with the bare launch it is compared with, 20000 pairs each
+    auto sync_every = [&](int i) { if ((i & 1023) == 1023) CK(cudaStreamSynchronize(T.st)); };
+    const Paired rep_ = paired_us(20000, [&](int i) { sync_every(i); bare(); },
+                                  [&](int) { check(mlakv_pack_fp8(&a), "pack"); });
+    const Paired trust_ = paired_us(20000, [&](int i) { sync_every(i); bare(); },
+                                    [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); });
+    const Paired alt_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
+                                  [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); });
+    const Paired alt_trust_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
+                                        [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); });
+    CK(cudaStreamSynchronize(T.st));
+    const double h_bare = rep_.f, h_mlakv = rep_.g, h_trust = trust_.g, h_bare_alt = alt_.f, h_cold = alt_.g,
+                 h_cold_trust = alt_trust_.g;
+    std::printf("host cost per eager call (h=16, s=1; medians of 20000 pairs, each a bare cudaLaunchKernelEx of the same "
+                "kernel then an mlakv_pack_fp8; +x = median per-pair difference); bar: +0.3 us\n"
+                "  same arguments as the last call: bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS "
+                "bare %.3f, mlakv %.3f (+%.3f)\n"
+                "  new arguments every call (two sets alternating, full validation and planning): bare %.3f us, mlakv %.3f us "
+                "(+%.3f); with MLAKV_FLAG_TRUST_POINTERS bare %.3f, mlakv %.3f (+%.3f)\n",
+                rep_.f, rep_.g, rep_.diff, trust_.f, trust_.g, trust_.diff, alt_.f, alt_.g, alt_.diff, alt_trust_.f,
+                alt_trust_.g, alt_trust_.diff);
     std::printf("  plan: %s\n", plan);
     // where host time goes
     {
@@ -381,8 +425,10 @@ int main(int argc, char** argv) {
     }
     std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w");
     if (jf) {
-      std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"mlakv_validate_every_call_us\": %.4f}\n",
-                   h_bare, h_mlakv, h_trust, h_cold);
+      std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"bare_alternating_us\": %.4f, "
+                       "\"mlakv_validate_every_call_us\": %.4f, \"mlakv_validate_every_call_trust_us\": %.4f, "
+                       "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_args_us\": %.4f, \"extra_new_args_trust_us\": %.4f}\n",
+                   h_bare, h_mlakv, h_trust, h_bare_alt, h_cold, h_cold_trust, rep_.diff, trust_.diff, alt_.diff, alt_trust_.diff);
       std::fclose(jf);
     }
     cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);

@@ -14,25 +14,32 @@ using namespace mlakv;
 
 namespace {
 
-thread_local std::string t_last_error;
-
-// The last successful mlakv_pack_fp8 call of this thread, validated and planned.
+// A successful mlakv_pack_fp8 call of this thread, validated and planned.
 struct Memo {
   bool valid = false;
-  bool check_memory = false;
   uint64_t generation = 0;
   mlakv_pack_args args;
   PackProblem problem;
   Plan plan;
   const Backend* backend = nullptr;
 };
-thread_local Memo t_memo;
+
+// Everything per thread in one thread_local (one TLS lookup per call in a shared library): the
+// last error, and two memo slots: the last successful call's (cur) and a scratch slot that a call
+// with new arguments is validated and planned into directly, becoming cur if it succeeds.
+struct ThreadState {
+  std::string last_error;
+  Memo memo[2];
+  int cur = 0;
+};
+thread_local ThreadState t_state;
 
 mlakv_status report(mlakv_status st, const std::string& why) {
+  std::string& e = t_state.last_error;
   if (st == MLAKV_OK) {
-    if (!t_last_error.empty()) t_last_error.clear();
+    if (!e.empty()) e.clear();
   } else {
-    t_last_error = why;
+    e = why;
   }
   return st;
 }
@@ -131,35 +138,29 @@ MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args) {
 
 MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
   return guarded([&]() -> mlakv_status {
-    // The same arguments as this thread's last successful call (a decode loop, a benchmark):
-    // validation, routing and the plan depend on nothing else, so they are reused; the memory
-    // check (cheap once its ranges are cached) still runs.
-    Memo& m = t_memo;
-    if (m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&
-        m.generation == table_generation() && std::memcmp(args, &m.args, sizeof(mlakv_pack_args)) == 0) {
-      std::string why;
-      mlakv_status st = MLAKV_OK;
-      if (m.check_memory) st = m.backend->check_memory(m.problem, &why);
-      if (st == MLAKV_OK) st = m.backend->pack(m.problem, m.plan, &why);
-      return report(st, why);
-    }
-    PackProblem p;
-    bool empty = false;
-    const Backend* b = nullptr;
-    Plan plan;
+    ThreadState& ts = t_state;
     std::string why;
-    const uint64_t generation = table_generation();
-    mlakv_status st = prepare(args, &p, &empty, &b, &plan, &why);
+    // The same argument bytes as this thread's last successful call (a layer loop on reused
+    // buffers, a decode loop, a benchmark): validation, routing, the memory check and the plan
+    // depend on nothing else, so all are reused. (Skipping the memory check here trusts no more
+    // than the per-thread range cache of src/cuda/cuda_memory.cpp already does: it answered for
+    // these exact spans on the previous call, and nothing has run on this thread since.)
+    const Memo& m = ts.memo[ts.cur];
+    if (m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&
+        m.generation == table_generation() && std::memcmp(args, &m.args, sizeof(mlakv_pack_args)) == 0)
+      return report(m.backend->pack(m.problem, m.plan, &why), why);
+    // New arguments: validate and plan straight into the scratch slot.
+    Memo& n = ts.memo[ts.cur ^ 1];
+    n.valid = false;
+    bool empty = false;
+    n.generation = table_generation();
+    mlakv_status st = prepare(args, &n.problem, &empty, &n.backend, &n.plan, &why);
     if (st != MLAKV_OK || empty) return report(st, why);
-    st = b->pack(p, plan, &why);
+    st = n.backend->pack(n.problem, n.plan, &why);
     if (st == MLAKV_OK && args->struct_size == sizeof(mlakv_pack_args)) {
-      std::memcpy(&m.args, args, sizeof(mlakv_pack_args));
-      m.problem = p;
-      m.plan = plan;
-      m.backend = b;
-      m.generation = generation;
-      m.check_memory = !(p.flags & MLAKV_FLAG_TRUST_POINTERS) && b->is_device_only;
-      m.valid = true;
+      std::memcpy(&n.args, args, sizeof(mlakv_pack_args));
+      n.valid = true;
+      ts.cur ^= 1;
     }
     return report(st, why);
   });
@@ -207,7 +208,7 @@ MLAKV_API const char* mlakv_status_string(mlakv_status s) {
   }
 }
 
-MLAKV_API const char* mlakv_last_error(void) { return t_last_error.c_str(); }
+MLAKV_API const char* mlakv_last_error(void) { return t_state.last_error.c_str(); }
 
 MLAKV_API int32_t mlakv_version(void) { return MLAKV_VERSION; }
 

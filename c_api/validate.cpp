@@ -167,7 +167,6 @@ bool disjoint(const Rows& a, const Rows& b) {
 
 mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std::string* why) {
   if (!in) { *why = "args is NULL"; return MLAKV_ERR_NULL_POINTER; }
-  mlakv_pack_args_init(out);
   const size_t n = in->struct_size;
   if (n < sizeof(mlakv_pack_args)) {
     *why = "args->struct_size is " + std::to_string(n) + ", this ABI's smallest is " +

@@ -113,6 +113,7 @@ constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = kVariantCount * 3 * 4 * kDims * 3;
 struct DeviceInfo {
   std::once_flag once;
+  std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
   std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
   int arch = 0;        // SM version major*10+minor
@@ -124,6 +125,7 @@ DeviceInfo g_devices[kMaxDevices];
 DeviceInfo* device_info(int dev) {
   if (dev < 0 || dev >= kMaxDevices || dev >= global().count) return nullptr;
   DeviceInfo& d = g_devices[dev];
+  if (d.done.load(std::memory_order_acquire)) return d.ok ? &d : nullptr;
   std::call_once(d.once, [&] {
     int major = 0, minor = 0, sms = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
@@ -147,6 +149,7 @@ DeviceInfo* device_info(int dev) {
     d.image_arch = fa.binaryVersion;
     d.ok = true;
   });
+  d.done.store(true, std::memory_order_release);
   return d.ok ? &d : nullptr;
 }
 
@@ -172,13 +175,22 @@ Dims best_dims(const PackProblem& p, const LaunchConfig& cfg, bool* any) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The most threads a block of this kernel can have on this device (registers decide), asked once.
-int max_threads(DeviceInfo* d, int slot, KernelFn fn) {
+// The most threads a block of this kernel can have on device dev (registers decide), asked once
+// per device and kernel with dev current (the caller's current device is restored). 0: dev could
+// not be made current.
+int max_threads(DeviceInfo* d, int dev, int slot, KernelFn fn) {
   int m = d->max_threads[slot].load(std::memory_order_relaxed);
   if (m) return m;
+  int prev = -1;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
+  if (prev != dev && cudaSetDevice(dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
   cudaFuncAttributes fa;
   m = cudaFuncGetAttributes(&fa, fn) == cudaSuccess ? fa.maxThreadsPerBlock : 256;
   cudaGetLastError();
+  if (prev >= 0 && prev != dev) cudaSetDevice(prev);
   d->max_threads[slot].store(m, std::memory_order_relaxed);
   return m;
 }
@@ -204,14 +216,6 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->fallback.variant = kGeneral;
   out->fallback.cfg.threads = 256;
   out->fallback.note = "general path";
-  // kernel attributes are per device: ask with p.device current
-  int prev = -1;
-  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
-    cudaGetLastError();
-    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
-    return MLAKV_ERR_DEVICE;
-  }
   const DispatchRow& row = out->chosen();
   int variant = row.variant;
   const LaunchConfig& cfg = row.cfg;
@@ -260,7 +264,12 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * kDims + int(dims)) * 3 + ui;
   const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui];
   // a table may ask for more threads than this kernel's registers allow: clamp (multiple of 32)
-  const int cap = max_threads(d, slot, fn) & ~31;
+  const int cap_all = max_threads(d, p.device, slot, fn);
+  if (!cap_all) {
+    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+    return MLAKV_ERR_DEVICE;
+  }
+  const int cap = cap_all & ~31;
   const int threads = cfg.threads < cap ? cfg.threads : cap;
   dim3 grid(1, 1, 1);
   const int64_t per_block = int64_t(threads) * unroll;
@@ -280,7 +289,6 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
       grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
     }
   }
-  if (prev >= 0 && prev != p.device) cudaSetDevice(prev);
   out->variant = variant;
   Launch* L = new (out->launch) Launch;
   L->fn = fn;
