@@ -2,13 +2,15 @@
 # Installs what mlakv's build and tests need on a Debian 12 machine. Idempotent: a re-run on a
 # machine that has everything does no network access and takes about a second.
 #   apt:  cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config
+#         hipcc libamdhip64-dev rocm-device-libs      (tests/hip: the kernels compiled for AMD GPUs)
 #   pip:  numpy, ml_dtypes                              (tests/gen_fnuz_vectors.py --check)
 #         nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm   (tests/check_sass.sh; only when nvcc exists)
 # It never installs a CUDA toolkit: the CUDA backend is built only where nvcc already is (on PATH
 # or /usr/local/cuda/bin/nvcc). Runs as root (CI); otherwise uses sudo for apt when available.
 set -euo pipefail
 
-APT_PACKAGES=(cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config)
+APT_PACKAGES=(cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config
+              hipcc libamdhip64-dev rocm-device-libs)
 
 say() { echo "setup: $*"; }
 LOG=$(mktemp /tmp/mlakv-setup.XXXXXX.log)
