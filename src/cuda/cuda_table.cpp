@@ -40,12 +40,16 @@ std::vector<DispatchRow> builtin_rows() {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
       // best of the same-run comparisons in bench/results/h100-2026-11-24-* (docs/perf-notes.md)
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
-      row(90, 99, 1, U, 1, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
-      // L2-resident middle: k_pe split over all 16 lanes; 16-token 2-D tiles, then 1024-thread blocks
-      row(90, 99, 1, U, 7169, 12288, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 1, 768, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
+      // a warp a row, 4-element units (8-byte loads, 4-byte stores)
+      row(90, 99, 1, U, 769, 4096, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),
+      // L2-resident middle: 16 lanes a row with k_pe split over all of them
+      row(90, 99, 1, U, 4097, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 7169, 12288, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 12289, 24576, X8, kFlat, 1024, 1, 1, 0, 0, 16, h100, 0, 1),
-      row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100),
-      row(90, 99, 1, U, 40961, 57344, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
+      row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
+      // near the L2 size: 2-D tiles of 32 tokens x one head, 8 lanes a row
+      row(90, 99, 1, U, 40961, 57344, X8, kTile2d, 128, 32, 1, 0, 0, 8, h100),
       row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
       // beyond L2: a warp a row with 4-element units (8-byte loads, 4-byte stores), 256 threads
       row(90, 99, 1, U, 98305, U, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),
