@@ -616,6 +616,15 @@ def measure(fn: Callable[[], None], p: Problem, ref: Optional[tuple[torch.Tensor
 # ----------------------------------------------------------------------------------------------
 # One size
 # ----------------------------------------------------------------------------------------------
+def _record(rec: dict, e: dict, label: str, mismatch_key: str, what: str) -> None:
+    """Files a measured entry's error and byte mismatches into the size's record."""
+    if e["error"]:
+        rec["errors"].append(f"{label}: {e['error']}")
+    if e["mismatch"]:
+        rec["mismatches"][mismatch_key] = e["mismatch"]
+        rec["errors"].append(f"MISMATCH {what}: {e.get('mismatch_detail')}")
+
+
 def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], timer: GraphTimer,
              device: torch.device) -> dict:
     p = make_problem(s, h, args.seed, device)
@@ -677,20 +686,12 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
         e = measure(tp.make_fn(cfg, p), p, ref, timer)
         e["config"] = cfg.name
         times[tname] = e
-        if e["error"]:
-            rec["errors"].append(f"{tname} {cfg.name}: {e['error']}")
-        if e["mismatch"]:
-            rec["mismatches"][f"{tname} ({cfg.name})"] = e["mismatch"]
-            rec["errors"].append(f"MISMATCH mlakv vs triton {cfg.name}: {e.get('mismatch_detail')}")
+        _record(rec, e, f"{tname} {cfg.name}", f"{tname} ({cfg.name})", f"mlakv vs triton {cfg.name}")
     sweep_res: dict = {}
     for cfg in sweep:
         e = measure(tp.make_fn(cfg, p), p, ref, timer)
         sweep_res[cfg.name] = e
-        if e["error"]:
-            rec["errors"].append(f"sweep {cfg.name}: {e['error']}")
-        if e["mismatch"]:
-            rec["mismatches"][f"sweep ({cfg.name})"] = e["mismatch"]
-            rec["errors"].append(f"MISMATCH mlakv vs triton {cfg.name}: {e.get('mismatch_detail')}")
+        _record(rec, e, f"sweep {cfg.name}", f"sweep ({cfg.name})", f"mlakv vs triton {cfg.name}")
     times["sweep"] = sweep_res
     cand_res: dict = {}
     for cname, row in parse_candidates(args.mlakv_candidates):
@@ -705,11 +706,7 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
         except Exception as ex:  # noqa: BLE001
             e = {"us": None, "mismatch": None, "error": f"{type(ex).__name__}: {str(ex)[:300]}"}
         cand_res[cname] = e
-        if e["error"]:
-            rec["errors"].append(f"mlakv candidate {cname}: {e['error']}")
-        if e["mismatch"]:
-            rec["mismatches"][f"mlakv candidate {cname}"] = e["mismatch"]
-            rec["errors"].append(f"MISMATCH mlakv candidate {cname}: {e.get('mismatch_detail')}")
+        _record(rec, e, f"mlakv candidate {cname}", f"mlakv candidate {cname}", f"mlakv candidate {cname}")
     if cand_res:
         times["mlakv_candidates"] = cand_res
     rec["times"] = times
