@@ -40,9 +40,10 @@ std::vector<DispatchRow> builtin_rows() {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
       // best of the same-run comparisons in bench/results/h100-2026-11-24-* (docs/perf-notes.md)
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
-      row(90, 99, 1, U, 1, 4096, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
-      // L2-resident middle: 16 lanes a row with k_pe split over all of them
-      row(90, 99, 1, U, 4097, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
+      // from here on, 16 lanes a row with k_pe split over all of them
+      row(90, 99, 1, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 2049, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 7169, 12288, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 12289, 24576, X8, kFlat, 1024, 1, 1, 0, 0, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
