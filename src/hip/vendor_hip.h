@@ -54,13 +54,6 @@ MLAKV_DEVICE void store2(void* p, uint16_t v, bool stream) {
   else *static_cast<uint16_t*>(p) = v;
 }
 
-// An empty asm that takes the words as in-out operands: they must all be in registers here.
-template <int N>
-MLAKV_DEVICE void keep_live(uint32_t (&w)[N]) {
-#pragma unroll
-  for (int j = 0; j < N; ++j) asm volatile("" : "+r"(w[j]));
-}
-
 MLAKV_DEVICE uint32_t umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
 
 }  // namespace vendor

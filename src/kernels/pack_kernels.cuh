@@ -1,6 +1,6 @@
 // The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include a vendor header first
 // (src/cuda/vendor.cuh or src/hip/vendor_hip.h): it supplies MLAKV_DEVICE and mlakv::vendor::
-// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16/8/4, store8/4/2, keep_live,
+// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16/8/4, store8/4/2,
 // umulhi}.
 //
 // The variants differ only in how (row, lane) pairs (below) are handed to threads:
@@ -215,18 +215,6 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
       if (ok[i] && u < uv) load_chunk<T, W>(&vv[i][k], s_v[i] + k * L * W * E);
     }
     if (ok[i] && lane_of[i] < ur) load_chunk<T, WP>(&pe[i], s_pe[i]);
-  }
-  // Every loaded word is live here at once: the compiler may not convert one unit before the
-  // next unit's load is issued (it did in the 2-unit tile2d, reusing the registers and halving the
-  // loads in flight, docs/perf-notes.md 16).
-#pragma unroll
-  for (int i = 0; i < UNROLL; ++i) {
-#pragma unroll
-    for (int k = 0; k < CPL; ++k) {
-      vendor::keep_live(kn[i][k].w);
-      vendor::keep_live(vv[i][k].w);
-    }
-    vendor::keep_live(pe[i].w);
   }
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
