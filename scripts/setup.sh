@@ -75,25 +75,8 @@ else
   say "WARNING: pip could not install numpy/ml_dtypes: the fnuz_vectors_current test will not be registered"
 fi
 
-# cuobjdump + nvdisasm for the SASS check (tests/check_sass.sh looks in the same places)
-find_cuobjdump() {
-  local d
-  for d in "$(dirname "$(command -v cuobjdump 2>/dev/null || echo /nonexistent/x)")" /usr/local/cuda/bin \
-           $(python3 - 2>/dev/null <<'EOF'
-import glob, os
-try:
-    import nvidia
-    for p in nvidia.__path__:
-        for b in sorted(glob.glob(os.path.join(p, "cu1*", "bin"))):
-            print(b)
-except Exception:
-    pass
-EOF
-); do
-    if [ -x "$d/cuobjdump" ] && [ -x "$d/nvdisasm" ]; then echo "$d"; return 0; fi
-  done
-  return 1
-}
+# cuobjdump + nvdisasm for the SASS check, found where tests/check_sass.sh looks for them
+find_cuobjdump() { bash "$(dirname "${BASH_SOURCE[0]}")/../tests/check_sass.sh" --find-tools 2>/dev/null; }
 if [ -z "$NVCC" ]; then
   say "cuobjdump: not needed (no CUDA backend, no SASS check)"
 elif dir=$(find_cuobjdump); then

@@ -8,9 +8,10 @@
 #     griddepcontrol.launch_dependents).
 # Usage: check_sass.sh LIB [ARCHS]   ARCHS: CMAKE_CUDA_ARCHITECTURES, ',' or ';' separated
 #        (default / native / all: check every cubin the library holds).
+#        check_sass.sh --find-tools       prints where cuobjdump and nvdisasm are (scripts/setup.sh)
 # Exit: 0 pass, 1 fail, 77 skipped (no cuobjdump or nvdisasm found).
 set -uo pipefail
-LIB=${1:?usage: check_sass.sh LIB [ARCHS]}
+LIB=${1:?usage: check_sass.sh LIB [ARCHS] | check_sass.sh --find-tools}
 ARCHS=${2:-}
 
 # ---- cuobjdump and nvdisasm (cuobjdump -sass runs nvdisasm from PATH) -------------------------
@@ -46,6 +47,10 @@ fi
 if [ -z "$NVDISASM" ]; then
   echo "check_sass: SKIPPED: nvdisasm not found (cuobjdump -sass needs it); python3 -m pip install nvidia-cuda-nvdisasm"
   exit 77
+fi
+if [ "$LIB" = --find-tools ]; then
+  echo "$CUOBJDUMP $NVDISASM"
+  exit 0
 fi
 PATH="$(dirname "$NVDISASM"):$(dirname "$CUOBJDUMP"):$PATH"
 export PATH

@@ -59,20 +59,18 @@ struct KernelTable {
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F>
   void fill_f(KernelFn (&o)[kDims][3]) {
-    fill_d<K, T, F, Dims::DS16>(o[int(Dims::DS16)]);
-    fill_d<K, T, F, Dims::DS8>(o[int(Dims::DS8)]);
-    fill_d<K, T, F, Dims::V8>(o[int(Dims::V8)]);
-    o[int(Dims::DS16S)][0] = K<T, F, Dims::DS16S, 1>::fn;
-    o[int(Dims::DS16S)][1] = K<T, F, Dims::DS16S, 2>::fn;
-    o[int(Dims::DS32S)][0] = K<T, F, Dims::DS32S, 1>::fn;
-    o[int(Dims::DS32S)][1] = K<T, F, Dims::DS32S, 2>::fn;
-    o[int(Dims::DS16S)][2] = o[int(Dims::DS32S)][2] = nullptr;
+    fill_d<K, T, F, Dims::DS16, true>(o[int(Dims::DS16)]);
+    fill_d<K, T, F, Dims::DS8, true>(o[int(Dims::DS8)]);
+    fill_d<K, T, F, Dims::V8, true>(o[int(Dims::V8)]);
+    fill_d<K, T, F, Dims::DS16S, false>(o[int(Dims::DS16S)]);
+    fill_d<K, T, F, Dims::DS32S, false>(o[int(Dims::DS32S)]);
   }
-  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D>
+  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D, bool U4>
   void fill_d(KernelFn (&o)[3]) {
     o[0] = K<T, F, D, 1>::fn;
     o[1] = K<T, F, D, 2>::fn;
-    o[2] = K<T, F, D, 4>::fn;
+    if constexpr (U4) o[2] = K<T, F, D, 4>::fn;
+    else o[2] = nullptr;
   }
 };
 
@@ -222,11 +220,8 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   bool vec_ok = false;
   const Dims dims = best_dims(p, cfg, &vec_ok);
   const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
-  const int64_t lanes = dims == Dims::DS8     ? kern::DimsT<Dims::DS8>::L
-                        : dims == Dims::DS16  ? kern::DimsT<Dims::DS16>::L
-                        : dims == Dims::DS16S ? kern::DimsT<Dims::DS16S>::L
-                        : dims == Dims::DS32S ? kern::DimsT<Dims::DS32S>::L
-                                              : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
+  const int64_t lanes = kern::is_ds(dims) ? kern::ds_lanes(dims)
+                                           : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
   const int64_t pairs = p.rows() * lanes;
   // vector variants need dims multiple of 8 (aligned) and 32-bit pair indices; tile2d needs h
   // within grid.y and the token blocks within grid.x

@@ -103,6 +103,12 @@ struct DimsT<Dims::V8> {  // lanes and unit counts come from Params
   static constexpr int L = 1, CPL = 1, W = 8, WP = 8, UN = 0, UR = 0, UV = 0, DN = 0;
 };
 
+// Lanes a row of a DeepSeek layout (host and device).
+constexpr int ds_lanes(Dims d) {
+  return d == Dims::DS8 ? DimsT<Dims::DS8>::L : d == Dims::DS16S ? DimsT<Dims::DS16S>::L
+       : d == Dims::DS32S ? DimsT<Dims::DS32S>::L : DimsT<Dims::DS16>::L;
+}
+
 template <InType T>
 struct Elem {
   static constexpr int size = T == InType::FP32 ? 4 : 2;
