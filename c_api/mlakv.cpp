@@ -17,12 +17,24 @@ namespace {
 // A successful mlakv_pack_fp8 call of this thread, validated and planned.
 struct Memo {
   bool valid = false;
+  bool rebindable = false;  // a call with new pointers only may reuse this plan (see mlakv_pack_fp8)
+  uint32_t align = 0;       // align_sig of args
   uint64_t generation = 0;
   mlakv_pack_args args;
+  Geometry geo;
   PackProblem problem;
   Plan plan;
   const Backend* backend = nullptr;
 };
+
+// The low four bits of each data pointer: every alignment test a plan depends on (16 bytes at
+// most, src/core/dispatch.cpp) gives the same answer for two calls with equal signatures.
+uint32_t align_sig(const mlakv_pack_args& a) {
+  const void* d[5] = {a.k_nope.data, a.k_pe.data, a.v.data, a.k_out.data, a.v_out.data};
+  uint32_t sig = 0;
+  for (int i = 0; i < 5; ++i) sig |= uint32_t(reinterpret_cast<uintptr_t>(d[i]) & 15) << (4 * i);
+  return sig;
+}
 
 // Everything per thread in one thread_local (one TLS lookup per call in a shared library): the
 // last error, and two memo slots: the last successful call's (cur) and a scratch slot that a call
@@ -69,9 +81,12 @@ mlakv_status copy_text(const std::string& text, char* buf, size_t buf_size, size
   return report(MLAKV_OK, "");
 }
 
-// Picks the backend for a validated problem (explicit or AUTO) and plans the call.
+// Picks the backend for a validated problem (explicit or AUTO) and plans the call. *first: AUTO
+// took the first usable backend (none before it was skipped for not reaching the memory), so a
+// call with other pointers that this backend can reach would be routed to it again.
 mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend** out, Plan* plan,
-                   std::string* why) {
+                   bool* first, std::string* why) {
+  *first = true;
   if (requested != MLAKV_BACKEND_AUTO) {
     const Backend* b = backend_by_id(requested);
     if (!b) { *why = "no such backend"; return MLAKV_ERR_NO_SUCH_BACKEND; }
@@ -100,19 +115,24 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
       continue;
     }
     *out = &b;
+    *first = reasons.empty();
     return b.plan(p, plan, why);
   }
   *why = "no usable backend can reach this memory (" + reasons + ")";
   return MLAKV_ERR_MEMORY_SPACE;
 }
 
-mlakv_status prepare(const mlakv_pack_args* args, PackProblem* p, bool* empty, const Backend** b,
-                     Plan* plan, std::string* why) {
+mlakv_status prepare(const mlakv_pack_args* args, Geometry* g, PackProblem* p, bool* empty,
+                     const Backend** b, Plan* plan, bool* first, std::string* why) {
   mlakv_pack_args a;
   mlakv_status st = load_pack_args(args, &a, why);
   if (st != MLAKV_OK) return st;
-  st = validate_pack_args(a, p, empty, why);
+  st = validate_geometry(a, g, why);
   if (st != MLAKV_OK) return st;
+  *p = g->problem;
+  st = validate_pointers(a, *g, p, why);
+  if (st != MLAKV_OK) return st;
+  *empty = g->empty;
   if (*empty) {
     if (a.backend != MLAKV_BACKEND_AUTO) {
       const Backend* be = backend_by_id(a.backend);
@@ -123,7 +143,7 @@ mlakv_status prepare(const mlakv_pack_args* args, PackProblem* p, bool* empty, c
     }
     return MLAKV_OK;
   }
-  return route(*p, a.backend, b, plan, why);
+  return route(*p, a.backend, b, plan, first, why);
 }
 
 }  // namespace
@@ -145,20 +165,45 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // depend on nothing else, so all are reused. (Skipping the memory check here trusts no more
     // than the per-thread range cache of src/cuda/cuda_memory.cpp already does: it answered for
     // these exact spans on the previous call, and nothing has run on this thread since.)
-    const Memo& m = ts.memo[ts.cur];
-    if (m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&
-        m.generation == table_generation() && std::memcmp(args, &m.args, sizeof(mlakv_pack_args)) == 0)
+    Memo& m = ts.memo[ts.cur];
+    const bool memo_ok = m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&
+                         m.generation == table_generation();
+    if (memo_ok && std::memcmp(args, &m.args, sizeof(mlakv_pack_args)) == 0)
       return report(m.backend->pack(m.problem, m.plan, &why), why);
+    // Only pointers, scales or the stream differ (a layer loop over per-layer buffers): the
+    // geometry's validation and the plan still hold. Validate the pointers, ask the same backend
+    // about the memory (as routing would), and put the new pointers into the plan.
+    // (Validated in place: m.problem already holds this geometry; m.args follows it below.)
+    if (memo_ok && m.rebindable && same_geometry(*args, m.args) && align_sig(*args) == m.align) {
+      mlakv_status st = validate_pointers(*args, m.geo, &m.problem, &why);  // m untouched on failure
+      if (st != MLAKV_OK) return report(st, why);
+      copy_pointer_fields(*args, &m.args);
+      // (with MLAKV_FLAG_TRUST_POINTERS not even that: AUTO keeps the backend this geometry's
+      // memory was routed to)
+      const bool automatic = args->backend == MLAKV_BACKEND_AUTO;
+      st = m.problem.flags & MLAKV_FLAG_TRUST_POINTERS ? MLAKV_OK : m.backend->check_memory(m.problem, &why);
+      if (st == MLAKV_OK) {
+        if (m.backend->rebind) m.backend->rebind(m.problem, &m.plan);
+        st = m.backend->pack(m.problem, m.plan, &why);
+        if (st != MLAKV_OK) m.valid = false;
+        return report(st, why);
+      }
+      m.valid = false;  // its plan was made for the previous pointers
+      if (!automatic) return report(st, why);
+      why.clear();  // AUTO: another backend may reach this memory; route from scratch below
+    }
     // New arguments: validate and plan straight into the scratch slot.
     Memo& n = ts.memo[ts.cur ^ 1];
     n.valid = false;
-    bool empty = false;
+    bool empty = false, first = false;
     n.generation = table_generation();
-    mlakv_status st = prepare(args, &n.problem, &empty, &n.backend, &n.plan, &why);
+    mlakv_status st = prepare(args, &n.geo, &n.problem, &empty, &n.backend, &n.plan, &first, &why);
     if (st != MLAKV_OK || empty) return report(st, why);
     st = n.backend->pack(n.problem, n.plan, &why);
     if (st == MLAKV_OK && args->struct_size == sizeof(mlakv_pack_args)) {
       std::memcpy(&n.args, args, sizeof(mlakv_pack_args));
+      n.align = align_sig(*args);
+      n.rebindable = first;
       n.valid = true;
       ts.cur ^= 1;
     }
@@ -169,12 +214,13 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
 MLAKV_API mlakv_status mlakv_pack_fp8_plan(const mlakv_pack_args* args, char* buf, size_t buf_size,
                                            size_t* needed) {
   return guarded([&]() -> mlakv_status {
+    Geometry g;
     PackProblem p;
-    bool empty = false;
+    bool empty = false, first = false;
     const Backend* b = nullptr;
     Plan plan;
     std::string why;
-    mlakv_status st = prepare(args, &p, &empty, &b, &plan, &why);
+    mlakv_status st = prepare(args, &g, &p, &empty, &b, &plan, &first, &why);
     if (st != MLAKV_OK) return report(st, why);
     return copy_text(empty ? std::string("empty call (s = 0 or h = 0): nothing to do")
                            : describe_plan(*b, p, plan),

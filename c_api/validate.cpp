@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -11,6 +12,8 @@ constexpr int64_t kMaxHeadDim = int64_t(1) << 20;
 
 bool mul_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_mul_overflow(a, b, r); }
 bool add_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_add_overflow(a, b, r); }
+
+const char* const kTensorNames[5] = {"k_nope", "k_pe", "v", "k_out", "v_out"};
 
 int dtype_size(mlakv_dtype d) {
   switch (d) {
@@ -24,17 +27,6 @@ int dtype_size(mlakv_dtype d) {
     default: return 0;
   }
 }
-
-// One tensor reduced to rows: n_t x n_h rows of `row_bytes` contiguous bytes.
-struct Rows {
-  const char* name;
-  uintptr_t base = 0;
-  int64_t n_t = 0, n_h = 1;
-  int64_t st = 0, sh = 0;  // strides in bytes
-  int64_t row_bytes = 0;
-  int64_t span = 0;        // bytes from base to one past the last byte
-  bool output = false;
-};
 
 std::string dims_text(const mlakv_tensor& t) {
   std::string s = "[";
@@ -69,21 +61,21 @@ mlakv_status check_layout(const char* name, const mlakv_tensor& t, int rank_lo, 
   return MLAKV_OK;
 }
 
-// Fills r's byte geometry, checking 64-bit arithmetic and the address space.
+// Fills r's byte geometry (base excluded), checking 64-bit arithmetic.
 mlakv_status make_rows(Rows* r, const mlakv_tensor& t, int64_t n_t, int64_t n_h, int64_t st,
                        int64_t sh, int64_t row_elems, std::string* why) {
   const int64_t e = dtype_size(t.dtype);
-  r->base = reinterpret_cast<uintptr_t>(t.data);
+  r->base = 0;
+  r->span = r->st = r->sh = r->row_bytes = 0;
   r->n_t = n_t;
   r->n_h = n_h;
   int64_t last = 0, tmp = 0;  // element offset of the last element
-  bool ok = mul_ok(n_t > 0 ? n_t - 1 : 0, st, &tmp) && add_ok(last, tmp, &last) &&
-            mul_ok(n_h > 0 ? n_h - 1 : 0, sh, &tmp) && add_ok(last, tmp, &last) &&
-            add_ok(last, row_elems, &last) && mul_ok(last, e, &r->span) && mul_ok(st, e, &r->st) &&
-            mul_ok(sh, e, &r->sh) && mul_ok(row_elems, e, &r->row_bytes);
-  if (ok && uint64_t(r->span) > UINTPTR_MAX - r->base) ok = false;
+  const bool ok = mul_ok(n_t > 0 ? n_t - 1 : 0, st, &tmp) && add_ok(last, tmp, &last) &&
+                  mul_ok(n_h > 0 ? n_h - 1 : 0, sh, &tmp) && add_ok(last, tmp, &last) &&
+                  add_ok(last, row_elems, &last) && mul_ok(last, e, &r->span) && mul_ok(st, e, &r->st) &&
+                  mul_ok(sh, e, &r->sh) && mul_ok(row_elems, e, &r->row_bytes);
   if (!ok) {
-    *why = std::string(r->name) + ": shape " + dims_text(t) + " with its strides spans more than 64-bit offsets or the address space";
+    *why = std::string(r->name) + ": shape " + dims_text(t) + " with its strides spans more than 64-bit offsets";
     return MLAKV_ERR_SIZE_OVERFLOW;
   }
   return MLAKV_OK;
@@ -189,9 +181,8 @@ mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std
   return MLAKV_OK;
 }
 
-mlakv_status validate_pack_args(const mlakv_pack_args& a, PackProblem* p, bool* empty, std::string* why) {
+mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, std::string* why) {
   mlakv_status st;
-  *empty = false;
   // ---- enums and flags
   if (a.backend < MLAKV_BACKEND_AUTO || a.backend > MLAKV_BACKEND_HIP) {
     *why = "backend " + std::to_string(a.backend) + " names no backend";
@@ -258,20 +249,70 @@ mlakv_status validate_pack_args(const mlakv_pack_args& a, PackProblem* p, bool* 
   if (a.k_out.shape[2] != dn + dr) return shape_err("k_out's last dim must be D_nope + D_rope");
   if (a.v_out.shape[2] != dv) return shape_err("v_out's last dim must be D_v");
 
-  // ---- pointers (NULL allowed only for an empty call)
-  const bool is_empty = s == 0 || h == 0;
+  // ---- sizes, aliasing within an output
+  int64_t rows;
+  if (!mul_ok(s, h, &rows) || !mul_ok(rows, dn + dr + dv, &rows)) {
+    *why = "s * h * (D_nope + D_rope + D_v) overflows 64 bits";
+    return MLAKV_ERR_SIZE_OVERFLOW;
+  }
+  Rows* r = g->rows;
+  const int64_t pe_st = a.k_pe.strides[0];
+  for (int i = 0; i < 5; ++i) r[i].name = kTensorNames[i];
+  if ((st = make_rows(&r[0], a.k_nope, s, h, a.k_nope.strides[0], a.k_nope.strides[1], dn, why)) ||
+      (st = make_rows(&r[1], a.k_pe, s, 1, pe_st, 0, dr, why)) ||
+      (st = make_rows(&r[2], a.v, s, h, a.v.strides[0], a.v.strides[1], dv, why)) ||
+      (st = make_rows(&r[3], a.k_out, s, h, a.k_out.strides[0], a.k_out.strides[1], dn + dr, why)) ||
+      (st = make_rows(&r[4], a.v_out, s, h, a.v_out.strides[0], a.v_out.strides[1], dv, why)))
+    return st;
+  g->empty = s == 0 || h == 0;
+  if (!g->empty)
+    for (int o = 3; o <= 4; ++o)
+      if (!self_disjoint(r[o])) {
+        *why = std::string(r[o].name) + ": its strides make rows alias each other (token stride " +
+               std::to_string(r[o].st) + " B, head stride " + std::to_string(r[o].sh) + " B, row " +
+               std::to_string(r[o].row_bytes) + " B)";
+        return MLAKV_ERR_STRIDE;
+      }
+
+  // ---- the normalised problem, pointers and scales left for validate_pointers
+  PackProblem* p = &g->problem;
+  *p = PackProblem();
+  p->s = s; p->h = h; p->d_nope = dn; p->d_rope = dr; p->d_v = dv;
+  p->in_type = in_dt == MLAKV_DTYPE_BF16 ? InType::BF16 : in_dt == MLAKV_DTYPE_FP16 ? InType::FP16 : InType::FP32;
+  p->out_format = Fp8Format(out_dt - MLAKV_DTYPE_E4M3FN);
+  p->k_nope_st = a.k_nope.strides[0]; p->k_nope_sh = a.k_nope.strides[1];
+  p->k_pe_st = pe_st;
+  p->v_st = a.v.strides[0]; p->v_sh = a.v.strides[1];
+  p->k_out_st = a.k_out.strides[0]; p->k_out_sh = a.k_out.strides[1];
+  p->v_out_st = a.v_out.strides[0]; p->v_out_sh = a.v_out.strides[1];
+  p->device = a.device; p->pdl = a.pdl; p->flags = a.flags;
+  // extents of 1 make their stride irrelevant; normalise so fast paths see aligned strides
+  if (s == 1) { p->k_nope_st = p->k_pe_st = p->v_st = p->k_out_st = p->v_out_st = 0; }
+  if (h == 1) { p->k_nope_sh = p->v_sh = p->k_out_sh = p->v_out_sh = 0; }
+  return MLAKV_OK;
+}
+
+mlakv_status validate_pointers(const mlakv_pack_args& a, const Geometry& g, PackProblem* p, std::string* why) {
+  // ---- pointers (NULL allowed only for an empty call), element alignment, address space
   const mlakv_tensor* all[5] = {&a.k_nope, &a.k_pe, &a.v, &a.k_out, &a.v_out};
-  const char* names[5] = {"k_nope", "k_pe", "v", "k_out", "v_out"};
+  Rows r[7];
   for (int i = 0; i < 5; ++i) {
+    r[i] = g.rows[i];
+    r[i].base = reinterpret_cast<uintptr_t>(all[i]->data);
     if (!all[i]->data) {
-      if (is_empty) continue;
-      *why = std::string(names[i]) + ".data is NULL";
+      if (g.empty) continue;
+      *why = std::string(kTensorNames[i]) + ".data is NULL";
       return MLAKV_ERR_NULL_POINTER;
     }
     const int e = dtype_size(all[i]->dtype);
-    if (reinterpret_cast<uintptr_t>(all[i]->data) % uintptr_t(e)) {
-      *why = std::string(names[i]) + ".data is not aligned to its " + std::to_string(e) + "-byte elements";
+    if (r[i].base & uintptr_t(e - 1)) {  // e: 1, 2 or 4
+      *why = std::string(kTensorNames[i]) + ".data is not aligned to its " + std::to_string(e) + "-byte elements";
       return MLAKV_ERR_ALIGNMENT;
+    }
+    if (uint64_t(r[i].span) > UINTPTR_MAX - r[i].base) {
+      *why = std::string(kTensorNames[i]) + ": shape " + dims_text(*all[i]) +
+             " with its strides runs past the end of the address space";
+      return MLAKV_ERR_SIZE_OVERFLOW;
     }
   }
   const float* sp[2] = {a.k_scale_inv_ptr, a.v_scale_inv_ptr};
@@ -281,38 +322,15 @@ mlakv_status validate_pack_args(const mlakv_pack_args& a, PackProblem* p, bool* 
       return MLAKV_ERR_ALIGNMENT;
     }
 
-  // ---- sizes, aliasing, overlap
-  int64_t rows;
-  if (!mul_ok(s, h, &rows) || !mul_ok(rows, dn + dr + dv, &rows)) {
-    *why = "s * h * (D_nope + D_rope + D_v) overflows 64 bits";
-    return MLAKV_ERR_SIZE_OVERFLOW;
-  }
-  Rows r[7];
-  const int64_t pe_st = a.k_pe.strides[0];
-  r[0].name = "k_nope"; r[1].name = "k_pe"; r[2].name = "v"; r[3].name = "k_out"; r[4].name = "v_out";
-  if ((st = make_rows(&r[0], a.k_nope, s, h, a.k_nope.strides[0], a.k_nope.strides[1], dn, why)) ||
-      (st = make_rows(&r[1], a.k_pe, s, 1, pe_st, 0, dr, why)) ||
-      (st = make_rows(&r[2], a.v, s, h, a.v.strides[0], a.v.strides[1], dv, why)) ||
-      (st = make_rows(&r[3], a.k_out, s, h, a.k_out.strides[0], a.k_out.strides[1], dn + dr, why)) ||
-      (st = make_rows(&r[4], a.v_out, s, h, a.v_out.strides[0], a.v_out.strides[1], dv, why)))
-    return st;
-  *empty = is_empty;
-  if (!is_empty) {
-    r[3].output = r[4].output = true;
+  // ---- overlap: an output may share no byte with any other tensor
+  if (!g.empty) {
     int n = 5;
     for (int i = 0; i < 2; ++i)
       if (sp[i]) {
         Rows& x = r[n++];
         x.name = i ? "v_scale_inv_ptr" : "k_scale_inv_ptr";
         x.base = reinterpret_cast<uintptr_t>(sp[i]);
-        x.n_t = 1; x.row_bytes = 4; x.span = 4;
-      }
-    for (int o = 3; o <= 4; ++o)
-      if (!self_disjoint(r[o])) {
-        *why = std::string(r[o].name) + ": its strides make rows alias each other (token stride " +
-               std::to_string(r[o].st) + " B, head stride " + std::to_string(r[o].sh) + " B, row " +
-               std::to_string(r[o].row_bytes) + " B)";
-        return MLAKV_ERR_STRIDE;
+        x.n_t = x.n_h = 1; x.st = x.sh = 0; x.row_bytes = 4; x.span = 4;
       }
     for (int o = 3; o <= 4; ++o)
       for (int i = 0; i < n; ++i)
@@ -321,23 +339,34 @@ mlakv_status validate_pack_args(const mlakv_pack_args& a, PackProblem* p, bool* 
           return MLAKV_ERR_OVERLAP;
         }
   }
-
-  // ---- the normalised problem
-  p->s = s; p->h = h; p->d_nope = dn; p->d_rope = dr; p->d_v = dv;
-  p->in_type = in_dt == MLAKV_DTYPE_BF16 ? InType::BF16 : in_dt == MLAKV_DTYPE_FP16 ? InType::FP16 : InType::FP32;
-  p->out_format = Fp8Format(out_dt - MLAKV_DTYPE_E4M3FN);
-  p->k_nope = a.k_nope.data; p->k_nope_st = a.k_nope.strides[0]; p->k_nope_sh = a.k_nope.strides[1];
-  p->k_pe = a.k_pe.data; p->k_pe_st = pe_st;
-  p->v = a.v.data; p->v_st = a.v.strides[0]; p->v_sh = a.v.strides[1];
-  p->k_out = a.k_out.data; p->k_out_st = a.k_out.strides[0]; p->k_out_sh = a.k_out.strides[1];
-  p->v_out = a.v_out.data; p->v_out_st = a.v_out.strides[0]; p->v_out_sh = a.v_out.strides[1];
+  p->k_nope = a.k_nope.data; p->k_pe = a.k_pe.data; p->v = a.v.data;
+  p->k_out = a.k_out.data; p->v_out = a.v_out.data;
   p->k_scale = a.k_scale_inv; p->v_scale = a.v_scale_inv;
   p->k_scale_ptr = a.k_scale_inv_ptr; p->v_scale_ptr = a.v_scale_inv_ptr;
-  p->device = a.device; p->stream = a.stream; p->pdl = a.pdl; p->flags = a.flags;
-  // extents of 1 make their stride irrelevant; normalise so fast paths see aligned strides
-  if (s == 1) { p->k_nope_st = p->k_pe_st = p->v_st = p->k_out_st = p->v_out_st = 0; }
-  if (h == 1) { p->k_nope_sh = p->v_sh = p->k_out_sh = p->v_out_sh = 0; }
+  p->stream = a.stream;
   return MLAKV_OK;
+}
+
+void copy_pointer_fields(const mlakv_pack_args& src, mlakv_pack_args* dst) {
+  dst->k_nope.data = src.k_nope.data; dst->k_pe.data = src.k_pe.data; dst->v.data = src.v.data;
+  dst->k_out.data = src.k_out.data; dst->v_out.data = src.v_out.data;
+  dst->k_scale_inv = src.k_scale_inv; dst->v_scale_inv = src.v_scale_inv;
+  dst->k_scale_inv_ptr = src.k_scale_inv_ptr; dst->v_scale_inv_ptr = src.v_scale_inv_ptr;
+  dst->stream = src.stream;
+}
+
+bool same_geometry(const mlakv_pack_args& a, const mlakv_pack_args& b) {
+  // every field validate_geometry reads: each tensor's bytes after its data pointer, and the
+  // call's enums, device and flags (not the scales, scale pointers or stream)
+  constexpr size_t kAfterData = offsetof(mlakv_tensor, dtype);
+  const mlakv_tensor* ta[5] = {&a.k_nope, &a.k_pe, &a.v, &a.k_out, &a.v_out};
+  const mlakv_tensor* tb[5] = {&b.k_nope, &b.k_pe, &b.v, &b.k_out, &b.v_out};
+  for (int i = 0; i < 5; ++i)
+    if (std::memcmp(reinterpret_cast<const char*>(ta[i]) + kAfterData,
+                    reinterpret_cast<const char*>(tb[i]) + kAfterData, sizeof(mlakv_tensor) - kAfterData))
+      return false;
+  return a.struct_size == b.struct_size && a.backend == b.backend && a.device == b.device && a.pdl == b.pdl &&
+         a.flags == b.flags;
 }
 
 }  // namespace mlakv

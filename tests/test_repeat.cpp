@@ -128,3 +128,113 @@ TEST_CASE("repeat: threads keep their own plans") {
   for (auto& t : ts) t.join();
   for (int g : ok) CHECK(g == 1);
 }
+
+// Calls that differ only in buffers, scales or scale pointers (a layer loop over per-layer
+// buffers) reuse the geometry's validation and the plan, and re-check only the pointers.
+TEST_CASE("repeat: per-layer buffers of the same shapes each get their own results") {
+  for (mlakv_backend be : {MLAKV_BACKEND_REFERENCE, MLAKV_BACKEND_AUTO}) {
+    std::vector<Bufs> layers(3);
+    for (size_t l = 0; l < layers.size(); ++l) layers[l].fill(200 + l);
+    for (int round = 0; round < 3; ++round)
+      for (size_t l = 0; l < layers.size(); ++l) {
+        Bufs& b = layers[l];
+        std::memset(b.k.data(), 0xA5, b.k.size());
+        std::memset(b.v.data(), 0xA5, b.v.size());
+        const float ks = 1.0f + float(l) + 0.25f * float(round), vs = 0.5f * ks;
+        mlakv_pack_args a = b.args(ks, vs);
+        a.backend = be;
+        REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+        b.expect(ks, vs);
+      }
+  }
+}
+
+TEST_CASE("repeat: scale pointers that change between calls are read from the new place") {
+  Bufs b;
+  b.fill(21);
+  float scales[4] = {2.0f, 0.25f, 8.0f, 1.0f / 32};
+  for (int i = 0; i < 4; ++i) {
+    mlakv_pack_args a = b.args(1.0f, 1.0f);
+    a.k_scale_inv_ptr = &scales[i];
+    a.v_scale_inv_ptr = &scales[3 - i];
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    b.expect(scales[i], scales[3 - i]);
+  }
+}
+
+TEST_CASE("repeat: new pointers of a known geometry are validated like any call") {
+  Bufs b, c;
+  b.fill(31);
+  c.fill(32);
+  mlakv_pack_args good = b.args(1.0f, 1.0f);
+  auto again = [&] {  // a valid call of the same geometry first, so the next one may take the fast path
+    REQUIRE(mlakv_pack_fp8(&good) == MLAKV_OK);
+    std::memset(c.k.data(), 0xA5, c.k.size());
+    std::memset(c.v.data(), 0xA5, c.v.size());
+  };
+  auto untouched = [&] {
+    for (uint8_t x : c.k) REQUIRE(x == 0xA5);
+    for (uint8_t x : c.v) REQUIRE(x == 0xA5);
+  };
+  mlakv_pack_args a;
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.k_out.data = nullptr;
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_NULL_POINTER);
+  CHECK(std::string(mlakv_last_error()).find("k_out") != std::string::npos);
+  untouched();
+
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.v_out.data = c.k.data();  // both outputs on one buffer
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_OVERLAP);
+  untouched();
+
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.k_out.data = c.kv.data();  // an output on an input
+  const std::vector<uint16_t> kv_before = c.kv;
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_OVERLAP);
+  CHECK(c.kv == kv_before);
+  untouched();
+
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.v_scale_inv_ptr = reinterpret_cast<const float*>(c.v.data() + 4);  // a scale inside an output
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_OVERLAP);
+  untouched();
+
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.k_pe.data = reinterpret_cast<char*>(c.pe.data()) + 1;  // a bf16 tensor on an odd address
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_ALIGNMENT);
+  untouched();
+
+  again();
+  a = c.args(1.0f, 1.0f);
+  a.v.data = reinterpret_cast<void*>(UINTPTR_MAX - 127);  // its span wraps around the address space
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_SIZE_OVERFLOW);
+  untouched();
+
+  // and the valid call of the same geometry on c still works after all these refusals
+  a = c.args(1.0f, 1.0f);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  c.expect(1.0f, 1.0f);
+}
+
+TEST_CASE("repeat: buffers with a different alignment are planned afresh") {
+  // the same shapes at an offset of one element (2-byte aligned): a plan may depend on 16-byte
+  // alignment, so these calls must not reuse the aligned call's plan (results checked either way)
+  Bufs b;
+  b.fill(41);
+  mlakv_pack_args a = b.args(1.0f, 1.0f);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  b.expect(1.0f, 1.0f);
+  std::vector<uint16_t> pe2(b.pe.size() + 1);
+  std::memcpy(pe2.data() + 1, b.pe.data(), b.pe.size() * 2);
+  std::memset(b.k.data(), 0xA5, b.k.size());
+  mlakv_pack_args m = a;
+  m.k_pe.data = pe2.data() + 1;
+  REQUIRE(mlakv_pack_fp8(&m) == MLAKV_OK);
+  b.expect(1.0f, 1.0f);
+}

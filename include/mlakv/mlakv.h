@@ -86,7 +86,10 @@ typedef int32_t mlakv_pdl_mode;
 
 /* ---- flags (mlakv_pack_args.flags) -------------------------------------------------------- */
 /* Skip the GPU backends' check that every pointer is device-accessible (saves a few hundred
- * ns of host time per call; a host pointer then faults on the device instead of failing here). */
+ * ns of host time per call; a host pointer then faults on the device instead of failing here).
+ * With MLAKV_BACKEND_AUTO a call is still routed by where its memory lives, except one that
+ * differs from this thread's previous successful call only in pointers, scales or stream: it
+ * goes to the same backend unchecked. */
 #define MLAKV_FLAG_TRUST_POINTERS 0x1u
 #define MLAKV_FLAGS_KNOWN         0x1u
 

@@ -40,6 +40,10 @@ struct Backend {
   // GPU backends: true if p is memory of theirs that the host cannot read (lets the reference
   // backend refuse device pointers instead of faulting on them). nullptr for host backends.
   bool (*is_device_only)(const void* p);
+  // Puts p's pointers and scales into a plan that plan() made for a call of the same geometry
+  // and pointer alignment (c_api/mlakv.cpp reuses plans across calls that differ only in those).
+  // nullptr: the backend's plans hold no pointers (pack() reads them from p).
+  void (*rebind)(const PackProblem& p, Plan* plan);
 };
 
 // True if any compiled, usable GPU backend says the pointer is device-only memory.

@@ -201,6 +201,19 @@ struct Launch {
 };
 static_assert(sizeof(Launch) <= sizeof(Plan::launch), "Plan::launch too small");
 
+// The fields of Params that change when only the call's buffers or scales do.
+void set_pointers(const PackProblem& p, Params* P) {
+  P->k_nope = static_cast<const char*>(p.k_nope);
+  P->k_pe = static_cast<const char*>(p.k_pe);
+  P->v = static_cast<const char*>(p.v);
+  P->k_out = static_cast<uint8_t*>(p.k_out);
+  P->v_out = static_cast<uint8_t*>(p.v_out);
+  P->k_scale_ptr = p.k_scale_ptr; P->v_scale_ptr = p.v_scale_ptr;
+  P->k_scale = p.k_scale; P->v_scale = p.v_scale;
+}
+
+void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, &reinterpret_cast<Launch*>(plan->launch)->P); }
+
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   DeviceInfo* d = device_info(p.device);
   if (!d) {
@@ -233,16 +246,10 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   const int unroll = kUnrolls[ui];
 
   Params P;
-  P.k_nope = static_cast<const char*>(p.k_nope);
-  P.k_pe = static_cast<const char*>(p.k_pe);
-  P.v = static_cast<const char*>(p.v);
-  P.k_out = static_cast<uint8_t*>(p.k_out);
-  P.v_out = static_cast<uint8_t*>(p.v_out);
+  set_pointers(p, &P);
   P.kn_st = p.k_nope_st; P.kn_sh = p.k_nope_sh; P.kp_st = p.k_pe_st;
   P.v_st = p.v_st; P.v_sh = p.v_sh;
   P.ko_st = p.k_out_st; P.ko_sh = p.k_out_sh; P.vo_st = p.v_out_st; P.vo_sh = p.v_out_sh;
-  P.k_scale_ptr = p.k_scale_ptr; P.v_scale_ptr = p.v_scale_ptr;
-  P.k_scale = p.k_scale; P.v_scale = p.v_scale;
   P.pairs = variant == kGeneral ? 0u : uint32_t(pairs);
   P.h = int32_t(p.h);
   P.lanes = int32_t(lanes); P.un = int32_t(un); P.ur = int32_t(ur); P.uv = int32_t(uv);
@@ -331,7 +338,8 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 
 const Backend& cuda_backend() {
   static const Backend b = {MLAKV_BACKEND_CUDA, "cuda", true, cuda::probe, cuda::check_memory,
-                            cuda::plan, cuda::pack, cuda::table(), cuda::is_device_only};
+                            cuda::plan, cuda::pack, cuda::table(), cuda::is_device_only,
+                            cuda::rebind};
   return b;
 }
 

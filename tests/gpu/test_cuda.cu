@@ -330,6 +330,111 @@ TEST_CASE("cuda: graph capture and replay, device scales read at replay time") {
   cudaFree(d_kv); cudaFree(d_pe); cudaFree(d_k); cudaFree(d_v); cudaFree(d_sc);
 }
 
+TEST_CASE("cuda: per-layer buffers of the same shapes (plans reused with new pointers)") {
+  GPU_ONLY();
+  // a layer loop: the same shapes on per-layer device buffers, scales by value and by pointer,
+  // calls alternating between layers; then the same shapes in host memory (AUTO must move to the
+  // reference backend) and at a 2-byte offset (a plan for 16-byte-aligned buffers must not be
+  // reused); every output compared with the reference, byte for byte, after poisoning
+  const int64_t s = 37, h = 16, dn = 128, dr = 64, dv = 128, w = dn + dv;
+  const size_t kv_n = size_t(s * h * w + 8), pe_n = size_t(s * dr + 8), ko_n = size_t(s * h * (dn + dr)), vo_n = size_t(s * h * dv);
+  struct Layer {
+    std::vector<uint8_t> kv, pe;
+    void *d_kv = nullptr, *d_pe = nullptr, *d_k = nullptr, *d_v = nullptr;
+    float* d_sc = nullptr;
+    float sc[2];
+  };
+  std::mt19937_64 rng(g_seed++);
+  std::vector<Layer> layers(3);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    Layer& L = layers[l];
+    L.kv.resize(kv_n * 2); L.pe.resize(pe_n * 2);
+    fill_random(L.kv, MLAKV_DTYPE_BF16, rng);
+    fill_random(L.pe, MLAKV_DTYPE_BF16, rng);
+    L.sc[0] = 20.0f + float(l); L.sc[1] = 40.0f - float(l);
+    CK(cudaMalloc(&L.d_kv, L.kv.size())); CK(cudaMalloc(&L.d_pe, L.pe.size()));
+    CK(cudaMalloc(&L.d_k, ko_n)); CK(cudaMalloc(&L.d_v, vo_n)); CK(cudaMalloc(&L.d_sc, 8));
+    CK(cudaMemcpy(L.d_kv, L.kv.data(), L.kv.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(L.d_pe, L.pe.data(), L.pe.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(L.d_sc, L.sc, 8, cudaMemcpyHostToDevice));
+  }
+  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
+    a.v = tu::tensor3(static_cast<uint16_t*>(kv) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
+    a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
+    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
+    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
+    a.backend = b;
+    return a;
+  };
+  auto reference = [&](const Layer& L, std::vector<uint8_t>* rk, std::vector<uint8_t>* rv) {
+    rk->assign(ko_n, 0xA5); rv->assign(vo_n, 0xA5);
+    std::vector<uint8_t> kv = L.kv, pe = L.pe;
+    mlakv_pack_args ra = args(kv.data(), pe.data(), rk->data(), rv->data(), MLAKV_BACKEND_REFERENCE);
+    ra.k_scale_inv = L.sc[0]; ra.v_scale_inv = L.sc[1];
+    REQUIRE(mlakv_pack_fp8(&ra) == MLAKV_OK);
+  };
+  std::vector<uint8_t> gk(ko_n), gv(vo_n), rk, rv;
+  for (int round = 0; round < 4; ++round)
+    for (size_t l = 0; l < layers.size(); ++l) {
+      Layer& L = layers[l];
+      CK(cudaMemset(L.d_k, 0xA5, ko_n)); CK(cudaMemset(L.d_v, 0xA5, vo_n));
+      mlakv_pack_args a = args(L.d_kv, L.d_pe, L.d_k, L.d_v, round & 1 ? MLAKV_BACKEND_CUDA : MLAKV_BACKEND_AUTO);
+      if (round < 2) { a.k_scale_inv = L.sc[0]; a.v_scale_inv = L.sc[1]; }
+      else { a.k_scale_inv_ptr = L.d_sc; a.v_scale_inv_ptr = L.d_sc + 1; }
+      REQUIRE_MESSAGE(mlakv_pack_fp8(&a) == MLAKV_OK, mlakv_last_error());
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemcpy(gk.data(), L.d_k, ko_n, cudaMemcpyDeviceToHost));
+      CK(cudaMemcpy(gv.data(), L.d_v, vo_n, cudaMemcpyDeviceToHost));
+      reference(L, &rk, &rv);
+      INFO("round " << round << " layer " << l);
+      CHECK(gk == rk);
+      CHECK(gv == rv);
+    }
+  // the same shapes in host memory, AUTO: the reference backend writes the host outputs
+  {
+    Layer& L = layers[0];
+    std::vector<uint8_t> hk(ko_n, 0xA5), hv(vo_n, 0xA5);
+    mlakv_pack_args a = args(L.kv.data(), L.pe.data(), hk.data(), hv.data(), MLAKV_BACKEND_AUTO);
+    a.k_scale_inv = L.sc[0]; a.v_scale_inv = L.sc[1];
+    REQUIRE_MESSAGE(mlakv_pack_fp8(&a) == MLAKV_OK, mlakv_last_error());
+    reference(L, &rk, &rv);
+    CHECK(hk == rk);
+    CHECK(hv == rv);
+    // and the CUDA backend named explicitly refuses it, writing nothing
+    std::vector<uint8_t> hk2(ko_n, 0xA5), hv2(vo_n, 0xA5);
+    a = args(L.kv.data(), L.pe.data(), hk2.data(), hv2.data(), MLAKV_BACKEND_CUDA);
+    mlakv_pack_args prev = args(L.d_kv, L.d_pe, L.d_k, L.d_v, MLAKV_BACKEND_CUDA);
+    REQUIRE(mlakv_pack_fp8(&prev) == MLAKV_OK);
+    CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
+    for (uint8_t x : hk2) REQUIRE(x == 0xA5);
+  }
+  // k_pe 2 bytes off its 16-byte alignment, after an aligned call of the same shapes
+  for (size_t l = 0; l < 2; ++l) {
+    Layer& L = layers[l];
+    mlakv_pack_args a = args(L.d_kv, L.d_pe, L.d_k, L.d_v, MLAKV_BACKEND_CUDA);
+    a.k_scale_inv = L.sc[0]; a.v_scale_inv = L.sc[1];
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    CK(cudaMemcpy(static_cast<char*>(L.d_pe) + 2, L.pe.data(), L.pe.size() - 2, cudaMemcpyHostToDevice));
+    CK(cudaMemset(L.d_k, 0xA5, ko_n)); CK(cudaMemset(L.d_v, 0xA5, vo_n));
+    a.k_pe.data = static_cast<char*>(L.d_pe) + 2;
+    REQUIRE_MESSAGE(mlakv_pack_fp8(&a) == MLAKV_OK, mlakv_last_error());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(gk.data(), L.d_k, ko_n, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gv.data(), L.d_v, vo_n, cudaMemcpyDeviceToHost));
+    reference(L, &rk, &rv);
+    INFO("misaligned k_pe, layer " << l);
+    CHECK(gk == rk);
+    CHECK(gv == rv);
+    CK(cudaMemcpy(L.d_pe, L.pe.data(), L.pe.size(), cudaMemcpyHostToDevice));
+  }
+  CHECK(cudaGetLastError() == cudaSuccess);
+  for (Layer& L : layers) {
+    cudaFree(L.d_kv); cudaFree(L.d_pe); cudaFree(L.d_k); cudaFree(L.d_v); cudaFree(L.d_sc);
+  }
+}
+
 TEST_CASE("cuda: routing and memory checks") {
   GPU_ONLY();
   const int64_t s = 4, h = 2;
