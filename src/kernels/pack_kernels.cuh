@@ -169,10 +169,11 @@ MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
 template <Dims D>
 MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? DimsT<D>::L : P.lanes; }
 
-// The (row, lane) pairs of one thread, loaded together, then converted and stored. Addresses
-// are computed first and `ready()` is called just before the first global load: the kernels pass
-// the PDL wait there, so reading the launch parameters and the index arithmetic overlap the
-// previous kernel's tail instead of following it. ready() also returns the scales (read after
+// The (row, lane) pairs of one thread, loaded together, then converted and stored. Input
+// addresses are computed first and `ready()` is called just before the first global load: the
+// kernels pass the PDL wait there, so reading the launch parameters and the index arithmetic
+// overlap the previous kernel's tail instead of following it. Output addresses come after the
+// loads are issued. ready() also returns the scales (read after
 // the wait: a device-memory scale may be written by the previous kernel).
 template <InType T, Fp8Format F, Dims D, int UNROLL, class PairAt, class Ready>
 MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
@@ -188,9 +189,7 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
   const char* s_kn[UNROLL];
   const char* s_pe[UNROLL];
   const char* s_v[UNROLL];
-  uint8_t* ko[UNROLL];
-  uint8_t* kpo[UNROLL];
-  uint8_t* vo[UNROLL];
+  int64_t t_of[UNROLL], h_of[UNROLL];
   int lane_of[UNROLL];
   bool ok[UNROLL];
 #pragma unroll
@@ -199,11 +198,9 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
     int lane = 0;
     ok[i] = pair_at(i, &t, &hh, &lane);
     lane_of[i] = lane;
+    t_of[i] = t;
+    h_of[i] = hh;
     const int64_t c = int64_t(lane) * W, cp = int64_t(lane) * WP;
-    uint8_t* krow = P.k_out + t * P.ko_st + hh * P.ko_sh;
-    ko[i] = krow + c;
-    kpo[i] = krow + dn + cp;
-    vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
     s_kn[i] = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
     s_pe[i] = P.k_pe + (t * P.kp_st + cp) * E;
     s_v[i] = P.v + (t * P.v_st + hh * P.v_sh + c) * E;
@@ -221,6 +218,20 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
       if (ok[i] && u < uv) load_chunk<T, W>(&vv[i][k], s_v[i] + k * L * W * E);
     }
     if (ok[i] && lane_of[i] < ur) load_chunk<T, WP>(&pe[i], s_pe[i]);
+  }
+  // output addresses only now: with every load in flight (and, under PDL, the input addresses
+  // computed before the wait) a warp's first load is not held back by arithmetic it does not need
+  uint8_t* ko[UNROLL];
+  uint8_t* kpo[UNROLL];
+  uint8_t* vo[UNROLL];
+#pragma unroll
+  for (int i = 0; i < UNROLL; ++i) {
+    const int64_t t = t_of[i], hh = h_of[i];
+    const int64_t c = int64_t(lane_of[i]) * W, cp = int64_t(lane_of[i]) * WP;
+    uint8_t* krow = P.k_out + t * P.ko_st + hh * P.ko_sh;
+    ko[i] = krow + c;
+    kpo[i] = krow + dn + cp;
+    vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
   }
 #pragma unroll
   for (int i = 0; i < UNROLL; ++i) {
