@@ -323,14 +323,14 @@ int main(int argc, char** argv) {
 
   // ---- host cost of one eager call vs a bare cudaLaunchKernelEx of the same kernel
   if (host) {
-    const Size z{16, 1};
+    const Size z{16, 1}, z2{16, 2};  // buffers for s = 2; most calls use s = 1
     Set b;
-    CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
-    CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
-    CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
-    CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
-    CK(cudaMemset(b.kv, 0, size_t(z.s * z.h * W * 2)));
-    CK(cudaMemset(b.pe, 0, size_t(z.s * DR * 2)));
+    CK(cudaMalloc(&b.kv, size_t(z2.s * z2.h * W * 2)));
+    CK(cudaMalloc(&b.pe, size_t(z2.s * DR * 2)));
+    CK(cudaMalloc(&b.k, size_t(z2.s * z2.h * (DN + DR))));
+    CK(cudaMalloc(&b.v, size_t(z2.s * z2.h * DV)));
+    CK(cudaMemset(b.kv, 0, size_t(z2.s * z2.h * W * 2)));
+    CK(cudaMemset(b.pe, 0, size_t(z2.s * DR * 2)));
     mlakv_pack_args a = make_args(z, b, d_sc, T.st);
     mlakv_pack_args a_trust = a;
     a_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
@@ -359,7 +359,8 @@ int main(int argc, char** argv) {
     auto bare = [&] {
       CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS16, 1>, P));
     };
-    mlakv_pack_args a2 = a;  // same buffers, other scale pointer order: a different argument set
+    mlakv_pack_args a2 = a;  // same buffers, other scale pointer order: new pointers, same shapes
+    const mlakv_pack_args a3 = make_args(z2, b, d_sc, T.st);  // s = 2: new shapes
     std::swap(a2.k_scale_inv_ptr, a2.v_scale_inv_ptr);
     mlakv_pack_args a2_trust = a2;
     a2_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
@@ -379,6 +380,8 @@ int main(int argc, char** argv) {
                                   [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); });
     const Paired alt_trust_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
                                         [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); });
+    const Paired shape_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
+                                    [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a3), "pack"); });
     CK(cudaStreamSynchronize(T.st));
     const double h_bare = rep_.f, h_mlakv = rep_.g, h_trust = trust_.g, h_bare_alt = alt_.f, h_cold = alt_.g,
                  h_cold_trust = alt_trust_.g;
@@ -386,10 +389,12 @@ int main(int argc, char** argv) {
                 "kernel then an mlakv_pack_fp8; +x = median per-pair difference); bar: +0.3 us\n"
                 "  same arguments as the last call: bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS "
                 "bare %.3f, mlakv %.3f (+%.3f)\n"
-                "  new arguments every call (two sets alternating, full validation and planning): bare %.3f us, mlakv %.3f us "
-                "(+%.3f); with MLAKV_FLAG_TRUST_POINTERS bare %.3f, mlakv %.3f (+%.3f)\n",
+                "  new pointers every call, same shapes (two sets alternating: pointers re-validated, plan reused): "
+                "bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS bare %.3f, mlakv %.3f (+%.3f)\n"
+                "  new shapes every call (s = 1 and 2 alternating: full validation, routing and planning): bare %.3f us, "
+                "mlakv %.3f us (+%.3f)\n",
                 rep_.f, rep_.g, rep_.diff, trust_.f, trust_.g, trust_.diff, alt_.f, alt_.g, alt_.diff, alt_trust_.f,
-                alt_trust_.g, alt_trust_.diff);
+                alt_trust_.g, alt_trust_.diff, shape_.f, shape_.g, shape_.diff);
     std::printf("  plan: %s\n", plan);
     // where host time goes
     {
@@ -426,9 +431,11 @@ int main(int argc, char** argv) {
     std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w");
     if (jf) {
       std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"bare_alternating_us\": %.4f, "
-                       "\"mlakv_validate_every_call_us\": %.4f, \"mlakv_validate_every_call_trust_us\": %.4f, "
-                       "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_args_us\": %.4f, \"extra_new_args_trust_us\": %.4f}\n",
-                   h_bare, h_mlakv, h_trust, h_bare_alt, h_cold, h_cold_trust, rep_.diff, trust_.diff, alt_.diff, alt_trust_.diff);
+                       "\"mlakv_new_pointers_us\": %.4f, \"mlakv_new_pointers_trust_us\": %.4f, \"mlakv_new_shapes_us\": %.4f, "
+                       "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_pointers_us\": %.4f, "
+                       "\"extra_new_pointers_trust_us\": %.4f, \"extra_new_shapes_us\": %.4f}\n",
+                   h_bare, h_mlakv, h_trust, h_bare_alt, h_cold, h_cold_trust, shape_.g, rep_.diff, trust_.diff, alt_.diff,
+                   alt_trust_.diff, shape_.diff);
       std::fclose(jf);
     }
     cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);
