@@ -304,6 +304,22 @@ __global__ void pack_tile2d(const Params P) {
   const uint32_t L = uint32_t(lanes_of<D>(P));
   const uint32_t n = uint32_t(left < P.block ? left : P.block) * L;
   const int64_t head = blockIdx.y;
+  if (uint32_t(P.block) * L == blockDim.x * uint32_t(UNROLL)) {
+    // one pass covers the tile (the table's tile2d rows are sized so): no loop, no re-entry test
+    run_pairs<T, F, D, UNROLL>(
+        P,
+        [&](int i, int64_t* t, int64_t* hh, int* lane) {
+          const uint32_t l = threadIdx.x + uint32_t(i) * blockDim.x;
+          const uint32_t tl = is_ds(D) ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
+          *lane = int(l - tl * L);
+          *t = t0 + tl;
+          *hh = head;
+          return l < n;
+        },
+        [&](float* k, float* v) { pdl_enter(P, k, v); });
+    pdl_exit(P);
+    return;
+  }
   float ks = 0.f, vs = 0.f;
   bool entered = false;
   for (uint32_t base = threadIdx.x; base < n; base += blockDim.x * uint32_t(UNROLL)) {
