@@ -243,6 +243,34 @@ TEST_CASE("cuda: every variant and launch configuration is correct") {
       }
 }
 
+TEST_CASE("cuda: tile2d tiles covered in one pass and in several") {
+  GPU_ONLY();
+  // a block covers its tile in one pass when block x lanes == threads x unroll (the table's tile2d
+  // rows); otherwise it loops; partial last tiles (s not a multiple of block) both ways
+  struct L { int lanes, split; } layouts[] = {{16, 0}, {8, 0}, {16, 1}, {32, 1}};
+  int k = 0;
+  for (const L& l : layouts)
+    for (int unroll : {1, 2})
+      for (int block : {2, 4, 8, 16, 32})
+        for (bool one_pass : {true, false}) {
+          const int exact = block * l.lanes / unroll;  // threads for one pass
+          if (exact < 32 || exact > 1024) continue;
+          const int threads = one_pass ? exact : (exact >= 64 ? exact / 2 : 32);
+          if (!one_pass && threads * unroll >= block * l.lanes) continue;
+          ++k;
+          char table[256];
+          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=tile2d threads=%d block=%d unroll=%d waves=0 early=%d lanes=%d split=%d stream=0\n",
+                        threads, block, unroll, k % 2, l.lanes, l.split);
+          Case c;
+          c.s = block * (1 + k % 5) + (k % 3);  // whole tiles, or a partial last one
+          c.h = k % 2 ? 16 : 5;
+          c.in = k % 3 == 0 ? MLAKV_DTYPE_FP16 : MLAKV_DTYPE_BF16;
+          c.dev_scale = k % 4 == 0;
+          check_case(c, table);
+        }
+  CHECK(k > 20);
+}
+
 TEST_CASE("cuda: every unit layout with every input type and format") {
   GPU_ONLY();
   const mlakv_dtype ins[] = {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32};
