@@ -150,6 +150,19 @@ void check_case(const Case& c, const char* table = nullptr) {
   CHECK(bad == 0);
 }
 
+// DeepSeek dims, bf16 k_nope and v as the two halves of one [s, h, 256] tensor, k_pe [s, 1, 64],
+// contiguous e4m3fn outputs, on backend b.
+mlakv_pack_args ds_args(int64_t s, int64_t h, void* kv, void* pe, void* k, void* v, mlakv_backend b) {
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+  a.v = tu::tensor3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+  a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
+  a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+  a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+  a.backend = b;
+  return a;
+}
+
 }  // namespace
 
 #define GPU_ONLY() if (!g_have_gpu) { MESSAGE("no CUDA device: skipped"); return; }
@@ -318,14 +331,8 @@ TEST_CASE("cuda: graph capture and replay, device scales read at replay time") {
   CK(cudaMemcpy(d_kv, kv.data(), kv.size() * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(d_pe, pe.data(), pe.size() * 2, cudaMemcpyHostToDevice));
   auto args = [&](void* kvp, void* pep, void* k, void* v, const float* sc, mlakv_backend b) {
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kvp, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
-    a.v = tu::tensor3(static_cast<uint16_t*>(kvp) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
-    a.k_pe = tu::tensor3(pep, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
-    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
-    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
+    mlakv_pack_args a = ds_args(s, h, kvp, pep, k, v, b);
     a.k_scale_inv_ptr = sc; a.v_scale_inv_ptr = sc + 1;
-    a.backend = b;
     return a;
   };
   cudaStream_t st;
@@ -386,16 +393,7 @@ TEST_CASE("cuda: per-layer buffers of the same shapes (plans reused with new poi
     CK(cudaMemcpy(L.d_pe, L.pe.data(), L.pe.size(), cudaMemcpyHostToDevice));
     CK(cudaMemcpy(L.d_sc, L.sc, 8, cudaMemcpyHostToDevice));
   }
-  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) {
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
-    a.v = tu::tensor3(static_cast<uint16_t*>(kv) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
-    a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
-    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, dn + dr, h * (dn + dr), dn + dr);
-    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
-    a.backend = b;
-    return a;
-  };
+  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) { return ds_args(s, h, kv, pe, k, v, b); };
   auto reference = [&](const Layer& L, std::vector<uint8_t>* rk, std::vector<uint8_t>* rv) {
     rk->assign(ko_n, 0xA5); rv->assign(vo_n, 0xA5);
     std::vector<uint8_t> kv = L.kv, pe = L.pe;
@@ -468,16 +466,7 @@ TEST_CASE("cuda: routing and memory checks") {
   const int64_t s = 4, h = 2;
   std::vector<uint16_t> hkv(size_t(s * h * 256), 0x3F80), hpe(size_t(s * 64), 0x3F80);
   std::vector<uint8_t> hk(size_t(s * h * 192), 0xA5), hv(size_t(s * h * 128), 0xA5);
-  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) {
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.v = tu::tensor3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
-    a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
-    a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
-    a.backend = b;
-    return a;
-  };
+  auto args = [&](void* kv, void* pe, void* k, void* v, mlakv_backend b) { return ds_args(s, h, kv, pe, k, v, b); };
   // host memory on the CUDA backend: refused, nothing written
   mlakv_pack_args a = args(hkv.data(), hpe.data(), hk.data(), hv.data(), MLAKV_BACKEND_CUDA);
   CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
