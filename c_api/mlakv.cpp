@@ -97,7 +97,7 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
       return MLAKV_ERR_BACKEND_UNAVAILABLE;
     }
     if (!(p.flags & MLAKV_FLAG_TRUST_POINTERS)) {
-      mlakv_status st = b->check_memory(p, why);
+      mlakv_status st = b->check_memory(p, 0, why);
       if (st != MLAKV_OK) return st;
     }
     *out = b;
@@ -110,7 +110,7 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
     const char* detail = "";
     if (!b.compiled || !b.probe(&n, &detail)) continue;
     std::string w;
-    if (b.check_memory(p, &w) != MLAKV_OK) {
+    if (b.check_memory(p, 0, &w) != MLAKV_OK) {
       reasons += std::string(reasons.empty() ? "" : "; ") + b.name + ": " + w;
       continue;
     }
@@ -175,13 +175,19 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // about the memory (as routing would), and put the new pointers into the plan.
     // (Validated in place: m.problem already holds this geometry; m.args follows it below.)
     if (memo_ok && m.rebindable && same_geometry(*args, m.args) && align_sig(*args) == m.align) {
+      const void* before[PackProblem::kPointers];
+      m.problem.pointers(before);
       mlakv_status st = validate_pointers(*args, m.geo, &m.problem, &why);  // m untouched on failure
       if (st != MLAKV_OK) return report(st, why);
       copy_pointer_fields(*args, &m.args);
-      // (with MLAKV_FLAG_TRUST_POINTERS not even that: AUTO keeps the backend this geometry's
-      // memory was routed to)
+      // (pointers the previous call had too, with the same spans, are not asked about again; with
+      // MLAKV_FLAG_TRUST_POINTERS none is: AUTO keeps the backend this geometry was routed to)
+      const void* now[PackProblem::kPointers];
+      m.problem.pointers(now);
+      uint32_t same = 0;
+      for (int i = 0; i < PackProblem::kPointers; ++i) same |= uint32_t(now[i] == before[i]) << i;
       const bool automatic = args->backend == MLAKV_BACKEND_AUTO;
-      st = m.problem.flags & MLAKV_FLAG_TRUST_POINTERS ? MLAKV_OK : m.backend->check_memory(m.problem, &why);
+      st = m.problem.flags & MLAKV_FLAG_TRUST_POINTERS ? MLAKV_OK : m.backend->check_memory(m.problem, same, &why);
       if (st == MLAKV_OK) {
         if (m.backend->rebind) m.backend->rebind(m.problem, &m.plan);
         st = m.backend->pack(m.problem, m.plan, &why);

@@ -31,7 +31,9 @@ struct Backend {
   bool (*probe)(int* device_count, const char** detail);
   // Whether the call's memory is reachable from this backend (AUTO routing; and, unless the
   // caller set MLAKV_FLAG_TRUST_POINTERS, a check on an explicit choice). Sets *why on failure.
-  mlakv_status (*check_memory)(const PackProblem& p, std::string* why);
+  // skip: bit i set = pointer i (PackProblem::pointers order) is the one this thread's previous
+  // call had there, with the same span, and was checked then: it need not be asked about again.
+  mlakv_status (*check_memory)(const PackProblem& p, uint32_t skip, std::string* why);
   // Chooses the variant and configuration (no side effects).
   mlakv_status (*plan)(const PackProblem& p, Plan* out, std::string* why);
   // Runs (or, for GPU backends, enqueues) the call on the plan.

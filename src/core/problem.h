@@ -47,6 +47,14 @@ struct PackProblem {
     const int64_t e = in_type_size(in_type);
     return rows() * (d_nope + d_v) * e + s * d_rope * e + rows() * (d_nope + d_rope + d_v);
   }
+  // The call's memory, in one fixed order (Backend::check_memory's skip bits refer to it).
+  static constexpr int kPointers = 7;
+  void pointers(const void* (&out)[kPointers]) const {
+    out[0] = k_nope; out[1] = k_pe; out[2] = v; out[3] = k_out; out[4] = v_out;
+    out[5] = k_scale_ptr; out[6] = v_scale_ptr;
+  }
 };
+inline constexpr const char* kPointerNames[PackProblem::kPointers] = {
+    "k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
 
 }  // namespace mlakv

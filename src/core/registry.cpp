@@ -11,20 +11,20 @@ bool probe_absent(int* count, const char** detail) {
   *detail = "not compiled into this build of mlakv";
   return false;
 }
-mlakv_status absent_memory(const PackProblem&, std::string* why) {
+mlakv_status absent_memory(const PackProblem&, uint32_t, std::string* why) {
   *why = "backend not compiled into this build";
   return MLAKV_ERR_BACKEND_UNAVAILABLE;
 }
-mlakv_status absent_plan(const PackProblem&, Plan*, std::string* why) { return absent_memory({}, why); }
-mlakv_status absent_pack(const PackProblem&, const Plan&, std::string* why) { return absent_memory({}, why); }
+mlakv_status absent_plan(const PackProblem&, Plan*, std::string* why) { return absent_memory({}, 0, why); }
+mlakv_status absent_pack(const PackProblem&, const Plan&, std::string* why) { return absent_memory({}, 0, why); }
 
 #ifndef MLAKV_WITH_CUDA
 const Backend kCudaAbsent = {MLAKV_BACKEND_CUDA, "cuda", false, probe_absent, absent_memory,
-                             absent_plan, absent_pack, nullptr, nullptr};
+                             absent_plan, absent_pack, nullptr, nullptr, nullptr};
 #endif
 #ifndef MLAKV_WITH_HIP
 const Backend kHipAbsent = {MLAKV_BACKEND_HIP, "hip", false, probe_absent, absent_memory,
-                            absent_plan, absent_pack, nullptr, nullptr};
+                            absent_plan, absent_pack, nullptr, nullptr, nullptr};
 #endif
 
 const Backend* const* list() {

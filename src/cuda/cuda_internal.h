@@ -14,7 +14,7 @@ enum Variant : int { kTile2d = 0, kFlat = 1, kPersist = 2, kGeneral = 3, kVarian
 DispatchTable* table();
 
 // cuda_memory.cpp: whether every tensor of the call lies in device-accessible memory.
-mlakv_status check_memory(const PackProblem& p, std::string* why);
+mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why);
 bool is_device_only(const void* p);
 
 }  // namespace cuda

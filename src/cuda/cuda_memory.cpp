@@ -89,38 +89,36 @@ int64_t span(int64_t s, int64_t st, int64_t h, int64_t sh, int64_t row, int64_t 
 
 }  // namespace
 
-mlakv_status check_memory(const PackProblem& p, std::string* why) {
+mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
+  const void* ptrs[PackProblem::kPointers];
+  p.pointers(ptrs);
+  uint32_t todo = 0;
+  for (int i = 0; i < PackProblem::kPointers; ++i)
+    if (ptrs[i] && !(skip >> i & 1)) todo |= 1u << i;
+  if (!todo) return MLAKV_OK;
   const int64_t e = in_type_size(p.in_type);
-  struct T {
-    const char* name;
-    const void* ptr;
-    int64_t bytes;
-  } ts[] = {
-      {"k_nope", p.k_nope, span(p.s, p.k_nope_st, p.h, p.k_nope_sh, p.d_nope, e)},
-      {"k_pe", p.k_pe, span(p.s, p.k_pe_st, 1, 0, p.d_rope, e)},
-      {"v", p.v, span(p.s, p.v_st, p.h, p.v_sh, p.d_v, e)},
-      {"k_out", p.k_out, span(p.s, p.k_out_st, p.h, p.k_out_sh, p.d_nope + p.d_rope, 1)},
-      {"v_out", p.v_out, span(p.s, p.v_out_st, p.h, p.v_out_sh, p.d_v, 1)},
-      {"k_scale_inv_ptr", p.k_scale_ptr, 4},
-      {"v_scale_inv_ptr", p.v_scale_ptr, 4},
-  };
+  const int64_t bytes[PackProblem::kPointers] = {
+      span(p.s, p.k_nope_st, p.h, p.k_nope_sh, p.d_nope, e), span(p.s, p.k_pe_st, 1, 0, p.d_rope, e),
+      span(p.s, p.v_st, p.h, p.v_sh, p.d_v, e), span(p.s, p.k_out_st, p.h, p.k_out_sh, p.d_nope + p.d_rope, 1),
+      span(p.s, p.v_out_st, p.h, p.v_out_sh, p.d_v, 1), 4, 4};
   RangeCache& cache = t_cache;
-  for (const T& t : ts) {
-    if (!t.ptr) continue;
+  for (int i = 0; i < PackProblem::kPointers; ++i) {
+    if (!(todo >> i & 1)) continue;
+    const char* name = kPointerNames[i];
     bool inside = true;
-    switch (classify(cache, t.ptr, t.bytes, &inside)) {
+    switch (classify(cache, ptrs[i], bytes[i], &inside)) {
       case Where::Reachable:
         if (!inside) {
-          *why = std::string(t.name) + ": its " + std::to_string(t.bytes) +
+          *why = std::string(name) + ": its " + std::to_string(bytes[i]) +
                  " bytes (shape and strides) run past the end of its CUDA allocation";
           return MLAKV_ERR_MEMORY_SPACE;
         }
         continue;
       case Where::HostOnly:
-        *why = std::string(t.name) + " is host memory the GPU cannot reach (register and map it, or use device memory)";
+        *why = std::string(name) + " is host memory the GPU cannot reach (register and map it, or use device memory)";
         return MLAKV_ERR_MEMORY_SPACE;
       case Where::Unknown:
-        *why = std::string(t.name) + ": the CUDA driver does not know this pointer";
+        *why = std::string(name) + ": the CUDA driver does not know this pointer";
         return MLAKV_ERR_MEMORY_SPACE;
     }
   }

@@ -149,12 +149,12 @@ bool probe(int* count, const char** detail) {
   return ok;
 }
 
-mlakv_status check_memory(const PackProblem& p, std::string* why) {
-  const void* ptrs[] = {p.k_nope, p.k_pe, p.v, p.k_out, p.v_out, p.k_scale_ptr, p.v_scale_ptr};
-  static const char* names[] = {"k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
-  for (int i = 0; i < 7; ++i)
-    if (ptrs[i] && device_only_memory(ptrs[i])) {
-      *why = std::string(names[i]) + " is device memory; the reference backend needs host-accessible memory";
+mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
+  const void* ptrs[PackProblem::kPointers];
+  p.pointers(ptrs);
+  for (int i = 0; i < PackProblem::kPointers; ++i)
+    if (ptrs[i] && !(skip >> i & 1) && device_only_memory(ptrs[i])) {
+      *why = std::string(kPointerNames[i]) + " is device memory; the reference backend needs host-accessible memory";
       return MLAKV_ERR_MEMORY_SPACE;
     }
   return MLAKV_OK;
@@ -196,7 +196,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 
 const Backend& reference_backend() {
   static const Backend b = {MLAKV_BACKEND_REFERENCE, "reference", true, probe, check_memory,
-                            plan, pack, reference_table(), nullptr};
+                            plan, pack, reference_table(), nullptr, nullptr};
   return b;
 }
 

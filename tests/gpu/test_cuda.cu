@@ -435,6 +435,19 @@ TEST_CASE("cuda: per-layer buffers of the same shapes (plans reused with new poi
     REQUIRE(mlakv_pack_fp8(&prev) == MLAKV_OK);
     CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
     for (uint8_t x : hk2) REQUIRE(x == 0xA5);
+    // only one pointer changed, to host memory: the unchanged ones are not asked about again, the
+    // changed one still is
+    REQUIRE(mlakv_pack_fp8(&prev) == MLAKV_OK);
+    mlakv_pack_args one = prev;
+    one.k_out.data = hk2.data();
+    CHECK(mlakv_pack_fp8(&one) == MLAKV_ERR_MEMORY_SPACE);
+    CHECK(std::string(mlakv_last_error()).find("k_out") != std::string::npos);
+    for (uint8_t x : hk2) REQUIRE(x == 0xA5);
+    one.backend = MLAKV_BACKEND_AUTO;  // AUTO: no backend reaches both device and host-only memory
+    prev.backend = MLAKV_BACKEND_AUTO;
+    REQUIRE(mlakv_pack_fp8(&prev) == MLAKV_OK);
+    CHECK(mlakv_pack_fp8(&one) == MLAKV_ERR_MEMORY_SPACE);
+    for (uint8_t x : hk2) REQUIRE(x == 0xA5);
   }
   // k_pe 2 bytes off its 16-byte alignment, after an aligned call of the same shapes
   for (size_t l = 0; l < 2; ++l) {
