@@ -18,7 +18,6 @@ namespace {
 struct Memo {
   bool valid = false;
   bool rebindable = false;  // a call with new pointers only may reuse this plan (see mlakv_pack_fp8)
-  uint32_t align = 0;       // align_sig of args
   uint64_t generation = 0;
   mlakv_pack_args args;
   Geometry geo;
@@ -127,9 +126,8 @@ mlakv_status prepare(const mlakv_pack_args* args, Geometry* g, PackProblem* p, b
   mlakv_pack_args a;
   mlakv_status st = load_pack_args(args, &a, why);
   if (st != MLAKV_OK) return st;
-  st = validate_geometry(a, g, why);
+  st = validate_geometry(a, g, p, why);
   if (st != MLAKV_OK) return st;
-  *p = g->problem;
   st = validate_pointers(a, *g, p, why);
   if (st != MLAKV_OK) return st;
   *empty = g->empty;
@@ -174,7 +172,7 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // geometry's validation and the plan still hold. Validate the pointers, ask the same backend
     // about the memory (as routing would), and put the new pointers into the plan.
     // (Validated in place: m.problem already holds this geometry; m.args follows it below.)
-    if (memo_ok && m.rebindable && same_geometry(*args, m.args) && align_sig(*args) == m.align) {
+    if (memo_ok && m.rebindable && same_geometry(*args, m.args) && align_sig(*args) == align_sig(m.args)) {
       const void* before[PackProblem::kPointers];
       m.problem.pointers(before);
       mlakv_status st = validate_pointers(*args, m.geo, &m.problem, &why);  // m untouched on failure
@@ -208,7 +206,6 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     st = n.backend->pack(n.problem, n.plan, &why);
     if (st == MLAKV_OK && args->struct_size == sizeof(mlakv_pack_args)) {
       std::memcpy(&n.args, args, sizeof(mlakv_pack_args));
-      n.align = align_sig(*args);
       n.rebindable = first;
       n.valid = true;
       ts.cur ^= 1;

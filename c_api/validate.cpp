@@ -13,8 +13,6 @@ constexpr int64_t kMaxHeadDim = int64_t(1) << 20;
 bool mul_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_mul_overflow(a, b, r); }
 bool add_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_add_overflow(a, b, r); }
 
-const char* const kTensorNames[5] = {"k_nope", "k_pe", "v", "k_out", "v_out"};
-
 int dtype_size(mlakv_dtype d) {
   switch (d) {
     case MLAKV_DTYPE_BF16:
@@ -181,7 +179,7 @@ mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std
   return MLAKV_OK;
 }
 
-mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, std::string* why) {
+mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, PackProblem* p, std::string* why) {
   mlakv_status st;
   // ---- enums and flags
   if (a.backend < MLAKV_BACKEND_AUTO || a.backend > MLAKV_BACKEND_HIP) {
@@ -257,7 +255,7 @@ mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, std::strin
   }
   Rows* r = g->rows;
   const int64_t pe_st = a.k_pe.strides[0];
-  for (int i = 0; i < 5; ++i) r[i].name = kTensorNames[i];
+  for (int i = 0; i < 5; ++i) r[i].name = kPointerNames[i];
   if ((st = make_rows(&r[0], a.k_nope, s, h, a.k_nope.strides[0], a.k_nope.strides[1], dn, why)) ||
       (st = make_rows(&r[1], a.k_pe, s, 1, pe_st, 0, dr, why)) ||
       (st = make_rows(&r[2], a.v, s, h, a.v.strides[0], a.v.strides[1], dv, why)) ||
@@ -275,7 +273,6 @@ mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, std::strin
       }
 
   // ---- the normalised problem, pointers and scales left for validate_pointers
-  PackProblem* p = &g->problem;
   *p = PackProblem();
   p->s = s; p->h = h; p->d_nope = dn; p->d_rope = dr; p->d_v = dv;
   p->in_type = in_dt == MLAKV_DTYPE_BF16 ? InType::BF16 : in_dt == MLAKV_DTYPE_FP16 ? InType::FP16 : InType::FP32;
@@ -301,16 +298,16 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, const Geometry& g, Pack
     r[i].base = reinterpret_cast<uintptr_t>(all[i]->data);
     if (!all[i]->data) {
       if (g.empty) continue;
-      *why = std::string(kTensorNames[i]) + ".data is NULL";
+      *why = std::string(kPointerNames[i]) + ".data is NULL";
       return MLAKV_ERR_NULL_POINTER;
     }
     const int e = dtype_size(all[i]->dtype);
     if (r[i].base & uintptr_t(e - 1)) {  // e: 1, 2 or 4
-      *why = std::string(kTensorNames[i]) + ".data is not aligned to its " + std::to_string(e) + "-byte elements";
+      *why = std::string(kPointerNames[i]) + ".data is not aligned to its " + std::to_string(e) + "-byte elements";
       return MLAKV_ERR_ALIGNMENT;
     }
     if (uint64_t(r[i].span) > UINTPTR_MAX - r[i].base) {
-      *why = std::string(kTensorNames[i]) + ": shape " + dims_text(*all[i]) +
+      *why = std::string(kPointerNames[i]) + ": shape " + dims_text(*all[i]) +
              " with its strides runs past the end of the address space";
       return MLAKV_ERR_SIZE_OVERFLOW;
     }
@@ -318,7 +315,7 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, const Geometry& g, Pack
   const float* sp[2] = {a.k_scale_inv_ptr, a.v_scale_inv_ptr};
   for (int i = 0; i < 2; ++i)
     if (sp[i] && reinterpret_cast<uintptr_t>(sp[i]) % alignof(float)) {
-      *why = std::string(i ? "v" : "k") + "_scale_inv_ptr is not 4-byte aligned";
+      *why = std::string(kPointerNames[5 + i]) + " is not 4-byte aligned";
       return MLAKV_ERR_ALIGNMENT;
     }
 
@@ -328,7 +325,7 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, const Geometry& g, Pack
     for (int i = 0; i < 2; ++i)
       if (sp[i]) {
         Rows& x = r[n++];
-        x.name = i ? "v_scale_inv_ptr" : "k_scale_inv_ptr";
+        x.name = kPointerNames[5 + i];
         x.base = reinterpret_cast<uintptr_t>(sp[i]);
         x.n_t = x.n_h = 1; x.st = x.sh = 0; x.row_bytes = 4; x.span = 4;
       }

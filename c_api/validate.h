@@ -25,21 +25,21 @@ struct Rows {  // no default values: filled field by field (validation is on eve
 };
 
 // What validation derives from the fields other than the data pointers, the scales, the scale
-// pointers and the stream: the call's "geometry". A call that differs from an already validated
-// one only in those fields needs validate_pointers alone (c_api/mlakv.cpp: per-layer buffers).
+// pointers and the stream (the call's "geometry") and validate_pointers needs. A call that differs
+// from an already validated one only in those fields needs validate_pointers alone
+// (c_api/mlakv.cpp: per-layer buffers).
 struct Geometry {
-  PackProblem problem;  // pointers, scales and stream not set
-  Rows rows[5];         // k_nope, k_pe, v, k_out, v_out, base 0
-  bool empty = false;   // s = 0 or h = 0: a successful no-op
+  Rows rows[5];        // k_nope, k_pe, v, k_out, v_out, base 0
+  bool empty = false;  // s = 0 or h = 0: a successful no-op
 };
 
 // Enums, flags, dtypes, ranks, shapes, signs, inner strides, head dims, 64-bit sizes, rows of an
-// output aliasing each other.
-mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, std::string* why);
+// output aliasing each other. Fills *g and *p's fields other than pointers, scales and stream.
+mlakv_status validate_geometry(const mlakv_pack_args& a, Geometry* g, PackProblem* p, std::string* why);
 
 // NULL and misaligned pointers, spans past the end of the address space, outputs overlapping any
 // other tensor. On success sets *p's pointers, scales and stream; its other fields must already
-// be g.problem's. On failure *p is left as it was.
+// be what validate_geometry gave for this geometry. On failure *p is left as it was.
 mlakv_status validate_pointers(const mlakv_pack_args& a, const Geometry& g, PackProblem* p, std::string* why);
 
 // True when validate_geometry would read the same values from a and b.
