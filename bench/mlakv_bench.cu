@@ -155,13 +155,15 @@ struct Candidate {
 
 std::vector<Candidate> candidates(const Size& z, const std::string& only) {
   std::vector<Candidate> c;
-  // lanes 16 / 8, and with unroll 1 the split-k_pe layouts: l16s (16 lanes) and l32 (4-element units)
-  auto add1 = [&](const char* v, int th, int block, int unroll, int waves, int early, int lanes, int split = 0) {
+  // lanes 16 / 8, and with unroll 1 the split-k_pe layouts: l16s (16 lanes) and l32 (4-element
+  // units); flat also with wide units, l8w (8 lanes, 32-byte loads)
+  auto add1 = [&](const char* v, int th, int block, int unroll, int waves, int early, int lanes, int split = 0,
+                  int wide = 0) {
     char row[256], name[96];
-    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d\n",
-                  v, th, block, unroll, waves, early, lanes, split);
+    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d wide=%d\n",
+                  v, th, block, unroll, waves, early, lanes, split, wide);
     std::snprintf(name, sizeof name, "%s t%d b%d u%d w%d e%d l%d%s", v, th, block, unroll, waves, early, lanes,
-                  split && lanes == 16 ? "s" : "");
+                  wide ? "w" : split && lanes == 16 ? "s" : "");
     c.push_back({name, row});
   };
   auto add = [&](const char* v, int th, int block, int unroll, int waves, int early) {
@@ -171,6 +173,7 @@ std::vector<Candidate> candidates(const Size& z, const std::string& only) {
       add1(v, th, block, unroll, waves, early, 16, 1);
       add1(v, th, block, unroll, waves, early, 32);
     }
+    if (unroll <= 2 && std::strcmp(v, "flat") == 0) add1(v, th, block, unroll, waves, early, 8, 0, 1);
   };
   const int64_t sh = z.s * z.h;
   for (int th : {64, 128, 256, 512})

@@ -26,12 +26,12 @@ struct Memo {
   const Backend* backend = nullptr;
 };
 
-// The low four bits of each data pointer: every alignment test a plan depends on (16 bytes at
+// The low five bits of each data pointer: every alignment test a plan depends on (32 bytes at
 // most, src/core/dispatch.cpp) gives the same answer for two calls with equal signatures.
 uint32_t align_sig(const mlakv_pack_args& a) {
   const void* d[5] = {a.k_nope.data, a.k_pe.data, a.v.data, a.k_out.data, a.v_out.data};
   uint32_t sig = 0;
-  for (int i = 0; i < 5; ++i) sig |= uint32_t(reinterpret_cast<uintptr_t>(d[i]) & 15) << (4 * i);
+  for (int i = 0; i < 5; ++i) sig |= uint32_t(reinterpret_cast<uintptr_t>(d[i]) & 31) << (5 * i);
   return sig;
 }
 

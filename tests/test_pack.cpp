@@ -870,6 +870,8 @@ TEST_CASE("dispatch table API on the reference backend") {
         "arch=0-0 variant=rows lanes=12",        // lanes is 8, 16 or 32
         "arch=0-0 variant=rows lanes=8 split=1", // 8 lanes cannot split k_pe
         "arch=0-0 variant=rows split=2",
+        "arch=0-0 variant=rows lanes=16 wide=1", // wide units are 8 lanes a row
+        "arch=0-0 variant=rows lanes=8 wide=2",
         "hello",
         "",                                      // no rows
         "# only a comment\n\n",
@@ -893,12 +895,14 @@ TEST_CASE("dispatch table API on the reference backend") {
     CHECK(get() == builtin);
   }
 
-  SUBCASE("unit layouts: lanes=32 always splits k_pe, lanes=16 splits on request") {
+  SUBCASE("unit layouts: lanes=32 always splits k_pe, lanes=16 splits on request, lanes=8 may be wide") {
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
-                                     "arch=0-0 variant=rows lanes=32\narch=0-0 variant=rows lanes=16 split=1\n") == MLAKV_OK);
+                                     "arch=0-0 variant=rows lanes=32\narch=0-0 variant=rows lanes=16 split=1\n"
+                                     "arch=0-0 variant=rows lanes=8 wide=1\n") == MLAKV_OK);
     const std::string t = get();
     CHECK(t.find("lanes=32 split=1") != std::string::npos);
     CHECK(t.find("lanes=16 split=1") != std::string::npos);
+    CHECK(t.find("lanes=8 split=0 stream=0 wide=1") != std::string::npos);
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
     CHECK(get() == t);
   }

@@ -17,6 +17,7 @@ struct Plan {
   int arch = 0;
   bool pdl = false;
   int variant = -1;  // the variant that will run, when the row's cannot take this call (else -1)
+  const char* units = nullptr;  // GPU vector variants: the unit layout that will run (printed)
   const DispatchRow& chosen() const { return row ? *row : fallback; }
   // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
   // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).

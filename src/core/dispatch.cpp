@@ -41,6 +41,16 @@ bool dims_req_holds(DimsReq r, const PackProblem& p) {
          out_ok(p.v_out, p.v_out_st, p.v_out_sh);
 }
 
+bool wide_units_hold(const PackProblem& p) {
+  const int64_t e = in_type_size(p.in_type);
+  auto in_ok = [&](const void* base, int64_t st, int64_t sh) {
+    return aligned(base, 32) && (((st | sh) * e) & 31) == 0;
+  };
+  auto out_ok = [&](const void* base, int64_t st, int64_t sh) { return aligned(base, 16) && ((st | sh) & 15) == 0; };
+  return in_ok(p.k_nope, p.k_nope_st, p.k_nope_sh) && in_ok(p.v, p.v_st, p.v_sh) &&
+         out_ok(p.k_out, p.k_out_st, p.k_out_sh) && out_ok(p.v_out, p.v_out_st, p.v_out_sh);
+}
+
 namespace {
 std::atomic<uint64_t> g_generation{0};
 }
@@ -75,7 +85,7 @@ std::string DispatchTable::row_text(const DispatchRow& r, const std::vector<std:
   o << " dims=" << dims_req_name(r.dims) << " variant="
     << (r.variant >= 0 && size_t(r.variant) < names.size() ? names[size_t(r.variant)] : "?")
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll
-    << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " split=" << r.cfg.split << " stream=" << r.cfg.stream;
+    << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " split=" << r.cfg.split << " stream=" << r.cfg.stream << " wide=" << r.cfg.wide;
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -177,6 +187,8 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
         ok = parse_small(v, 8, 32, &r.cfg.lanes) && (r.cfg.lanes == 8 || r.cfg.lanes == 16 || r.cfg.lanes == 32);
       } else if (k == "split") {
         ok = parse_small(v, 0, 1, &r.cfg.split);
+      } else if (k == "wide") {
+        ok = parse_small(v, 0, 1, &r.cfg.wide);
       } else {
         return fail("unknown key '" + k + "'");
       }
@@ -185,6 +197,7 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
     if (!any) continue;  // blank or comment-only line
     if (!has_arch || !has_variant) return fail("a row needs at least arch= and variant=");
     if (r.cfg.lanes == 8 && r.cfg.split) return fail("split=1 needs lanes=16 or lanes=32");
+    if (r.cfg.wide && r.cfg.lanes != 8) return fail("wide=1 needs lanes=8");
     if (r.cfg.lanes == 32) r.cfg.split = 1;  // 32 lanes always split k_pe
     rows->push_back(r);
   }

@@ -29,6 +29,11 @@ const char* dims_req_name(DimsReq r);
 // Whether the problem satisfies a requirement (shapes, strides and pointer alignment).
 bool dims_req_holds(DimsReq r, const PackProblem& p);
 
+// Whether a DeepSeek-dims problem can take 32-byte input loads and 16-byte output stores (the
+// `wide` units): every k_nope and v row start 32-byte aligned, every k_out and v_out row start
+// 16-byte aligned (k_pe as for DimsReq::X8). Assumes dims_req_holds(DimsReq::DeepSeek, p).
+bool wide_units_hold(const PackProblem& p);
+
 struct LaunchConfig {
   int threads = 128;  // threads per block
   int block = 1;      // tokens per block (2-D variants) or (token, head) rows per block (flat)
@@ -41,6 +46,9 @@ struct LaunchConfig {
                       // 4 elements each; lanes = 32 always splits, 2 each), 0 = 8-element units
   int stream = 0;     // 1 = streaming (evict-first) stores: outputs do not displace inputs in L2,
                       // but a consumer that runs next finds them in DRAM, not L2
+  int wide = 0;       // DeepSeek dims, lanes = 8: 1 = one 16-element unit of k_nope and of v a lane,
+                      // loaded 32 bytes at a time (a single 256-bit load on Blackwell) where
+                      // wide_units_hold; 0 (or not holding) = two 8-element units
 };
 
 constexpr int64_t kUnbounded = INT64_MAX;

@@ -77,6 +77,7 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   if (plan.variant >= 0 && plan.variant != plan.chosen().variant)
     o << " | runs variant=" << b.table->variant_names()[size_t(plan.variant)]
       << " (the row's variant cannot take these shapes/pointers)";
+  if (plan.units) o << " | units=" << plan.units;
   return o.str();
 }
 

@@ -23,7 +23,8 @@ using kern::Params;
 using KernelFn = void (*)(Params);
 
 // ---- kernel instances: [variant][input type][format][dims][unroll 1/2/4]; general ignores the last
-// two; the split-k_pe layouts (DS16S, DS32S) exist with unroll 1 and 2 only (nullptr for 4)
+// two; the split-k_pe and wide layouts (DS16S, DS32S, DS8W) exist with unroll 1 and 2 only
+// (nullptr for 4)
 constexpr int kUnrolls[3] = {1, 2, 4};
 constexpr int kDims = kern::kDimsCount;
 
@@ -64,6 +65,7 @@ struct KernelTable {
     fill_d<K, T, F, Dims::V8, true>(o[int(Dims::V8)]);
     fill_d<K, T, F, Dims::DS16S, false>(o[int(Dims::DS16S)]);
     fill_d<K, T, F, Dims::DS32S, false>(o[int(Dims::DS32S)]);
+    fill_d<K, T, F, Dims::DS8W, false>(o[int(Dims::DS8W)]);
   }
   template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D, bool U4>
   void fill_d(KernelFn (&o)[3]) {
@@ -162,13 +164,18 @@ bool probe(int* count, const char** detail) {
 Dims best_dims(const PackProblem& p, const LaunchConfig& cfg, bool* any) {
   *any = true;
   if (dims_req_holds(DimsReq::DeepSeek, p)) {
-    if (cfg.lanes == 8) return Dims::DS8;
+    if (cfg.lanes == 8) return cfg.wide && wide_units_hold(p) ? Dims::DS8W : Dims::DS8;
     if (cfg.lanes == 32) return Dims::DS32S;
     return cfg.split ? Dims::DS16S : Dims::DS16;
   }
   if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
   *any = false;
   return Dims::V8;
+}
+
+const char* dims_name(Dims d) {
+  static const char* names[kDims] = {"ds16", "ds8", "x8", "ds16s", "ds32s", "ds8w"};
+  return names[int(d)];
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -292,6 +299,7 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
     }
   }
   out->variant = variant;
+  out->units = variant == kGeneral ? nullptr : dims_name(dims);
   Launch* L = new (out->launch) Launch;
   L->fn = fn;
   L->grid = grid;

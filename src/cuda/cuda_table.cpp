@@ -9,7 +9,8 @@
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
-//          BLOCK * 20 units / threads, clamped to 1..4; 2-D BLOCK_S -> block); NOT measured here;
+//          BLOCK * 20 units / threads, clamped to 1..4; 2-D BLOCK_S -> block), with Blackwell's
+//          32-byte loads (wide units) in the band beyond L2; NOT measured here;
 //   others (sm_80, sm_89, sm_120): one generic flat row.
 // Every arch ends on the general path, which takes any dims and alignment.
 #include "cuda/cuda_internal.h"
@@ -22,12 +23,12 @@ constexpr int64_t U = kUnbounded;
 
 DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1, DimsReq dims, int variant,
                 int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
-                int stream = 0, int split = 0) {
+                int stream = 0, int split = 0, int wide = 0) {
   DispatchRow r;
   r.arch_min = a0; r.arch_max = a1;
   r.s_min = s0; r.s_max = s1; r.sh_min = sh0; r.sh_max = sh1;
   r.dims = dims; r.variant = variant;
-  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream; r.cfg.split = lanes == 32 ? 1 : split;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream; r.cfg.split = lanes == 32 ? 1 : split; r.cfg.wide = wide;
   r.note = note;
   return r;
 }
@@ -36,6 +37,7 @@ std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
   const char* h100 = "sm_90: H100 sweep, bench/results/h100-2026-11-24-*";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
+  const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
       // best of the same-run comparisons in bench/results/h100-2026-11-24-* (docs/perf-notes.md)
@@ -59,7 +61,9 @@ std::vector<DispatchRow> builtin_rows() {
       row(100, 109, 9, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, 16, gb300),
       row(100, 109, 9, U, 2049, 16384, X8, kFlat, 256, 1, 1, 0, 0, 16, gb300),
       row(100, 109, 9, U, 16385, 49152, X8, kFlat, 256, 1, 2, 0, 0, 16, gb300),
-      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 16, gb300),
+      // beyond L2: 8 lanes a row with 16-element units, one 256-bit load each (Blackwell has
+      // them): 24 load instructions a (token, head) row instead of 40, where rows are 32-byte aligned
+      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 8, gb300w, 0, 0, 1),
       // ---- generic: sm_80, sm_89, sm_120 and anything newer
       row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, 16, "generic"),
       // ---- any dims, any alignment

@@ -1,5 +1,5 @@
 // The CUDA side of the small vendor layer under src/kernels/pack_kernels.cuh: PDL controls,
-// the hardware FP8 conversion where the arch has it, 16-byte global loads and stores.
+// the hardware FP8 conversion where the arch has it, global loads (up to 32 bytes) and stores.
 // src/hip/vendor_hip.h is the same interface for HIP.
 #pragma once
 #include <cuda_fp16.h>
@@ -54,7 +54,30 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
 MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
 MLAKV_DEVICE uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
 MLAKV_DEVICE uint32_t load4(const void* p) { return *static_cast<const uint32_t*>(p); }
-// 8-, 4- and 2-byte stores of an output; `stream` marks them evict-first (st.global.cs).
+// 32 bytes, 32-byte aligned: one 256-bit load on Blackwell (sm_100 and newer: ld.global.v8.b32,
+// SASS LDG.E.ENL2.256), two 16-byte loads on older archs. volatile + "memory": never moved above
+// the PDL wait (an asm the compiler saw as pure could be).
+struct Wide32 {
+  uint4 lo, hi;
+};
+MLAKV_DEVICE Wide32 load32(const void* p) {
+  Wide32 r;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+  asm volatile("ld.global.v8.b32 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8];"
+               : "=r"(r.lo.x), "=r"(r.lo.y), "=r"(r.lo.z), "=r"(r.lo.w), "=r"(r.hi.x), "=r"(r.hi.y), "=r"(r.hi.z), "=r"(r.hi.w)
+               : "l"(p)
+               : "memory");
+#else
+  r.lo = static_cast<const uint4*>(p)[0];
+  r.hi = static_cast<const uint4*>(p)[1];
+#endif
+  return r;
+}
+// 16-, 8-, 4- and 2-byte stores of an output; `stream` marks them evict-first (st.global.cs).
+MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
+  if (stream) asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+  else *static_cast<uint4*>(p) = v;
+}
 MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
   if (stream) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
   else *static_cast<uint2*>(p) = v;

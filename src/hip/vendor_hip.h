@@ -1,6 +1,6 @@
 // The HIP side of the small vendor layer under src/kernels/pack_kernels.cuh: the same interface as
 // src/cuda/vendor.cuh (MLAKV_DEVICE and mlakv::vendor::{grid_dependency_wait, launch_dependents,
-// half_bits_to_float, encode2, load16/8/4, store8/4/2, umulhi}), so the kernel bodies compile for
+// half_bits_to_float, encode2, load32/16/8/4, store16/8/4/2, umulhi}), so the kernel bodies compile for
 // AMD GPUs unchanged. tests/hip/hip_compile_check.hip compiles every kernel through it for gfx940
 // (CDNA3) and gfx1030 (RDNA2, 32-lane waves); the HIP backend's launch code is not written yet.
 //
@@ -39,7 +39,26 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
 MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
 MLAKV_DEVICE uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
 MLAKV_DEVICE uint32_t load4(const void* p) { return *static_cast<const uint32_t*>(p); }
+// 32 bytes as two 16-byte loads (AMD's widest global load is 16 bytes)
+struct Wide32 {
+  uint4 lo, hi;
+};
+MLAKV_DEVICE Wide32 load32(const void* p) {
+  Wide32 r;
+  r.lo = static_cast<const uint4*>(p)[0];
+  r.hi = static_cast<const uint4*>(p)[1];
+  return r;
+}
 
+MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
+  if (stream) {
+    typedef uint32_t u32x4 __attribute__((ext_vector_type(4)));
+    const u32x4 w = {v.x, v.y, v.z, v.w};
+    __builtin_nontemporal_store(w, static_cast<u32x4*>(p));
+  } else {
+    *static_cast<uint4*>(p) = v;
+  }
+}
 MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
   uint64_t w = uint64_t(v.x) | (uint64_t(v.y) << 32);
   if (stream) __builtin_nontemporal_store(w, static_cast<uint64_t*>(p));

@@ -1,7 +1,7 @@
 // The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include a vendor header first
 // (src/cuda/vendor.cuh or src/hip/vendor_hip.h): it supplies MLAKV_DEVICE and mlakv::vendor::
-// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load16/8/4, store8/4/2,
-// umulhi}.
+// {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load32/16/8/4,
+// store16/8/4/2, umulhi}.
 //
 // The variants differ only in how (row, lane) pairs (below) are handed to threads:
 //   tile2d  - grid (token blocks, heads): a block owns `block` tokens of one head (upstream's
@@ -41,13 +41,16 @@ struct FastDiv {
 //   DS8    8 lanes a row, 2 units of k_nope and of v each (W = 8); k_pe WP = 8
 //   DS16S 16 lanes, W = 8; k_pe split over all 16 lanes (WP = 4)
 //   DS32S 32 lanes (a warp a row), W = 4; k_pe split over all 32 (WP = 2)
+//   DS8W   8 lanes a row, W = 16 (one 32-byte load of bf16/fp16 a unit: a single 256-bit load
+//          on Blackwell, two 16-byte loads elsewhere; one 16-byte store); k_pe WP = 8. Needs
+//          32-byte-aligned input rows (wide_units_hold, src/core/dispatch.cpp)
 //   V8    lanes = the largest unit count, W = WP = 8
 // Wider units mean fewer instructions; narrower ones more threads and whole-line warp stores (a
 // DS32S warp stores one row's 128 k_nope bytes at once). The H100 measurements pick per size
 // (docs/perf-notes.md). (16-element units with two 16-byte loads a thread touch each sector
 // twice and measured slower.)
-enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2, DS16S = 3, DS32S = 4 };
-constexpr int kDimsCount = 5;
+enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2, DS16S = 3, DS32S = 4, DS8W = 5 };
+constexpr int kDimsCount = 6;
 constexpr bool is_ds(Dims d) { return d != Dims::V8; }
 
 // Work is cut into (row, lane) pairs: a row is one (token, head), and lane j of a row converts
@@ -99,13 +102,18 @@ struct DimsT<Dims::DS32S> {
   static constexpr int L = 32, CPL = 1, W = 4, WP = 2, UN = 32, UR = 32, UV = 32, DN = 128;
 };
 template <>
+struct DimsT<Dims::DS8W> {
+  static constexpr int L = 8, CPL = 1, W = 16, WP = 8, UN = 8, UR = 8, UV = 8, DN = 128;
+};
+template <>
 struct DimsT<Dims::V8> {  // lanes and unit counts come from Params
   static constexpr int L = 1, CPL = 1, W = 8, WP = 8, UN = 0, UR = 0, UV = 0, DN = 0;
 };
 
 // Lanes a row of a DeepSeek layout (host and device).
 constexpr int ds_lanes(Dims d) {
-  return d == Dims::DS8 ? DimsT<Dims::DS8>::L : d == Dims::DS16S ? DimsT<Dims::DS16S>::L
+  return d == Dims::DS8 ? DimsT<Dims::DS8>::L : d == Dims::DS8W ? DimsT<Dims::DS8W>::L
+       : d == Dims::DS16S ? DimsT<Dims::DS16S>::L
        : d == Dims::DS32S ? DimsT<Dims::DS32S>::L : DimsT<Dims::DS16>::L;
 }
 
@@ -130,7 +138,14 @@ struct Chunk {
 template <InType T, int N>
 MLAKV_DEVICE void load_chunk(Chunk<T, N>* c, const char* src) {
   constexpr int B = Chunk<T, N>::bytes;
-  if constexpr (B >= 16) {
+  if constexpr (N == 16) {  // the wide units of DS8W: 32 bytes a load
+#pragma unroll
+    for (int j = 0; j < B / 32; ++j) {
+      const vendor::Wide32 q = vendor::load32(src + 32 * j);
+      c->w[8 * j] = q.lo.x; c->w[8 * j + 1] = q.lo.y; c->w[8 * j + 2] = q.lo.z; c->w[8 * j + 3] = q.lo.w;
+      c->w[8 * j + 4] = q.hi.x; c->w[8 * j + 5] = q.hi.y; c->w[8 * j + 6] = q.hi.z; c->w[8 * j + 7] = q.hi.w;
+    }
+  } else if constexpr (B >= 16) {
 #pragma unroll
     for (int j = 0; j < B / 16; ++j) {
       const uint4 q = vendor::load16(src + 16 * j);
@@ -156,7 +171,8 @@ MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, boo
   for (int j = 0; j < (N + 3) / 4; ++j) out[j] = 0;
 #pragma unroll
   for (int e = 0; e < N; e += 2) out[e / 4] |= vendor::encode2<F>(x[e], x[e + 1]) << (8 * (e % 4));
-  if constexpr (N == 8) vendor::store8(dst, make_uint2(out[0], out[1]), stream);
+  if constexpr (N == 16) vendor::store16(dst, make_uint4(out[0], out[1], out[2], out[3]), stream);
+  else if constexpr (N == 8) vendor::store8(dst, make_uint2(out[0], out[1]), stream);
   else if constexpr (N == 4) vendor::store4(dst, out[0], stream);
   else vendor::store2(dst, uint16_t(out[0]), stream);
 }

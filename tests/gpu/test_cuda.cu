@@ -241,12 +241,13 @@ TEST_CASE("cuda: every variant and launch configuration is correct") {
       for (int unroll : {1, 2, 3, 4}) {
         const int block = 1 + (k % 5) * 3, early = k % 2, waves = 1 + k % 4;
         ++k;
-        // unit layouts: 16 lanes, 8 lanes, 16 lanes with k_pe split, 32 lanes (4-element units)
-        const int layout = (k / 2) % 4;
-        const int lanes = layout == 1 ? 8 : layout == 3 ? 32 : 16, split = layout >= 2 ? 1 : 0;
+        // unit layouts: 16 lanes, 8 lanes, 16 lanes with k_pe split, 32 lanes (4-element units),
+        // 8 lanes with 16-element (wide) units
+        const int layout = (k / 2) % 5;
+        const int lanes = layout == 1 || layout == 4 ? 8 : layout == 3 ? 32 : 16, split = layout == 2 || layout == 3 ? 1 : 0;
         char table[256];
-        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d stream=%d\n",
-                      v, th, block, unroll, waves, early, lanes, split, k % 4 == 0 ? 1 : 0);
+        std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=any variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d stream=%d wide=%d\n",
+                      v, th, block, unroll, waves, early, lanes, split, k % 4 == 0 ? 1 : 0, layout == 4 ? 1 : 0);
         Case c;
         c.in = k % 7 == 0 ? MLAKV_DTYPE_FP32 : k % 7 == 1 ? MLAKV_DTYPE_FP16 : MLAKV_DTYPE_BF16;
         c.s = 1 + k * 7 % 300; c.h = (k % 3 == 0) ? 128 : 16;
@@ -260,7 +261,7 @@ TEST_CASE("cuda: tile2d tiles covered in one pass and in several") {
   GPU_ONLY();
   // a block covers its tile in one pass when block x lanes == threads x unroll (the table's tile2d
   // rows); otherwise it loops; partial last tiles (s not a multiple of block) both ways
-  struct L { int lanes, split; } layouts[] = {{16, 0}, {8, 0}, {16, 1}, {32, 1}};
+  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
   int k = 0;
   for (const L& l : layouts)
     for (int unroll : {1, 2})
@@ -272,8 +273,8 @@ TEST_CASE("cuda: tile2d tiles covered in one pass and in several") {
           if (!one_pass && threads * unroll >= block * l.lanes) continue;
           ++k;
           char table[256];
-          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=tile2d threads=%d block=%d unroll=%d waves=0 early=%d lanes=%d split=%d stream=0\n",
-                        threads, block, unroll, k % 2, l.lanes, l.split);
+          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=tile2d threads=%d block=%d unroll=%d waves=0 early=%d lanes=%d split=%d stream=0 wide=%d\n",
+                        threads, block, unroll, k % 2, l.lanes, l.split, l.wide);
           Case c;
           c.s = block * (1 + k % 5) + (k % 3);  // whole tiles, or a partial last one
           c.h = k % 2 ? 16 : 5;
@@ -288,7 +289,7 @@ TEST_CASE("cuda: every unit layout with every input type and format") {
   GPU_ONLY();
   const mlakv_dtype ins[] = {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32};
   const mlakv_dtype outs[] = {MLAKV_DTYPE_E4M3FN, MLAKV_DTYPE_E5M2, MLAKV_DTYPE_E4M3FNUZ, MLAKV_DTYPE_E5M2FNUZ};
-  const int layouts[][2] = {{16, 0}, {8, 0}, {16, 1}, {32, 1}};  // lanes, split
+  const int layouts[][3] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};  // lanes, split, wide
   int k = 0;
   for (const char* v : {"flat", "tile2d", "persist"})
     for (const auto& l : layouts)
@@ -296,14 +297,45 @@ TEST_CASE("cuda: every unit layout with every input type and format") {
         for (mlakv_dtype out : outs) {
           ++k;
           char table[256];
-          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=1 waves=2 early=%d lanes=%d split=%d stream=%d\n",
-                        v, k % 2 ? 256 : 128, k % 3 ? 16 : 5, k % 2, l[0], l[1], k % 5 == 0 ? 1 : 0);
+          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=1 waves=2 early=%d lanes=%d split=%d stream=%d wide=%d\n",
+                        v, k % 2 ? 256 : 128, k % 3 ? 16 : 5, k % 2, l[0], l[1], k % 5 == 0 ? 1 : 0, l[2]);
           Case c;
           c.s = 37 + k % 50; c.h = k % 2 ? 16 : 3;
           c.in = in; c.out = out;
           c.pad_out = k % 3 == 0 ? 16 : 0;
           c.dev_scale = k % 4 == 0;
           check_case(c, table);
+        }
+}
+
+TEST_CASE("cuda: wide units where input rows are 32-byte aligned, 8-element units where not") {
+  GPU_ONLY();
+  // a lanes=8 wide=1 row runs DS8W (32-byte loads: one 256-bit load on Blackwell, two 16-byte
+  // loads here) only when every k_nope / v row start is 32-byte aligned and every output row start
+  // 16-byte aligned; otherwise the same row runs DS8. The plan names the layout that runs.
+  int k = 0;
+  for (const char* v : {"flat", "tile2d", "persist"})
+    for (mlakv_dtype in : {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32})
+      for (int64_t shift_bytes : {0, 16})       // k_nope base 16 bytes past a 32-byte boundary
+        for (int64_t pad_bytes : {0, 16, 32}) {  // input row padding in bytes
+          ++k;
+          Case c;
+          c.in = in;
+          c.s = 5 + k % 40; c.h = k % 2 ? 16 : 3;
+          c.misalign_in = shift_bytes / esize(in);
+          c.pad_in = pad_bytes / esize(in);
+          c.pad_out = k % 3 == 0 ? 16 : 0;
+          c.dev_scale = k % 4 == 0;
+          char table[256];
+          std::snprintf(table, sizeof table, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=8 unroll=%d waves=2 early=%d lanes=8 split=0 stream=%d wide=1\n",
+                        v, k % 2 ? 256 : 64, 1 + k % 2, k % 2, k % 5 == 0 ? 1 : 0);
+          std::string plan;
+          const size_t bad = run_case(c, &plan, table);
+          const bool wide = shift_bytes == 0 && pad_bytes % 32 == 0;
+          INFO("plan: " << plan);
+          CHECK(bad == 0);
+          CHECK(plan.find(wide ? "units=ds8w" : "units=ds8") != std::string::npos);
+          if (!wide) CHECK(plan.find("units=ds8w") == std::string::npos);
         }
 }
 
