@@ -5,7 +5,8 @@
 #   - the SASS of each requested cubin of sm_89 or newer uses the hardware FP8 conversion
 #     (F2FP.SATFINITE.E4M3 / .E5M2, from cvt.rn.satfinite.{e4m3,e5m2}x2.f32), and of sm_90 or
 #     newer the PDL instructions (ACQBULK = griddepcontrol.wait, PREEXIT =
-#     griddepcontrol.launch_dependents).
+#     griddepcontrol.launch_dependents), and of sm_100 or newer the 256-bit loads of the wide
+#     units (LDG.E.ENL2.256, from ld.global.v8.b32; counted as LDG.256).
 # Usage: check_sass.sh LIB [ARCHS]   ARCHS: CMAKE_CUDA_ARCHITECTURES, ',' or ';' separated
 #        (default / native / all: check every cubin the library holds).
 #        check_sass.sh --find-tools       prints where cuobjdump and nvdisasm are (scripts/setup.sh)
@@ -103,7 +104,9 @@ for sm in $sass_archs; do
   fi
   pats=(F2FP.SATFINITE.E4M3 F2FP.SATFINITE.E5M2)
   [ "$num" -ge 90 ] && pats+=(ACQBULK PREEXIT)
-  counts=$(grep -oE 'F2FP\.SATFINITE\.E4M3|F2FP\.SATFINITE\.E5M2|ACQBULK|PREEXIT' "$SASS" | sort | uniq -c)
+  [ "$num" -ge 100 ] && pats+=(LDG.256)
+  counts=$( (grep -oE 'F2FP\.SATFINITE\.E4M3|F2FP\.SATFINITE\.E5M2|ACQBULK|PREEXIT' "$SASS"
+             grep -oE 'LDG\.[A-Z0-9.]*256' "$SASS" | sed 's/.*/LDG.256/') | sort | uniq -c)
   for p in "${pats[@]}"; do
     n=$(awk -v p="$p" '$2 == p {print $1}' <<<"$counts")
     n=${n:-0}
