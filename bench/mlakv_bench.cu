@@ -244,32 +244,48 @@ std::vector<Size> parse_sizes(const std::string& arg) {
   return out;
 }
 
-// Host cost of g over f, measured in pairs: each iteration times one f() then one g(), so slow
-// drifts of this (virtualised, frequency-scaling) host hit both; returns medians of f, g and of the
-// per-pair differences g - f (the robust number), in microseconds.
+// Host cost of g over f, measured in pairs: each pair times one f() then one g(), so slow drifts of
+// this (virtualised, frequency-scaling) host hit both. Several (f, g) variants are measured
+// interleaved: rounds of `block` pairs of each variant in turn, the order rotating every round, so
+// a host that changes state mid-run (its bare launch moves between ~2.6 and ~4.3 us) moves every
+// variant alike. The first pair of each block is not counted (it follows another variant's calls).
+// Returns per variant the medians of f, g and of the per-pair differences g - f (the robust
+// number), in microseconds.
 struct Paired {
   double f, g, diff;
 };
-Paired paired_us(int n, const std::function<void(int)>& f, const std::function<void(int)>& g) {
+struct PairVariant {
+  std::function<void(int)> f, g;
+};
+std::vector<Paired> interleaved_pairs(const std::vector<PairVariant>& vs, int rounds, int block) {
   using clk = std::chrono::steady_clock;
-  std::vector<double> tf, tg, td;
-  tf.reserve(size_t(n)); tg.reserve(size_t(n)); td.reserve(size_t(n));
-  for (int i = 0; i < 200; ++i) { f(i); g(i); }
-  for (int i = 0; i < n; ++i) {
-    const auto t0 = clk::now();
-    f(i);
-    const auto t1 = clk::now();
-    g(i);
-    const auto t2 = clk::now();
-    tf.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-    tg.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-    td.push_back(tg.back() - tf.back());
-  }
-  auto med = [](std::vector<double>& v) {
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    return v[v.size() / 2];
+  const size_t nv = vs.size();
+  std::vector<std::vector<double>> tf(nv), tg(nv), td(nv);
+  for (size_t v = 0; v < nv; ++v)
+    for (int i = 0; i < 200; ++i) { vs[v].f(i); vs[v].g(i); }
+  for (int r = 0; r < rounds; ++r)
+    for (size_t j = 0; j < nv; ++j) {
+      const size_t v = (j + size_t(r)) % nv;
+      for (int i = 0; i <= block; ++i) {
+        const int k = r * block + i;
+        const auto t0 = clk::now();
+        vs[v].f(k);
+        const auto t1 = clk::now();
+        vs[v].g(k);
+        const auto t2 = clk::now();
+        if (i == 0) continue;
+        tf[v].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        tg[v].push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+        td[v].push_back(tg[v].back() - tf[v].back());
+      }
+    }
+  auto med = [](std::vector<double>& x) {
+    std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+    return x[x.size() / 2];
   };
-  return {med(tf), med(tg), med(td)};
+  std::vector<Paired> out;
+  for (size_t v = 0; v < nv; ++v) out.push_back({med(tf[v]), med(tg[v]), med(td[v])});
+  return out;
 }
 
 double host_us_per_call(int n, const std::function<void()>& f) {
@@ -375,21 +391,22 @@ int main(int argc, char** argv) {
     };
     // each mlakv variant paired with the bare launch it is compared with, 20000 pairs each
     auto sync_every = [&](int i) { if ((i & 1023) == 1023) CK(cudaStreamSynchronize(T.st)); };
-    const Paired rep_ = paired_us(20000, [&](int i) { sync_every(i); bare(); },
-                                  [&](int) { check(mlakv_pack_fp8(&a), "pack"); });
-    const Paired trust_ = paired_us(20000, [&](int i) { sync_every(i); bare(); },
-                                    [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); });
-    const Paired alt_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
-                                  [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); });
-    const Paired alt_trust_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
-                                        [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); });
-    const Paired shape_ = paired_us(20000, [&](int i) { sync_every(i); bare2(i); },
-                                    [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a3), "pack"); });
+    // each mlakv variant paired with the bare launch it is compared with: 80 rounds of 250 pairs
+    // each, interleaved (20000 pairs a variant)
+    const std::vector<Paired> hp = interleaved_pairs(
+        {{[&](int i) { sync_every(i); bare(); }, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }},
+         {[&](int i) { sync_every(i); bare(); }, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }},
+         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); }},
+         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); }},
+         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a3), "pack"); }}},
+        80, 250);
+    const Paired &rep_ = hp[0], &trust_ = hp[1], &alt_ = hp[2], &alt_trust_ = hp[3], &shape_ = hp[4];
     CK(cudaStreamSynchronize(T.st));
     const double h_bare = rep_.f, h_mlakv = rep_.g, h_trust = trust_.g, h_bare_alt = alt_.f, h_cold = alt_.g,
                  h_cold_trust = alt_trust_.g;
-    std::printf("host cost per eager call (h=16, s=1; medians of 20000 pairs, each a bare cudaLaunchKernelEx of the same "
-                "kernel then an mlakv_pack_fp8; +x = median per-pair difference); bar: +0.3 us\n"
+    std::printf("host cost per eager call (h=16, s=1; medians of 20000 pairs a case, each a bare cudaLaunchKernelEx of the "
+                "same kernel then an mlakv_pack_fp8, the five cases interleaved in blocks of 250; +x = median per-pair "
+                "difference); bar: +0.3 us\n"
                 "  same arguments as the last call: bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS "
                 "bare %.3f, mlakv %.3f (+%.3f)\n"
                 "  new pointers every call, same shapes (two sets alternating: pointers re-validated, plan reused): "

@@ -10,6 +10,8 @@
 
 #define MLAKV_DEVICE __device__ __forceinline__
 
+#include "kernels/vendor_plain.h"  // load16/8/4, Wide32, load32_pair
+
 namespace mlakv {
 namespace vendor {
 
@@ -50,28 +52,20 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
   return uint32_t(encode_fp8<F>(lo)) | (uint32_t(encode_fp8<F>(hi)) << 8);
 }
 
-// 16-, 8- and 4-byte loads of an input (never written by the kernel), naturally aligned.
-MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
-MLAKV_DEVICE uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
-MLAKV_DEVICE uint32_t load4(const void* p) { return *static_cast<const uint32_t*>(p); }
 // 32 bytes, 32-byte aligned: one 256-bit load on Blackwell (sm_100 and newer: ld.global.v8.b32,
 // SASS LDG.E.ENL2.256), two 16-byte loads on older archs. volatile + "memory": never moved above
 // the PDL wait (an asm the compiler saw as pure could be).
-struct Wide32 {
-  uint4 lo, hi;
-};
 MLAKV_DEVICE Wide32 load32(const void* p) {
-  Wide32 r;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+  Wide32 r;
   asm volatile("ld.global.v8.b32 {%0, %1, %2, %3, %4, %5, %6, %7}, [%8];"
                : "=r"(r.lo.x), "=r"(r.lo.y), "=r"(r.lo.z), "=r"(r.lo.w), "=r"(r.hi.x), "=r"(r.hi.y), "=r"(r.hi.z), "=r"(r.hi.w)
                : "l"(p)
                : "memory");
-#else
-  r.lo = static_cast<const uint4*>(p)[0];
-  r.hi = static_cast<const uint4*>(p)[1];
-#endif
   return r;
+#else
+  return load32_pair(p);
+#endif
 }
 // 16-, 8-, 4- and 2-byte stores of an output; `stream` marks them evict-first (st.global.cs).
 MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {

@@ -19,6 +19,8 @@
 
 #define MLAKV_DEVICE __device__ __forceinline__
 
+#include "kernels/vendor_plain.h"  // load16/8/4, Wide32, load32_pair
+
 namespace mlakv {
 namespace vendor {
 
@@ -36,19 +38,8 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
   return uint32_t(encode_fp8<F>(lo)) | (uint32_t(encode_fp8<F>(hi)) << 8);
 }
 
-MLAKV_DEVICE uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
-MLAKV_DEVICE uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
-MLAKV_DEVICE uint32_t load4(const void* p) { return *static_cast<const uint32_t*>(p); }
 // 32 bytes as two 16-byte loads (AMD's widest global load is 16 bytes)
-struct Wide32 {
-  uint4 lo, hi;
-};
-MLAKV_DEVICE Wide32 load32(const void* p) {
-  Wide32 r;
-  r.lo = static_cast<const uint4*>(p)[0];
-  r.hi = static_cast<const uint4*>(p)[1];
-  return r;
-}
+MLAKV_DEVICE Wide32 load32(const void* p) { return load32_pair(p); }
 
 MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
   if (stream) {
