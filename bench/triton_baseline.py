@@ -38,7 +38,9 @@ Method (mirrors shared/anchors/h100-baseline.md)
   rotates, after one discarded timing, and the median is reported (single timings occasionally
   read 40-60% high in this harness, most often early in a size); the GPU clocks are brought up
   before the first size; each sweep configuration is timed once, and "best" is the minimum over
-  the sweep.
+  the sweep.  That minimum over many single timings is biased low, so the winning configuration
+  is then timed again beside mlakv (3 rotating rounds, median of 3 each) and reported as
+  "re-timed mlakv/best"; the bar stays the sweep minimum.
 * Correctness first: before any timing, every implementation's output bytes (k_out and v_out
   viewed as uint8, outputs poisoned before each run) are compared with mlakv's; inputs are
   random bf16 (normal * 2) with specials injected (+-1000, +-inf, nan, -0.0, 2^-10, small
@@ -755,6 +757,25 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
     best = min(good.items(), key=lambda kv: kv[1]) if good else None
     short = {c.name: c.short for c in sweep}
     rec["best_sweep"] = {"config": best[0], "short": short[best[0]], "us": best[1]} if best else None
+    # --- the best sweep configuration re-timed beside mlakv. The sweep's minimum over ~28 single
+    # timings is biased low (the configuration that wins is partly the one whose timing happened to
+    # read low); timing the winner again in 3 rotating rounds with mlakv, each the median of 3,
+    # compares the two with one estimator. Reported beside the sweep minimum, which stays the bar.
+    m_fn_ok = mk_fn is not None and ok_us(times.get("mlakv")) is not None
+    if best and m_fn_ok:
+        bcfg = next(c for c in sweep if c.name == best[0])
+        pair = [("mlakv", mk_fn, []), ("best", tp.make_fn(bcfg, p), [])]
+        try:
+            for rnd in range(3):
+                for k in range(2):
+                    _, fn, smp = pair[(k + rnd) % 2]
+                    smp.append(timer(fn))
+            med = lambda x: sorted(x)[len(x) // 2]  # noqa: E731
+            rec["paired_best"] = {"config": best[0], "short": short[best[0]],
+                                  "mlakv_samples": pair[0][2], "best_samples": pair[1][2],
+                                  "mlakv_us": med(pair[0][2]), "best_us": med(pair[1][2])}
+        except Exception as ex:  # noqa: BLE001
+            rec["errors"].append(f"paired re-timing of {best[0]}: {type(ex).__name__}: {str(ex)[:300]}")
     cands = dict(good)
     for tname in UPSTREAM_TABLES:
         u = ok_us(times.get(tname))
@@ -843,7 +864,7 @@ def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
 
 def print_table(results: list[dict]) -> None:
     hdr = ["h", "s", "MB", "mlakv us", "298ec3a us", "ba4fafe us", "best sweep us", "best config",
-           "mlakv/best", "below 298ec3a %", "mlakv TB/s"]
+           "mlakv/best", "re-timed mlakv/best us", "below 298ec3a %", "mlakv TB/s"]
     rows = []
     for r in results:
         t = r.get("times", {})
@@ -856,7 +877,10 @@ def print_table(results: list[dict]) -> None:
         best_short = best["short"] if best else "-"
         rows.append([str(r["h"]), str(r["s"]), f"{r['mb']:.2f}", _f(us("mlakv")), _f(us("upstream_298ec3a")),
                      _f(us("upstream_ba4fafe")), _f(best["us"] if best else None), best_short,
-                     _f(r.get("mlakv_over_best"), "{:.3f}"), _f(r.get("mlakv_below_298ec3a_pct"), "{:+.1f}"),
+                     _f(r.get("mlakv_over_best"), "{:.3f}"),
+                     (f"{r['paired_best']['mlakv_us']:.2f}/{r['paired_best']['best_us']:.2f}"
+                      if r.get("paired_best") else "-"),
+                     _f(r.get("mlakv_below_298ec3a_pct"), "{:+.1f}"),
                      _f(r.get("mlakv_tbps"), "{:.3f}")])
     widths = [max(len(hdr[i]), *(len(row[i]) for row in rows)) if rows else len(hdr[i]) for i in range(len(hdr))]
 
@@ -969,11 +993,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     le_best = sum(1 for r in with_best if r["mlakv_us"] <= r["best_sweep"]["us"])
     with_any = [r for r in results if r.get("mlakv_us") is not None and r.get("best_any_triton")]
     le_any = sum(1 for r in with_any if r["mlakv_us"] <= r["best_any_triton"]["us"])
+    paired = [r["paired_best"] for r in results if r.get("paired_best")]
+    le_paired = sum(1 for q in paired if q["mlakv_us"] <= q["best_us"])
     small = [r for r in results if r["s"] <= 2048 and r.get("mlakv_below_298ec3a_pct") is not None]
     small_10 = sum(1 for r in small if r["mlakv_below_298ec3a_pct"] >= 10.0)
     summary = {
         "sizes": len(results), "mlakv_le_best_sweep": le_best, "sizes_with_best_sweep": len(with_best),
         "mlakv_le_best_any_triton": le_any, "sizes_with_best_any": len(with_any),
+        "mlakv_le_best_config_retimed": le_paired, "sizes_retimed": len(paired),
         "s_le_2048_mlakv_ge_10pct_below_298ec3a": small_10, "sizes_s_le_2048": len(small),
         "byte_mismatches": n_mismatch, "errors": n_errors, "wall_s": time.time() - t_start,
     }
@@ -1025,7 +1052,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"# (info) torch clamp+cast reference differs from mlakv at {len(torch_bad)} sizes: "
               f"{torch_bad[:6]} (not an oracle for NaN/-0/saturation; not counted as failure)")
     print(f"SUMMARY: mlakv <= best-sweep at {le_best}/{len(with_best)} sizes "
-          f"(<= best of sweep+upstream at {le_any}/{len(with_any)}); "
+          f"(<= best of sweep+upstream at {le_any}/{len(with_any)}; <= the best configuration re-timed "
+          f"beside it at {le_paired}/{len(paired)}); "
           f"mlakv >= 10% below upstream_298ec3a at {small_10}/{len(small)} sizes with s <= 2048; "
           f"byte mismatches {n_mismatch}, errors {n_errors}; "
           f"{'OK' if not (n_mismatch or n_errors) else 'FAIL'}; wall {summary['wall_s']:.0f} s")
