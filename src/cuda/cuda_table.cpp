@@ -45,8 +45,11 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them
       row(90, 99, 1, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
-      row(90, 99, 1, U, 2049, 7168, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
-      row(90, 99, 1, U, 7169, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 2049, 5632, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
+      // 2-D tiles of 8, then 16 tokens x one head, one pass a block (block x lanes = threads)
+      row(90, 99, 1, U, 5633, 6656, X8, kTile2d, 128, 8, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 6657, 9728, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
+      row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size: 2-D tiles of 32 tokens x one head, 8 lanes a row
       row(90, 99, 1, U, 40961, 57344, X8, kTile2d, 128, 32, 1, 0, 0, 8, h100),
