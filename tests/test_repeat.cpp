@@ -223,8 +223,9 @@ TEST_CASE("repeat: new pointers of a known geometry are validated like any call"
 }
 
 TEST_CASE("repeat: buffers with a different alignment are planned afresh") {
-  // the same shapes at an offset of one element (2-byte aligned): a plan may depend on 16-byte
-  // alignment, so these calls must not reuse the aligned call's plan (results checked either way)
+  // the same shapes at an offset of one element (2-byte aligned): a plan may depend on alignment
+  // up to 32 bytes (the CUDA backend's wide units), so these calls must not reuse the aligned
+  // call's plan (results checked either way)
   Bufs b;
   b.fill(41);
   mlakv_pack_args a = b.args(1.0f, 1.0f);
