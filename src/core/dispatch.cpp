@@ -20,35 +20,29 @@ const char* dims_req_name(DimsReq r) {
 
 static bool aligned(const void* p, int64_t a) { return (reinterpret_cast<uintptr_t>(p) & uint64_t(a - 1)) == 0; }  // a: a power of two
 
+// Every row start base + t*st + h*sh (strides in elements of e bytes) keeps an alignment of a bytes
+// (a power of two; sizes and strides are validated non-negative, so masks do).
+static bool rows_aligned(const void* base, int64_t st, int64_t sh, int64_t e, int64_t a) {
+  return aligned(base, a) && (((st | sh) * e) & (a - 1)) == 0;
+}
+
 bool dims_req_holds(DimsReq r, const PackProblem& p) {
   if (r == DimsReq::Any) return true;
-  // sizes and strides are validated non-negative and the alignments are powers of two: masks
   const int64_t vm = r == DimsReq::X16 ? 15 : 7;  // elements per vector unit - 1 (DeepSeek: 8)
   if ((p.d_nope | p.d_rope | p.d_v) & vm) return false;
   if (r == DimsReq::DeepSeek && !(p.d_nope == 128 && p.d_rope == 64 && p.d_v == 128)) return false;
   const int64_t e = in_type_size(p.in_type);
-  const int64_t in_align = 16;                    // input vectors are loaded 16 bytes at a time
-  const int64_t out_align = vm + 1;               // one fp8 byte per element: 8-byte stores
-  // every row start: base + t*st + h*sh (elements) must keep the alignment
-  auto in_ok = [&](const void* base, int64_t st, int64_t sh) {
-    return aligned(base, in_align) && (((st | sh) * e) & (in_align - 1)) == 0;
-  };
-  auto out_ok = [&](const void* base, int64_t st, int64_t sh) {
-    return aligned(base, out_align) && ((st | sh) & vm) == 0;
-  };
-  return in_ok(p.k_nope, p.k_nope_st, p.k_nope_sh) && in_ok(p.k_pe, p.k_pe_st, 0) &&
-         in_ok(p.v, p.v_st, p.v_sh) && out_ok(p.k_out, p.k_out_st, p.k_out_sh) &&
-         out_ok(p.v_out, p.v_out_st, p.v_out_sh);
+  const int64_t in_align = 16;       // input vectors are loaded 16 bytes at a time
+  const int64_t out_align = vm + 1;  // one fp8 byte per element: 8- or 16-byte stores
+  return rows_aligned(p.k_nope, p.k_nope_st, p.k_nope_sh, e, in_align) && rows_aligned(p.k_pe, p.k_pe_st, 0, e, in_align) &&
+         rows_aligned(p.v, p.v_st, p.v_sh, e, in_align) && rows_aligned(p.k_out, p.k_out_st, p.k_out_sh, 1, out_align) &&
+         rows_aligned(p.v_out, p.v_out_st, p.v_out_sh, 1, out_align);
 }
 
 bool wide_units_hold(const PackProblem& p) {
   const int64_t e = in_type_size(p.in_type);
-  auto in_ok = [&](const void* base, int64_t st, int64_t sh) {
-    return aligned(base, 32) && (((st | sh) * e) & 31) == 0;
-  };
-  auto out_ok = [&](const void* base, int64_t st, int64_t sh) { return aligned(base, 16) && ((st | sh) & 15) == 0; };
-  return in_ok(p.k_nope, p.k_nope_st, p.k_nope_sh) && in_ok(p.v, p.v_st, p.v_sh) &&
-         out_ok(p.k_out, p.k_out_st, p.k_out_sh) && out_ok(p.v_out, p.v_out_st, p.v_out_sh);
+  return rows_aligned(p.k_nope, p.k_nope_st, p.k_nope_sh, e, 32) && rows_aligned(p.v, p.v_st, p.v_sh, e, 32) &&
+         rows_aligned(p.k_out, p.k_out_st, p.k_out_sh, 1, 16) && rows_aligned(p.v_out, p.v_out_st, p.v_out_sh, 1, 16);
 }
 
 namespace {
