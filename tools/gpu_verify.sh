@@ -40,7 +40,7 @@ has tests && step tests "$ART/bin/mlakv_test_cuda"
 has exhaustive && step exhaustive "$ART/bin/mlakv_encoder_exhaustive"
 if has sanitize; then
   # a representative subset: each variant, PDL, graphs, misaligned and strided layouts, routing
-  SUB='--test-case=*PDL*,*graph*,*misaligned*,*routing*,*variant*,*wide*'
+  SUB='--test-case=*PDL*,*graph*,*misaligned*,*routing*,*variant*,*wide*,*threads*'
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" "$SUB"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" '--test-case=*PDL*,*graph*'
   step synccheck compute-sanitizer --tool synccheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" '--test-case=*PDL*'

@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"  // tensor builders and bf16/fp16 rounding shared with the CPU suite
@@ -504,6 +506,124 @@ TEST_CASE("cuda: per-layer buffers of the same shapes (plans reused with new poi
   for (Layer& L : layers) {
     cudaFree(L.d_kv); cudaFree(L.d_pe); cudaFree(L.d_k); cudaFree(L.d_v); cudaFree(L.d_sc);
   }
+}
+
+TEST_CASE("cuda: host threads calling at once, each with its own stream, shapes and types") {
+  GPU_ONLY();
+  // eight threads start together (their first calls race on the per-device caches and on the
+  // per-kernel thread limits the plan asks for once) and each packs 40 times on its own stream,
+  // alternating two buffer sets (so the plan is reused with new pointers); every output is
+  // compared with the reference backend's bytes, computed beforehand on this thread
+  struct Job {
+    int64_t s, h;
+    mlakv_dtype in, out;
+    bool dev_scale;
+  };
+  const Job jobs[] = {{1, 16, MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, false},
+                      {7, 128, MLAKV_DTYPE_FP16, MLAKV_DTYPE_E5M2, true},
+                      {64, 16, MLAKV_DTYPE_FP32, MLAKV_DTYPE_E4M3FN, true},
+                      {300, 16, MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FNUZ, false},
+                      {33, 128, MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, true},
+                      {1024, 16, MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, false},
+                      {5, 3, MLAKV_DTYPE_FP16, MLAKV_DTYPE_E5M2FNUZ, false},
+                      {129, 128, MLAKV_DTYPE_FP32, MLAKV_DTYPE_E5M2, true}};
+  constexpr int kJobs = int(sizeof jobs / sizeof jobs[0]), kCalls = 40;
+  struct Set {
+    std::vector<uint8_t> kv, pe, rk, rv;
+    void *d_kv = nullptr, *d_pe = nullptr, *d_k = nullptr, *d_v = nullptr;
+  };
+  struct State {
+    Set set[2];
+    float* d_sc = nullptr;
+    cudaStream_t st = nullptr;
+    size_t ko_n = 0, vo_n = 0;
+    int bad_status = 0;
+    size_t bad_bytes = 0;
+    std::string first_error;
+  };
+  const float sc[2] = {26.6f, 47.6f};
+  std::vector<State> state(kJobs);
+  auto make = [&](const Job& j, void* kv, void* pe, void* k, void* v, const float* scp, mlakv_backend b) {
+    const int e = esize(j.in);
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = tu::tensor3(kv, j.in, j.s, j.h, 128, j.h * 256, 256);
+    a.v = tu::tensor3(static_cast<char*>(kv) + 128 * e, j.in, j.s, j.h, 128, j.h * 256, 256);
+    a.k_pe = tu::tensor3(pe, j.in, j.s, 1, 64, 64, 64);
+    a.k_out = tu::tensor3(k, j.out, j.s, j.h, 192, j.h * 192, 192);
+    a.v_out = tu::tensor3(v, j.out, j.s, j.h, 128, j.h * 128, 128);
+    if (scp) { a.k_scale_inv_ptr = scp; a.v_scale_inv_ptr = scp + 1; }
+    else { a.k_scale_inv = sc[0]; a.v_scale_inv = sc[1]; }
+    a.backend = b;
+    return a;
+  };
+  std::mt19937_64 rng(g_seed++);
+  for (int i = 0; i < kJobs; ++i) {
+    const Job& j = jobs[i];
+    State& S = state[i];
+    const int e = esize(j.in);
+    S.ko_n = size_t(j.s * j.h * 192);
+    S.vo_n = size_t(j.s * j.h * 128);
+    CK(cudaMalloc(&S.d_sc, 8));
+    CK(cudaMemcpy(S.d_sc, sc, 8, cudaMemcpyHostToDevice));
+    CK(cudaStreamCreateWithFlags(&S.st, cudaStreamNonBlocking));
+    for (Set& b : S.set) {
+      b.kv.resize(size_t(j.s * j.h * 256 * e));
+      b.pe.resize(size_t(j.s * 64 * e));
+      fill_random(b.kv, j.in, rng);
+      fill_random(b.pe, j.in, rng);
+      b.rk.assign(S.ko_n, 0xA5);
+      b.rv.assign(S.vo_n, 0xA5);
+      mlakv_pack_args ra = make(j, b.kv.data(), b.pe.data(), b.rk.data(), b.rv.data(), nullptr, MLAKV_BACKEND_REFERENCE);
+      REQUIRE_MESSAGE(mlakv_pack_fp8(&ra) == MLAKV_OK, mlakv_last_error());
+      CK(cudaMalloc(&b.d_kv, b.kv.size())); CK(cudaMalloc(&b.d_pe, b.pe.size()));
+      CK(cudaMalloc(&b.d_k, S.ko_n)); CK(cudaMalloc(&b.d_v, S.vo_n));
+      CK(cudaMemcpy(b.d_kv, b.kv.data(), b.kv.size(), cudaMemcpyHostToDevice));
+      CK(cudaMemcpy(b.d_pe, b.pe.data(), b.pe.size(), cudaMemcpyHostToDevice));
+    }
+  }
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kJobs; ++i)
+    threads.emplace_back([&, i] {
+      const Job& j = jobs[i];
+      State& S = state[i];
+      std::vector<uint8_t> gk(S.ko_n), gv(S.vo_n);
+      ready.fetch_add(1);
+      while (ready.load() < kJobs) std::this_thread::yield();
+      for (int c = 0; c < kCalls; ++c) {
+        Set& b = S.set[c & 1];
+        const bool ok = cudaMemsetAsync(b.d_k, 0xA5, S.ko_n, S.st) == cudaSuccess &&
+                        cudaMemsetAsync(b.d_v, 0xA5, S.vo_n, S.st) == cudaSuccess;
+        mlakv_pack_args a = make(j, b.d_kv, b.d_pe, b.d_k, b.d_v, j.dev_scale ? S.d_sc : nullptr,
+                                 c % 3 == 2 ? MLAKV_BACKEND_AUTO : MLAKV_BACKEND_CUDA);
+        a.stream = S.st;
+        const mlakv_status st = mlakv_pack_fp8(&a);
+        if (!ok || st != MLAKV_OK) {
+          if (!S.bad_status++) S.first_error = std::string(mlakv_status_string(st)) + ": " + mlakv_last_error();
+          continue;
+        }
+        if (cudaMemcpyAsync(gk.data(), b.d_k, S.ko_n, cudaMemcpyDeviceToHost, S.st) != cudaSuccess ||
+            cudaMemcpyAsync(gv.data(), b.d_v, S.vo_n, cudaMemcpyDeviceToHost, S.st) != cudaSuccess ||
+            cudaStreamSynchronize(S.st) != cudaSuccess) {
+          if (!S.bad_status++) S.first_error = "CUDA copy or synchronize failed";
+          continue;
+        }
+        for (size_t k = 0; k < S.ko_n; ++k) S.bad_bytes += gk[k] != b.rk[k];
+        for (size_t k = 0; k < S.vo_n; ++k) S.bad_bytes += gv[k] != b.rv[k];
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kJobs; ++i) {
+    State& S = state[i];
+    INFO("thread " << i << ": s=" << jobs[i].s << " h=" << jobs[i].h << " in=" << jobs[i].in << " out=" << jobs[i].out
+         << " dev_scale=" << jobs[i].dev_scale << " " << S.first_error);
+    CHECK(S.bad_status == 0);
+    CHECK(S.bad_bytes == 0);
+    for (Set& b : S.set) { cudaFree(b.d_kv); cudaFree(b.d_pe); cudaFree(b.d_k); cudaFree(b.d_v); }
+    cudaFree(S.d_sc);
+    cudaStreamDestroy(S.st);
+  }
+  CHECK(cudaGetLastError() == cudaSuccess);
 }
 
 TEST_CASE("cuda: routing and memory checks") {
