@@ -253,6 +253,7 @@ std::vector<Size> parse_sizes(const std::string& arg) {
 // number), in microseconds.
 struct Paired {
   double f, g, diff;
+  double diff_f_first, diff_g_first;  // the same medians over the pairs of one order each
 };
 struct PairVariant {
   std::function<void(int)> f, g;
@@ -260,7 +261,7 @@ struct PairVariant {
 std::vector<Paired> interleaved_pairs(const std::vector<PairVariant>& vs, int rounds, int block) {
   using clk = std::chrono::steady_clock;
   const size_t nv = vs.size();
-  std::vector<std::vector<double>> tf(nv), tg(nv), td(nv);
+  std::vector<std::vector<double>> tf(nv), tg(nv), td(nv), td_f(nv), td_g(nv);
   for (size_t v = 0; v < nv; ++v)
     for (int i = 0; i < 200; ++i) { vs[v].f(i); vs[v].g(i); }
   for (int r = 0; r < rounds; ++r)
@@ -282,6 +283,7 @@ std::vector<Paired> interleaved_pairs(const std::vector<PairVariant>& vs, int ro
         tf[v].push_back(f_first ? a : b);
         tg[v].push_back(f_first ? b : a);
         td[v].push_back(tg[v].back() - tf[v].back());
+        (f_first ? td_f : td_g)[v].push_back(td[v].back());
       }
     }
   auto med = [](std::vector<double>& x) {
@@ -289,7 +291,7 @@ std::vector<Paired> interleaved_pairs(const std::vector<PairVariant>& vs, int ro
     return x[x.size() / 2];
   };
   std::vector<Paired> out;
-  for (size_t v = 0; v < nv; ++v) out.push_back({med(tf[v]), med(tg[v]), med(td[v])});
+  for (size_t v = 0; v < nv; ++v) out.push_back({med(tf[v]), med(tg[v]), med(td[v]), med(td_f[v]), med(td_g[v])});
   return out;
 }
 
@@ -420,6 +422,12 @@ int main(int argc, char** argv) {
                 "mlakv %.3f us (+%.3f)\n",
                 rep_.f, rep_.g, rep_.diff, trust_.f, trust_.g, trust_.diff, alt_.f, alt_.g, alt_.diff, alt_trust_.f,
                 alt_trust_.g, alt_trust_.diff, shape_.f, shape_.g, shape_.diff);
+    std::printf("  by order within a pair (median difference when the bare launch goes first / when mlakv goes first): "
+                "repeated +%.3f / +%.3f, trusted +%.3f / +%.3f, new pointers +%.3f / +%.3f, trusted +%.3f / +%.3f, "
+                "new shapes +%.3f / +%.3f\n",
+                rep_.diff_f_first, rep_.diff_g_first, trust_.diff_f_first, trust_.diff_g_first, alt_.diff_f_first,
+                alt_.diff_g_first, alt_trust_.diff_f_first, alt_trust_.diff_g_first, shape_.diff_f_first,
+                shape_.diff_g_first);
     std::printf("  plan: %s\n", plan);
     // where host time goes
     {
@@ -458,9 +466,10 @@ int main(int argc, char** argv) {
       std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"bare_alternating_us\": %.4f, "
                        "\"mlakv_new_pointers_us\": %.4f, \"mlakv_new_pointers_trust_us\": %.4f, \"mlakv_new_shapes_us\": %.4f, "
                        "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_pointers_us\": %.4f, "
-                       "\"extra_new_pointers_trust_us\": %.4f, \"extra_new_shapes_us\": %.4f}\n",
+                       "\"extra_new_pointers_trust_us\": %.4f, \"extra_new_shapes_us\": %.4f, "
+                       "\"extra_bare_first_us\": %.4f, \"extra_mlakv_first_us\": %.4f}\n",
                    h_bare, h_mlakv, h_trust, h_bare_alt, h_cold, h_cold_trust, shape_.g, rep_.diff, trust_.diff, alt_.diff,
-                   alt_trust_.diff, shape_.diff);
+                   alt_trust_.diff, shape_.diff, rep_.diff_f_first, rep_.diff_g_first);
       std::fclose(jf);
     }
     cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);
