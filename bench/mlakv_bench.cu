@@ -11,9 +11,10 @@
 // (L2 warm, the method of ../shared/anchors and triton.testing.do_bench_cudagraph);
 // `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
 //
-//   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--json FILE]
+//   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]
 //   (--only keeps the sweep candidates whose name contains one of the parts; --no-host skips the
-//   host-cost section)
+//   host-cost section; --table installs a dispatch table from a file first, as
+//   mlakv_dispatch_table_set would)
 #include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
 
@@ -23,7 +24,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -308,7 +311,7 @@ double host_us_per_call(int n, const std::function<void()>& f) {
 int main(int argc, char** argv) {
   std::vector<Size> sizes;
   bool sweep = true, host = true;
-  std::string json_path, table_out, only;
+  std::string json_path, table_out, only, table_in;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--sizes" && i + 1 < argc) sizes = parse_sizes(argv[++i]);
@@ -317,7 +320,18 @@ int main(int argc, char** argv) {
     else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--no-host") host = false;
-    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--json FILE]\n"); return 2; }
+    else if (a == "--table" && i + 1 < argc) table_in = argv[++i];
+    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n"); return 2; }
+  }
+  if (!table_in.empty()) {  // "as dispatched" then means by this table
+    std::ifstream tf(table_in);
+    std::stringstream text;
+    text << tf.rdbuf();
+    if (!tf || mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, text.str().c_str()) != MLAKV_OK) {
+      std::fprintf(stderr, "--table %s: %s\n", table_in.c_str(), tf ? mlakv_last_error() : "cannot read the file");
+      return 2;
+    }
+    std::printf("dispatch table from %s\n", table_in.c_str());
   }
   if (sizes.empty())
     sizes = parse_sizes(

@@ -50,9 +50,13 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 5633, 6656, X8, kTile2d, 128, 8, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 6657, 9728, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
-      row(90, 99, 1, U, 24577, 40960, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
-      // near the L2 size: 2-D tiles of 32 tokens x one head, 8 lanes a row
-      row(90, 99, 1, U, 40961, 57344, X8, kTile2d, 128, 32, 1, 0, 0, 8, h100),
+      row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
+      // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding
+      // over flat's numbering, 8 lanes a row, trigger after the stores; 4 waves of unroll 1 at the
+      // edges of the band, 2 waves of unroll 2 in the middle (perf-notes 27)
+      row(90, 99, 1, U, 37889, 43008, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
+      row(90, 99, 1, U, 43009, 55296, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
+      row(90, 99, 1, U, 55297, 57344, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
       row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
       // beyond L2: a warp a row with 4-element units (8-byte loads, 4-byte stores), 256 threads
       row(90, 99, 1, U, 98305, U, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),
