@@ -7,7 +7,8 @@
 //   nvcc -std=c++17 -O3 -arch=sm_90a --fmad=false --expt-relaxed-constexpr -Isrc -Iinclude \
 //        tools/ab_v0.cu -o .carry/bin/ab_v0 -cudart static -L/usr/local/cuda/lib64/stubs -lcuda
 //   python3 tools/triton_dump.py /tmp/ptx v0:16:8:2 && .carry/bin/ab_v0 /tmp/ptx/v0_16_8_2.ptx 7 16 1024
-// (arguments: PTX, rounds, h, s; DeepSeek dims, bf16 -> e4m3fn, device scales)
+// (arguments: PTX, rounds, h, s[, N[, calls a graph]]; DeepSeek dims, bf16 -> e4m3fn, device scales; with N, five
+// variants are timed at N buffer placements instead: the four buffers at random 64 KiB offsets)
 #include <cuda.h>
 #include <cuda_runtime.h>
 
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -143,15 +145,39 @@ int main(int argc, char** argv) {
   if (argc > 4) { H = std::atoi(argv[3]); S = std::atoi(argv[4]); }
   CK(cudaSetDevice(0));
   CK(cudaFree(nullptr));
+  const int placements = argc > 5 ? std::atoi(argv[5]) : 0;
+  const int graph_calls = argc > 6 ? std::atoi(argv[6]) : 100;
   Bufs b;
   const size_t nkv = size_t(S) * H * 256, npe = size_t(S) * 64, nk = size_t(S) * H * 192, nv = size_t(S) * H * 128;
-  CK(cudaMalloc(&b.kv, nkv * 2)); CK(cudaMalloc(&b.pe, npe * 2)); CK(cudaMalloc(&b.k, nk)); CK(cudaMalloc(&b.v, nv));
+  // placement mode: the four buffers at random 64 KiB-multiple offsets inside one pool
+  constexpr size_t kGrain = size_t(64) << 10, kGaps = 64;
+  const size_t need = nkv * 2 + npe * 2 + nk + nv + 8 * kGrain, pool_bytes = need + 4 * kGaps * kGrain;
+  char* pool = nullptr;
+  CK(cudaMalloc(&pool, pool_bytes));
+  std::vector<uint16_t> hin(nkv);
+  for (size_t i = 0; i < nkv; ++i) hin[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
+  std::mt19937 prng(12345);
+  std::vector<std::string> place_names;
+  auto place = [&](int p) {  // p = 0: packed from the pool's start
+    auto up = [&](size_t x) { return (x + kGrain - 1) / kGrain * kGrain; };
+    size_t off = p ? kGrain * (prng() % kGaps) : 0;
+    size_t o[4];
+    const size_t sz[4] = {nkv * 2, npe * 2, nk, nv};
+    for (int i = 0; i < 4; ++i) {
+      o[i] = off;
+      off = up(off + sz[i]) + (p ? kGrain * (prng() % kGaps) : 0);
+    }
+    b.kv = reinterpret_cast<uint16_t*>(pool + o[0]); b.pe = reinterpret_cast<uint16_t*>(pool + o[1]);
+    b.k = reinterpret_cast<uint8_t*>(pool + o[2]); b.v = reinterpret_cast<uint8_t*>(pool + o[3]);
+    CK(cudaMemcpy(b.kv, hin.data(), nkv * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(b.pe, hin.data(), npe * 2, cudaMemcpyHostToDevice));
+    char nm[64];
+    std::snprintf(nm, sizeof nm, "%zu/%zu/%zu/%zu", o[0] / kGrain, o[1] / kGrain, o[2] / kGrain, o[3] / kGrain);
+    place_names.push_back(nm);
+  };
+  place(0);
   CK(cudaMalloc(&b.sc, 8));
   {
-    std::vector<uint16_t> h(nkv);
-    for (size_t i = 0; i < nkv; ++i) h[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
-    CK(cudaMemcpy(b.kv, h.data(), nkv * 2, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(b.pe, h.data(), npe * 2, cudaMemcpyHostToDevice));
     const float sc[2] = {26.6f, 47.6f};
     CK(cudaMemcpy(b.sc, sc, 8, cudaMemcpyHostToDevice));
   }
@@ -175,6 +201,7 @@ int main(int argc, char** argv) {
 
   const uint16_t* kn = b.kv;
   const uint16_t* vv = b.kv + 128;
+  auto repoint = [&] { kn = b.kv; vv = b.kv + 128; };
   int s_ = S, kn_st = H * 256, kn_sh = 256, kpe_st = 64, v_st = H * 256, v_sh = 256, ko_st = H * 192, ko_sh = 192,
       vo_st = H * 128, vo_sh = 128;
   const float* ksp = b.sc;
@@ -219,10 +246,33 @@ int main(int argc, char** argv) {
     return c;
   };
   using kern::Dims;
-  const kern::Params Pt0 = params(16, 0), Pt1 = params(16, 1), Pf1 = params(1, 1);
-  kern::Params Pf1h = Pf1, Pt0h = Pt0;  // host-value scales: no scale loads at all
-  Pf1h.k_scale_ptr = Pf1h.v_scale_ptr = nullptr; Pf1h.k_scale = 26.6f; Pf1h.v_scale = 47.6f;
-  Pt0h.k_scale_ptr = Pt0h.v_scale_ptr = nullptr; Pt0h.k_scale = 26.6f; Pt0h.v_scale = 47.6f;
+  kern::Params Pt0, Pt1, Pf1, Pf1h, Pt0h, Pt8, Pt8h, Pt8s;
+  float* sep_sc = nullptr;  // the two scales in allocations of their own, 2 MiB apart
+  CK(cudaMalloc(&sep_sc, size_t(4) << 20));
+  {
+    const float k = 26.6f, v = 47.6f;
+    CK(cudaMemcpy(sep_sc, &k, 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(sep_sc + (size_t(2) << 20) / 4, &v, 4, cudaMemcpyHostToDevice));
+  }
+  auto rebuild = [&] {
+    Pt0 = params(16, 0); Pt1 = params(16, 1); Pf1 = params(1, 1); Pt8 = params(8, 1);
+    Pf1h = Pf1; Pt0h = Pt0;  // host-value scales: no scale loads at all
+    Pf1h.k_scale_ptr = Pf1h.v_scale_ptr = nullptr; Pf1h.k_scale = 26.6f; Pf1h.v_scale = 47.6f;
+    Pt0h.k_scale_ptr = Pt0h.v_scale_ptr = nullptr; Pt0h.k_scale = 26.6f; Pt0h.v_scale = 47.6f;
+    Pt8h = Pt8; Pt8h.k_scale_ptr = Pt8h.v_scale_ptr = nullptr; Pt8h.k_scale = 26.6f; Pt8h.v_scale = 47.6f;
+    Pt8s = Pt8; Pt8s.k_scale_ptr = sep_sc; Pt8s.v_scale_ptr = sep_sc + (size_t(2) << 20) / 4;
+  };
+  rebuild();
+  auto tile8 = [&](const kern::Params& P) {  // the sm_90 table's row for s*h 5633-6656
+    cudaLaunchAttribute at[1];
+    cudaLaunchConfig_t c = cfg(dim3((S + 7) / 8, H), 128, true, at);
+    CK(cudaLaunchKernelEx(&c, kern::pack_tile2d<InType::BF16, Fp8Format::E4M3FN, Dims::DS16S, 1>, P));
+  };
+  auto flat_t = [&](const kern::Params& P, int threads) {
+    cudaLaunchAttribute at[1];
+    cudaLaunchConfig_t c = cfg(dim3(S * H * 16 / threads), threads, true, at);
+    CK(cudaLaunchKernelEx(&c, kern::pack_flat<InType::BF16, Fp8Format::E4M3FN, Dims::DS16S, 1>, P));
+  };
   auto tile = [&](const kern::Params& P) {
     cudaLaunchAttribute at[1];
     cudaLaunchConfig_t c = cfg(dim3((S + 15) / 16, H), 256, true, at);
@@ -282,7 +332,7 @@ int main(int argc, char** argv) {
     cudaGraph_t g;
     cudaGraphExec_t ge;
     CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < 100; ++i) f();
+    for (int i = 0; i < graph_calls; ++i) f();
     CK(cudaStreamEndCapture(st, &g));
     CK(cudaGraphInstantiate(&ge, g, 0));
     CK(cudaGraphLaunch(ge, st));
@@ -296,10 +346,46 @@ int main(int argc, char** argv) {
     }
     CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
     std::sort(t.begin(), t.end());
-    return 1e3 * t[t.size() / 2] / 100;
+    return 1e3 * t[t.size() / 2] / graph_calls;
   };
   for (int w = 0; w < 300; ++w) vars[0].f();  // clocks up
   CK(cudaStreamSynchronize(st));
+  if (placements > 0) {  // the same few variants at `placements` buffer placements, 3 rounds each
+    std::vector<Var> pv = {
+        {"triton v0 16/8 (PTX)", [&] { launch_v0(true); }, {}},
+        {"tile2d 8x1 t128 l16s e1", [&] { tile8(Pt8); }, {}},
+        {"tile2d 8x1 host scales", [&] { tile8(Pt8h); }, {}},
+        {"tile2d 8x1 scales 2MiB apart", [&] { tile8(Pt8s); }, {}},
+        {"flat 128 l16s e1", [&] { flat_t(Pf1, 128); }, {}},
+        {"flat 256 l16s e1", [&] { flat_t(Pf1, 256); }, {}},
+        {"tile2d 16x1 t256 l16s e1", [&] { tile(Pt1); }, {}},
+    };
+    std::vector<std::vector<double>> m(pv.size());
+    for (int p = 0; p < placements; ++p) {
+      if (p) { place(p); repoint(); rebuild(); }
+      for (auto& v : pv) v.us.clear();
+      for (int r = 0; r < 3; ++r)
+        for (size_t j = 0; j < pv.size(); ++j) {
+          Var& v = pv[(j + r) % pv.size()];
+          v.us.push_back(graph_us(v.f));
+        }
+      for (size_t j = 0; j < pv.size(); ++j) {
+        std::sort(pv[j].us.begin(), pv[j].us.end());
+        m[j].push_back(pv[j].us[1]);
+      }
+    }
+    std::printf("h=%d s=%d, graph replay (%d calls, PDL), us per call, median of 3 rounds, by placement "
+                "(kv/pe/k/v offsets in 64 KiB):\n", H, S, graph_calls);
+    for (size_t j = 0; j < pv.size(); ++j) {
+      std::printf("  %-26s", pv[j].name);
+      for (double x : m[j]) std::printf(" %6.3f", x);
+      std::printf("\n");
+    }
+    std::printf("  placements:");
+    for (auto& n : place_names) std::printf(" %s", n.c_str());
+    std::printf("\n");
+    return 0;
+  }
   for (int r = 0; r < rounds; ++r)
     for (size_t j = 0; j < vars.size(); ++j) {
       Var& v = vars[(j + r) % vars.size()];
