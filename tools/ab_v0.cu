@@ -2,13 +2,14 @@
 // beside mlakv's flat and tile2d kernels and hand-written variants of both, all launched from this
 // one program with cudaLaunchKernelEx / cuLaunchKernelEx and PDL, timed in CUDA-graph replay (100
 // calls a graph, median of 20 replays, rounds in rotating order) on the same buffers; every
-// variant's bytes are compared with v0's first. docs/perf-notes.md 26 has what it found.
+// variant's bytes are compared with v0's first. docs/perf-notes.md 26 and 29 have what it found.
 // Build here (sm_90a only, seconds), run on the GPU machine with a PTX from tools/triton_dump.py:
 //   nvcc -std=c++17 -O3 -arch=sm_90a --fmad=false --expt-relaxed-constexpr -Isrc -Iinclude \
 //        tools/ab_v0.cu -o .carry/bin/ab_v0 -cudart static -L/usr/local/cuda/lib64/stubs -lcuda
 //   python3 tools/triton_dump.py /tmp/ptx v0:16:8:2 && .carry/bin/ab_v0 /tmp/ptx/v0_16_8_2.ptx 7 16 1024
-// (arguments: PTX, rounds, h, s[, N[, calls a graph]]; DeepSeek dims, bf16 -> e4m3fn, device scales; with N, five
-// variants are timed at N buffer placements instead: the four buffers at random 64 KiB offsets)
+// (arguments: PTX, rounds, h, s[, N[, calls a graph]]; DeepSeek dims, bf16 -> e4m3fn, device scales.
+// With N, a shorter list of variants is timed at N buffer placements instead, the four buffers at
+// random 64 KiB offsets in one pool; the last argument sets the calls a graph, default 100)
 #include <cuda.h>
 #include <cuda_runtime.h>
 
