@@ -7,10 +7,12 @@
 #include <doctest/doctest.h>
 #include <mlakv/mlakv.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
-#include <atomic>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -339,6 +341,76 @@ TEST_CASE("cuda: wide units where input rows are 32-byte aligned, 8-element unit
           CHECK(plan.find(wide ? "units=ds8w" : "units=ds8") != std::string::npos);
           if (!wide) CHECK(plan.find("units=ds8w") == std::string::npos);
         }
+}
+
+TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h band") {
+  GPU_ONLY();
+  // the built-in table's DeepSeek-dims rows that this device reaches, each run at the smallest and
+  // the largest s*h it covers (h chosen so that s = s*h / h lies in the row's s band), checking the
+  // bytes and that the plan names that row; an edge where an earlier row matches first is skipped
+  int dev = 0;
+  CK(cudaGetDevice(&dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  const int arch = prop.major * 10 + prop.minor;
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA) == MLAKV_OK);
+  size_t need = 0;
+  mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, nullptr, 0, &need);
+  std::string text(need, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, &text[0], text.size(), nullptr) == MLAKV_OK);
+  struct Row {
+    long a0, a1, s0, s1, sh0, sh1;  // -1: unbounded
+    bool x8;
+    std::string line;
+  };
+  std::vector<Row> table;
+  std::istringstream lines(text.c_str());
+  std::string line;
+  while (std::getline(lines, line)) {
+    Row r{};
+    char s1[24] = {0}, sh1[24] = {0};
+    if (std::sscanf(line.c_str(), "arch=%ld-%ld s=%ld-%23s sh=%ld-%23s", &r.a0, &r.a1, &r.s0, s1, &r.sh0, sh1) != 6) continue;
+    r.s1 = s1[0] == '*' ? -1 : std::atol(s1);
+    r.sh1 = sh1[0] == '*' ? -1 : std::atol(sh1);
+    r.x8 = line.find("dims=x8") != std::string::npos;
+    r.line = line;
+    table.push_back(r);
+  }
+  REQUIRE(table.size() > 2);
+  auto holds = [&](const Row& r, long s, long sh) {
+    return arch >= r.a0 && arch <= r.a1 && s >= r.s0 && (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1);
+  };
+  int rows = 0, runs = 0;
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Row& r = table[i];
+    if (!r.x8 || arch < r.a0 || arch > r.a1) continue;
+    const std::string band = "sh=" + std::to_string(r.sh0) + "-" + (r.sh1 < 0 ? std::string("*") : std::to_string(r.sh1));
+    bool ran = false;
+    for (long sh : {r.sh0, r.sh1}) {
+      if (sh < 1) continue;
+      long h = 0;
+      for (long cand : {128L, 16L, 8L, 4L, 2L, 1L})
+        if (sh % cand == 0 && holds(r, sh / cand, sh)) { h = cand; break; }
+      for (long s = r.s0; !h && s <= (r.s1 < 0 ? r.s0 + 8 : r.s1); ++s)
+        if (sh % s == 0) h = sh / s;
+      if (!h) continue;
+      size_t first = 0;
+      while (first < table.size() && !(table[first].x8 && holds(table[first], sh / h, sh))) ++first;
+      if (first != i) continue;  // shadowed here by an earlier row
+      Case c;
+      c.s = sh / h; c.h = h;
+      std::string plan;
+      const size_t bad = run_case(c, &plan);
+      INFO("row: " << r.line << "\ns=" << c.s << " h=" << c.h << " plan: " << plan);
+      CHECK(bad == 0);
+      CHECK(plan.find(band) != std::string::npos);
+      ran = true;
+      ++runs;
+    }
+    rows += ran;
+  }
+  MESSAGE(rows << " rows of the built-in table ran for sm_" << arch << ", " << runs << " sizes");
+  CHECK(rows > 0);
 }
 
 TEST_CASE("cuda: large sizes") {
