@@ -248,10 +248,10 @@ std::vector<Size> parse_sizes(const std::string& arg) {
 }
 
 // Host cost of g over f, measured in pairs: each pair times one f() and one g(), in alternating
-// order, so slow drifts of this (virtualised, frequency-scaling) host hit both. Several (f, g) variants are measured
-// interleaved: rounds of `block` pairs of each variant in turn, the order rotating every round, so
-// a host that changes state mid-run (its bare launch moves between ~2.6 and ~4.3 us) moves every
-// variant alike. The first pair of each block is not counted (it follows another variant's calls).
+// order, so slow drifts of this (virtualised, frequency-scaling) host hit both and neither always
+// pays for going second. Several (f, g) variants are measured interleaved: rounds of `block` pairs
+// of each variant in turn, the order rotating every round, so a host that changes state mid-run
+// (its bare launch moves between ~2.6 and ~4.3 us) moves every variant alike. The first pair of each block is not counted (it follows another variant's calls).
 // Returns per variant the medians of f, g and of the per-pair differences g - f (the robust
 // number), in microseconds.
 struct Paired {

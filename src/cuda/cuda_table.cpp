@@ -53,7 +53,7 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding
       // over flat's numbering, 8 lanes a row, trigger after the stores; 4 waves of unroll 1 at the
-      // edges of the band, 2 waves of unroll 2 in the middle (perf-notes 27)
+      // edges of the band, 2 waves of unroll 2 in the middle (perf-notes 28)
       row(90, 99, 1, U, 37889, 43008, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
       row(90, 99, 1, U, 43009, 55296, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
       row(90, 99, 1, U, 55297, 57344, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),

@@ -154,15 +154,16 @@ void check_case(const Case& c, const char* table = nullptr) {
   CHECK(bad == 0);
 }
 
-// DeepSeek dims, bf16 k_nope and v as the two halves of one [s, h, 256] tensor, k_pe [s, 1, 64],
-// contiguous e4m3fn outputs, on backend b.
-mlakv_pack_args ds_args(int64_t s, int64_t h, void* kv, void* pe, void* k, void* v, mlakv_backend b) {
+// DeepSeek dims, k_nope and v as the two halves of one [s, h, 256] tensor of type `in`, k_pe
+// [s, 1, 64], contiguous outputs of format `out` (bf16 -> e4m3fn unless asked), on backend b.
+mlakv_pack_args ds_args(int64_t s, int64_t h, void* kv, void* pe, void* k, void* v, mlakv_backend b,
+                        mlakv_dtype in = MLAKV_DTYPE_BF16, mlakv_dtype out = MLAKV_DTYPE_E4M3FN) {
   mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-  a.k_nope = tu::tensor3(kv, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-  a.v = tu::tensor3(static_cast<uint16_t*>(kv) + 128, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-  a.k_pe = tu::tensor3(pe, MLAKV_DTYPE_BF16, s, 1, 64, 64, 64);
-  a.k_out = tu::tensor3(k, MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
-  a.v_out = tu::tensor3(v, MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+  a.k_nope = tu::tensor3(kv, in, s, h, 128, h * 256, 256);
+  a.v = tu::tensor3(static_cast<char*>(kv) + 128 * esize(in), in, s, h, 128, h * 256, 256);
+  a.k_pe = tu::tensor3(pe, in, s, 1, 64, 64, 64);
+  a.k_out = tu::tensor3(k, out, s, h, 192, h * 192, 192);
+  a.v_out = tu::tensor3(v, out, s, h, 128, h * 128, 128);
   a.backend = b;
   return a;
 }
@@ -616,16 +617,9 @@ TEST_CASE("cuda: host threads calling at once, each with its own stream, shapes 
   const float sc[2] = {26.6f, 47.6f};
   std::vector<State> state(kJobs);
   auto make = [&](const Job& j, void* kv, void* pe, void* k, void* v, const float* scp, mlakv_backend b) {
-    const int e = esize(j.in);
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kv, j.in, j.s, j.h, 128, j.h * 256, 256);
-    a.v = tu::tensor3(static_cast<char*>(kv) + 128 * e, j.in, j.s, j.h, 128, j.h * 256, 256);
-    a.k_pe = tu::tensor3(pe, j.in, j.s, 1, 64, 64, 64);
-    a.k_out = tu::tensor3(k, j.out, j.s, j.h, 192, j.h * 192, 192);
-    a.v_out = tu::tensor3(v, j.out, j.s, j.h, 128, j.h * 128, 128);
+    mlakv_pack_args a = ds_args(j.s, j.h, kv, pe, k, v, b, j.in, j.out);
     if (scp) { a.k_scale_inv_ptr = scp; a.v_scale_inv_ptr = scp + 1; }
     else { a.k_scale_inv = sc[0]; a.v_scale_inv = sc[1]; }
-    a.backend = b;
     return a;
   };
   std::mt19937_64 rng(g_seed++);
