@@ -253,6 +253,7 @@ MLAKV_API const char* mlakv_status_string(mlakv_status s) {
     case MLAKV_ERR_TABLE_PARSE: return "MLAKV_ERR_TABLE_PARSE: dispatch table text does not parse";
     case MLAKV_ERR_MEMORY_SPACE: return "MLAKV_ERR_MEMORY_SPACE: memory not reachable from the backend";
     case MLAKV_ERR_INTERNAL: return "MLAKV_ERR_INTERNAL: internal error";
+    case MLAKV_ERR_NO_TABLE_ROW: return "MLAKV_ERR_NO_TABLE_ROW: no dispatch table row can run this call";
     default: return "MLAKV_ERR_UNKNOWN: unknown status code";
   }
 }

@@ -59,6 +59,7 @@ typedef int32_t mlakv_status;
 #define MLAKV_ERR_TABLE_PARSE         17  /* a dispatch table text does not parse                 */
 #define MLAKV_ERR_MEMORY_SPACE        18  /* a pointer is not accessible from the chosen backend  */
 #define MLAKV_ERR_INTERNAL            19  /* a bug in mlakv; please report it                     */
+#define MLAKV_ERR_NO_TABLE_ROW        20  /* no row of the backend's dispatch table can run the call */
 
 /* ---- data types ------------------------------------------------------------------------ */
 typedef int32_t mlakv_dtype;
