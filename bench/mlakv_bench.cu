@@ -4,8 +4,9 @@
 //     table can be checked and re-derived,
 //   - a naive unfused CUDA baseline (concat into a bf16 K, then two quantize kernels),
 //   - a device-to-device copy of the same byte count (the roofline),
-// plus the host cost of one eager mlakv_pack_fp8 call against a bare cudaLaunchKernelEx of the
-// same kernel. DeepSeek dims, bf16 -> e4m3fn, k_nope and v the two halves of one [s, h, 256].
+// plus the host cost of one eager mlakv_pack_fp8 call against a bare cudaLaunchKernelEx (an empty
+// kernel with a parameter block of the same size and the same PDL attribute: the floor every
+// launch pays). DeepSeek dims, bf16 -> e4m3fn, k_nope and v the two halves of one [s, h, 256].
 //
 // Timing: `graph` = µs per call from CUDA-graph replay of a chain of calls on the same buffers
 // (L2 warm, the method of ../shared/anchors and triton.testing.do_bench_cudagraph);
@@ -31,7 +32,7 @@
 #include <vector>
 
 #include "cuda/vendor.cuh"
-#include "kernels/pack_kernels.cuh"
+#include "kernels/pack_kernels.cuh"  // kern::Params: the size of the bare launch's parameter block
 
 namespace {
 
@@ -84,12 +85,14 @@ void check(mlakv_status s, const char* what) {
   }
 }
 
-// ---- the naive unfused baseline: concat into bf16 K, then quantize K and V
-// The launch floor of a PDL chain: an empty kernel that only waits and triggers.
-__global__ void empty_pdl() {
+// The launch floor: an empty kernel that only takes part in PDL, with a parameter block the size
+// of the library's kernels' (the host cost of a launch depends on it, not on the kernel body).
+__global__ void empty_pdl(const mlakv::kern::Params) {
   mlakv::vendor::launch_dependents();
   mlakv::vendor::grid_dependency_wait();
 }
+
+// ---- the naive unfused baseline: concat into bf16 K, then quantize K and V
 
 __global__ void naive_concat(const uint16_t* kv, const uint16_t* pe, uint16_t* k, int64_t s, int64_t h) {
   const int64_t n = s * h * (DN + DR);
@@ -153,8 +156,11 @@ struct Timer {
 
 struct Candidate {
   std::string name;   // printable
-  std::string table;  // a one-row table forcing it
+  std::string table;  // a table forcing it: its row, then the catch-all (see kCatchAll)
 };
+// Ends every candidate's table: a candidate row that cannot run a size (its kernel's register
+// limit, say) leaves the call to this row, and the sweep skips the candidate for that size.
+constexpr const char* kCatchAll = "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256  # catch-all\n";
 
 std::vector<Candidate> candidates(const Size& z, const std::string& only) {
   std::vector<Candidate> c;
@@ -163,11 +169,11 @@ std::vector<Candidate> candidates(const Size& z, const std::string& only) {
   auto add1 = [&](const char* v, int th, int block, int unroll, int waves, int early, int lanes, int split = 0,
                   int wide = 0) {
     char row[256], name[96];
-    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d wide=%d\n",
+    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d split=%d wide=%d\n",
                   v, th, block, unroll, waves, early, lanes, split, wide);
     std::snprintf(name, sizeof name, "%s t%d b%d u%d w%d e%d l%d%s", v, th, block, unroll, waves, early, lanes,
                   wide ? "w" : split && lanes == 16 ? "s" : "");
-    c.push_back({name, row});
+    c.push_back({name, std::string(row) + kCatchAll});
   };
   auto add = [&](const char* v, int th, int block, int unroll, int waves, int early) {
     add1(v, th, block, unroll, waves, early, 16);
@@ -190,18 +196,13 @@ std::vector<Candidate> candidates(const Size& z, const std::string& only) {
     for (int block : {8, 16, 32})
       for (int th : {128, 256, 512})
         for (int early : {0, 1}) add("tile2d", th, block, 1, 0, early);
-  for (int th : {256, 512}) {  // streaming stores
-    char row[256], name[96];
-    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=flat threads=%d unroll=1 early=0 stream=1\n", th);
-    std::snprintf(name, sizeof name, "flat t%d u1 e0 l16 stream", th);
-    c.push_back({name, row});
-  }
-  for (int th : {256, 512}) {  // streaming stores, 4-element units
-    char row[256], name[96];
-    std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sh=1-* dims=x8 variant=flat threads=%d unroll=1 early=0 lanes=32 stream=1\n", th);
-    std::snprintf(name, sizeof name, "flat t%d u1 e0 l32 stream", th);
-    c.push_back({name, row});
-  }
+  for (int lanes : {16, 32})  // evict-first stores, 8- and 4-element units
+    for (int th : {256, 512}) {
+      char row[256], name[96];
+      std::snprintf(row, sizeof row, "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=flat threads=%d unroll=1 early=0 lanes=%d evict_first=1\n", th, lanes);
+      std::snprintf(name, sizeof name, "flat t%d u1 e0 l%d evict", th, lanes);
+      c.push_back({name, std::string(row) + kCatchAll});
+    }
   if (sh >= 2048)
     for (int th : {256, 512})
       for (int u : {2, 4})
@@ -306,218 +307,189 @@ double host_us_per_call(int n, const std::function<void()>& f) {
   return std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Opts {
   std::vector<Size> sizes;
   bool sweep = true, host = true;
-  std::string json_path, table_out, only, table_in;
+  std::string json_path, only, table_in;
+};
+
+Opts parse_args(int argc, char** argv) {
+  Opts o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--sizes" && i + 1 < argc) sizes = parse_sizes(argv[++i]);
-    else if (a == "--quick") sizes = parse_sizes("16:1,16:8,16:64,16:384,16:2048,16:16384,128:1,128:8,128:64,128:384,128:2048,128:16384");
-    else if (a == "--no-sweep") sweep = false;
-    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--only" && i + 1 < argc) only = argv[++i];
-    else if (a == "--no-host") host = false;
-    else if (a == "--table" && i + 1 < argc) table_in = argv[++i];
-    else { std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n"); return 2; }
-  }
-  if (!table_in.empty()) {  // "as dispatched" then means by this table
-    std::ifstream tf(table_in);
-    std::stringstream text;
-    text << tf.rdbuf();
-    if (!tf || mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, text.str().c_str()) != MLAKV_OK) {
-      std::fprintf(stderr, "--table %s: %s\n", table_in.c_str(), tf ? mlakv_last_error() : "cannot read the file");
-      return 2;
+    if (a == "--sizes" && i + 1 < argc) o.sizes = parse_sizes(argv[++i]);
+    else if (a == "--quick") o.sizes = parse_sizes("16:1,16:8,16:64,16:384,16:2048,16:16384,128:1,128:8,128:64,128:384,128:2048,128:16384");
+    else if (a == "--no-sweep") o.sweep = false;
+    else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
+    else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
+    else if (a == "--no-host") o.host = false;
+    else if (a == "--table" && i + 1 < argc) o.table_in = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n");
+      std::exit(2);
     }
-    std::printf("dispatch table from %s\n", table_in.c_str());
   }
-  if (sizes.empty())
-    sizes = parse_sizes(
+  if (o.sizes.empty())
+    o.sizes = parse_sizes(
         "16:1,16:2,16:3,16:4,16:8,16:16,16:64,16:128,16:384,16:1024,16:2048,16:4096,16:8192,16:16384,16:32768,"
         "128:1,128:2,128:4,128:5,128:8,128:16,128:64,128:128,128:384,128:1024,128:2048,128:4096,128:8192,128:16384");
+  return o;
+}
 
-  int dev = 0, driver = 0;
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, dev));
-  CK(cudaDriverGetVersion(&driver));
-  std::printf("device: %s (sm_%d%d, %d SMs, L2 %d MB), driver API %d, mlakv %s\n", prop.name, prop.major, prop.minor,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20, driver, mlakv_version_string());
-  Timer T;
-  {  // bring the clocks up before anything is timed (they idle at a few hundred MHz)
-    void* w;
-    const size_t n = size_t(256) << 20;
-    CK(cudaMalloc(&w, n));
-    const auto t0 = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) {
-      for (int i = 0; i < 20; ++i) CK(cudaMemsetAsync(w, i, n, T.st));
-      CK(cudaStreamSynchronize(T.st));
-    }
-    CK(cudaFree(w));
+// "as dispatched" then means by the table in this file
+void install_table(const std::string& path) {
+  std::ifstream tf(path);
+  std::stringstream text;
+  text << tf.rdbuf();
+  if (!tf || mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, text.str().c_str()) != MLAKV_OK) {
+    std::fprintf(stderr, "--table %s: %s\n", path.c_str(), tf ? mlakv_last_error() : "cannot read the file");
+    std::exit(2);
   }
-  float* d_sc;
-  CK(cudaMalloc(&d_sc, 8));
-  const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};
-  CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
+  std::printf("dispatch table from %s\n", path.c_str());
+}
 
-  // ---- host cost of one eager call vs a bare cudaLaunchKernelEx of the same kernel
-  if (host) {
-    const Size z{16, 1}, z2{16, 2};  // buffers for s = 2; most calls use s = 1
-    Set b;
-    CK(cudaMalloc(&b.kv, size_t(z2.s * z2.h * W * 2)));
-    CK(cudaMalloc(&b.pe, size_t(z2.s * DR * 2)));
-    CK(cudaMalloc(&b.k, size_t(z2.s * z2.h * (DN + DR))));
-    CK(cudaMalloc(&b.v, size_t(z2.s * z2.h * DV)));
-    CK(cudaMemset(b.kv, 0, size_t(z2.s * z2.h * W * 2)));
-    CK(cudaMemset(b.pe, 0, size_t(z2.s * DR * 2)));
-    mlakv_pack_args a = make_args(z, b, d_sc, T.st);
-    mlakv_pack_args a_trust = a;
-    a_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
-    // the same kernel instance and launch shape the table picks for this size
-    char plan[512];
-    check(mlakv_pack_fp8_plan(&a, plan, sizeof plan, nullptr), "plan");
-    mlakv::kern::Params P{};
-    P.k_nope = static_cast<const char*>(b.kv); P.k_pe = static_cast<const char*>(b.pe);
-    P.v = static_cast<const char*>(b.kv) + DN * 2;
-    P.k_out = static_cast<uint8_t*>(b.k); P.v_out = static_cast<uint8_t*>(b.v);
-    P.kn_sh = P.v_sh = W; P.ko_sh = DN + DR; P.vo_sh = DV;
-    P.s = z.s; P.h = int32_t(z.h); P.d_nope = DN; P.d_rope = DR; P.d_v = DV;
-    P.lanes = 16; P.un = 16; P.ur = 8; P.uv = 16;
-    P.div_l = mlakv::kern::FastDiv::make(16); P.div_h = mlakv::kern::FastDiv::make(uint32_t(z.h));
-    P.pairs = uint32_t(z.s * z.h * 16); P.block = 1; P.early = 0;
-    P.k_scale_ptr = d_sc; P.v_scale_ptr = d_sc + 1;
-    cudaLaunchConfig_t lc{};
-    lc.gridDim = dim3(unsigned((P.pairs + 127) / 128));
-    lc.blockDim = dim3(128);
-    lc.stream = T.st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    lc.attrs = attr;
-    lc.numAttrs = prop.major >= 9 ? 1 : 0;
-    auto bare = [&] {
-      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS16, 1>, P));
-    };
-    mlakv_pack_args a2 = a;  // same buffers, other scale pointer order: new pointers, same shapes
-    const mlakv_pack_args a3 = make_args(z2, b, d_sc, T.st);  // s = 2: new shapes
-    std::swap(a2.k_scale_inv_ptr, a2.v_scale_inv_ptr);
-    mlakv_pack_args a2_trust = a2;
-    a2_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
-    mlakv::kern::Params P2 = P;  // the bare launch's counterpart of a2
-    std::swap(P2.k_scale_ptr, P2.v_scale_ptr);
-    auto bare2 = [&](int k) {
-      CK(cudaLaunchKernelEx(&lc, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS16, 1>,
-                            k & 1 ? P : P2));
-    };
-    // each mlakv variant paired with the bare launch it is compared with, 20000 pairs each
-    auto sync_every = [&](int i) { if ((i & 1023) == 1023) CK(cudaStreamSynchronize(T.st)); };
-    // each mlakv variant paired with the bare launch it is compared with: 80 rounds of 250 pairs
-    // each, interleaved (20000 pairs a variant)
-    const std::vector<Paired> hp = interleaved_pairs(
-        {{[&](int i) { sync_every(i); bare(); }, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }},
-         {[&](int i) { sync_every(i); bare(); }, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }},
-         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); }},
-         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); }},
-         {[&](int i) { sync_every(i); bare2(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a3), "pack"); }}},
-        80, 250);
-    const Paired &rep_ = hp[0], &trust_ = hp[1], &alt_ = hp[2], &alt_trust_ = hp[3], &shape_ = hp[4];
-    CK(cudaStreamSynchronize(T.st));
-    const double h_bare = rep_.f, h_mlakv = rep_.g, h_trust = trust_.g, h_bare_alt = alt_.f, h_cold = alt_.g,
-                 h_cold_trust = alt_trust_.g;
-    std::printf("host cost per eager call (h=16, s=1; medians of 20000 pairs a case, each a bare cudaLaunchKernelEx of the "
-                "same kernel and an mlakv_pack_fp8 in alternating order, the five cases interleaved in blocks of 250; +x = median per-pair "
-                "difference); bar: +0.3 us\n"
-                "  same arguments as the last call: bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS "
-                "bare %.3f, mlakv %.3f (+%.3f)\n"
-                "  new pointers every call, same shapes (two sets alternating: pointers re-validated, plan reused): "
-                "bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS bare %.3f, mlakv %.3f (+%.3f)\n"
-                "  new shapes every call (s = 1 and 2 alternating: full validation, routing and planning): bare %.3f us, "
-                "mlakv %.3f us (+%.3f)\n",
-                rep_.f, rep_.g, rep_.diff, trust_.f, trust_.g, trust_.diff, alt_.f, alt_.g, alt_.diff, alt_trust_.f,
-                alt_trust_.g, alt_trust_.diff, shape_.f, shape_.g, shape_.diff);
-    std::printf("  by order within a pair (median difference when the bare launch goes first / when mlakv goes first): "
-                "repeated +%.3f / +%.3f, trusted +%.3f / +%.3f, new pointers +%.3f / +%.3f, trusted +%.3f / +%.3f, "
-                "new shapes +%.3f / +%.3f\n",
-                rep_.diff_f_first, rep_.diff_g_first, trust_.diff_f_first, trust_.diff_g_first, alt_.diff_f_first,
-                alt_.diff_g_first, alt_trust_.diff_f_first, alt_trust_.diff_g_first, shape_.diff_f_first,
-                shape_.diff_g_first);
-    std::printf("  plan: %s\n", plan);
-    // where host time goes
-    {
-      int d = 0;
-      const double t_getdev = host_us_per_call(20000, [&] { cudaGetDevice(&d); });
-      cudaPointerAttributes pa;
-      const double t_ptr = host_us_per_call(20000, [&] { cudaPointerGetAttributes(&pa, b.kv); });
-      mlakv_pack_args bad = a;
-      bad.struct_size = 0;
-      const double t_reject = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&bad); });
-      mlakv_pack_args late = a_trust;
-      late.device = 4242;  // fails in plan, after validation and routing
-      const double t_late = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&late); });
-      std::printf("  host breakdown: cudaGetDevice %.3f us, cudaPointerGetAttributes %.3f us, rejected call %.3f us, "
-                  "validated+routed (trust) call failing in plan %.3f us\n", t_getdev, t_ptr, t_reject, t_late);
-    }
-    // PDL in graphs: chains of 40 launches, with and without the attribute
-    {
-      auto chain = [&](bool pdl, bool empty) {
-        cudaLaunchConfig_t c = lc;
-        c.numAttrs = pdl ? 1 : 0;
-        if (empty) { c.gridDim = dim3(1); c.blockDim = dim3(128); }
-        return T.graph_us(40, [&](int) {
-          if (empty) CK(cudaLaunchKernelEx(&c, empty_pdl));
-          else CK(cudaLaunchKernelEx(&c, mlakv::kern::pack_flat<mlakv::InType::BF16, mlakv::Fp8Format::E4M3FN, mlakv::kern::Dims::DS16, 1>, P));
-        });
-      };
-      std::printf("  graph chain per launch: empty kernel PDL %.3f us / plain %.3f us; pack_flat(h=16,s=1) PDL %.3f us / plain %.3f us; "
-                  "mlakv_pack_fp8 %.3f us (trust %.3f us)\n",
-                  chain(true, true), chain(false, true), chain(true, false), chain(false, false),
-                  T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }),
-                  T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }));
-    }
-    std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w");
-    if (jf) {
-      std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"bare_alternating_us\": %.4f, "
-                       "\"mlakv_new_pointers_us\": %.4f, \"mlakv_new_pointers_trust_us\": %.4f, \"mlakv_new_shapes_us\": %.4f, "
-                       "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_pointers_us\": %.4f, "
-                       "\"extra_new_pointers_trust_us\": %.4f, \"extra_new_shapes_us\": %.4f, "
-                       "\"extra_bare_first_us\": %.4f, \"extra_mlakv_first_us\": %.4f}\n",
-                   h_bare, h_mlakv, h_trust, h_bare_alt, h_cold, h_cold_trust, shape_.g, rep_.diff, trust_.diff, alt_.diff,
-                   alt_trust_.diff, shape_.diff, rep_.diff_f_first, rep_.diff_g_first);
-      std::fclose(jf);
-    }
-    cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);
+// The clocks idle at a few hundred MHz: bring them up before anything is timed.
+void warm_up(cudaStream_t st) {
+  void* w;
+  const size_t n = size_t(256) << 20;
+  CK(cudaMalloc(&w, n));
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) {
+    for (int i = 0; i < 20; ++i) CK(cudaMemsetAsync(w, i, n, st));
+    CK(cudaStreamSynchronize(st));
   }
+  CK(cudaFree(w));
+}
 
-  std::vector<Row> rows;
-  for (const Size& z : sizes) {
-    Row r;
-    r.z = z;
-    const double bytes = z.bytes();
-    // enough buffer sets that a rotating chain overflows L2 (cold), capped by memory
-    const int nsets = int(std::min<double>(16, std::max<double>(1, std::ceil(3.0 * prop.l2CacheSize / bytes))));
-    std::vector<Set> sets(static_cast<size_t>(nsets));
-    std::vector<uint16_t> host(size_t(z.s * z.h * W));
-    for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
-    for (Set& b : sets) {
-      CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
-      CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
-      CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
-      CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
-      CK(cudaMemcpy(b.kv, host.data(), host.size() * 2, cudaMemcpyHostToDevice));
-      CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
-    }
-    std::vector<mlakv_pack_args> args;
-    for (const Set& b : sets) args.push_back(make_args(z, b, d_sc, T.st));
-    char plan[512];
-    check(mlakv_pack_fp8_plan(&args[0], plan, sizeof plan, nullptr), "plan");
-    r.plan = plan;
-    const int calls = bytes > 200e6 ? 4 : (bytes > 20e6 ? 10 : 40);
-    auto run_mlakv = [&](int i) { check(mlakv_pack_fp8(&args[0]), "pack"); (void)i; };
-    auto run_rot = [&](int i) { check(mlakv_pack_fp8(&args[size_t(i % nsets)]), "pack"); };
-    r.mlakv = T.graph_us(calls, run_mlakv);
-    r.mlakv_rot = nsets > 1 ? T.graph_us(std::max(calls, 2 * nsets), run_rot) : r.mlakv;
-    // naive unfused: concat into bf16 K (scratch), quantize K, quantize V
+// Host cost of one eager mlakv_pack_fp8 (h = 16, s = 1) against a bare launch, in five cases.
+void host_cost(Timer& T, const cudaDeviceProp& prop, float* d_sc, const std::string& json_path) {
+  const Size z{16, 1}, z2{16, 2};  // buffers for s = 2; most calls use s = 1
+  Set b;
+  CK(cudaMalloc(&b.kv, size_t(z2.s * z2.h * W * 2)));
+  CK(cudaMalloc(&b.pe, size_t(z2.s * DR * 2)));
+  CK(cudaMalloc(&b.k, size_t(z2.s * z2.h * (DN + DR))));
+  CK(cudaMalloc(&b.v, size_t(z2.s * z2.h * DV)));
+  CK(cudaMemset(b.kv, 0, size_t(z2.s * z2.h * W * 2)));
+  CK(cudaMemset(b.pe, 0, size_t(z2.s * DR * 2)));
+  mlakv_pack_args a = make_args(z, b, d_sc, T.st);
+  mlakv_pack_args a_trust = a;
+  a_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
+  char plan[512];
+  check(mlakv_pack_fp8_plan(&a, plan, sizeof plan, nullptr), "plan");
+  // the bare launch: an empty kernel, the parameter block size and PDL attribute of the library's
+  // launches; alternating between two parameter blocks where mlakv alternates pointers
+  mlakv::kern::Params P1{}, P2{};
+  P2.k_scale_inv_ptr = d_sc;
+  cudaLaunchConfig_t lc{};
+  lc.gridDim = dim3(1);
+  lc.blockDim = dim3(128);
+  lc.stream = T.st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  lc.attrs = attr;
+  lc.numAttrs = prop.major >= 9 ? 1 : 0;
+  auto bare = [&](int k) { CK(cudaLaunchKernelEx(&lc, empty_pdl, k & 1 ? P1 : P2)); };
+  mlakv_pack_args a2 = a;  // same buffers, other scale pointer order: new pointers, same shapes
+  const mlakv_pack_args a3 = make_args(z2, b, d_sc, T.st);  // s = 2: new shapes
+  std::swap(a2.k_scale_inv_ptr, a2.v_scale_inv_ptr);
+  mlakv_pack_args a2_trust = a2;
+  a2_trust.flags = MLAKV_FLAG_TRUST_POINTERS;
+  auto sync_every = [&](int i) { if ((i & 1023) == 1023) CK(cudaStreamSynchronize(T.st)); };
+  // each mlakv case paired with a bare launch: 80 rounds of 250 pairs each, interleaved (20000 pairs a case)
+  const std::vector<Paired> hp = interleaved_pairs(
+      {{[&](int i) { sync_every(i); bare(0); }, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }},
+       {[&](int i) { sync_every(i); bare(0); }, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }},
+       {[&](int i) { sync_every(i); bare(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a2), "pack"); }},
+       {[&](int i) { sync_every(i); bare(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a_trust : &a2_trust), "pack"); }},
+       {[&](int i) { sync_every(i); bare(i); }, [&](int i) { check(mlakv_pack_fp8(i & 1 ? &a : &a3), "pack"); }}},
+      80, 250);
+  const Paired &rep = hp[0], &trust = hp[1], &alt = hp[2], &alt_trust = hp[3], &shape = hp[4];
+  CK(cudaStreamSynchronize(T.st));
+  std::printf("host cost per eager call (h=16, s=1; medians of 20000 pairs a case, each a bare cudaLaunchKernelEx of an "
+              "empty kernel with the same parameter size and an mlakv_pack_fp8 in alternating order, the five cases "
+              "interleaved in blocks of 250; +x = median per-pair difference); bar: +0.3 us\n"
+              "  same arguments as the last call: bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS "
+              "bare %.3f, mlakv %.3f (+%.3f)\n"
+              "  new pointers every call, same shapes (two sets alternating: pointers re-validated, plan reused): "
+              "bare %.3f us, mlakv %.3f us (+%.3f); with MLAKV_FLAG_TRUST_POINTERS bare %.3f, mlakv %.3f (+%.3f)\n"
+              "  new shapes every call (s = 1 and 2 alternating: full validation, routing and planning): bare %.3f us, "
+              "mlakv %.3f us (+%.3f)\n",
+              rep.f, rep.g, rep.diff, trust.f, trust.g, trust.diff, alt.f, alt.g, alt.diff, alt_trust.f, alt_trust.g,
+              alt_trust.diff, shape.f, shape.g, shape.diff);
+  std::printf("  by order within a pair (median difference when the bare launch goes first / when mlakv goes first): "
+              "repeated +%.3f / +%.3f, trusted +%.3f / +%.3f, new pointers +%.3f / +%.3f, trusted +%.3f / +%.3f, "
+              "new shapes +%.3f / +%.3f\n",
+              rep.diff_f_first, rep.diff_g_first, trust.diff_f_first, trust.diff_g_first, alt.diff_f_first,
+              alt.diff_g_first, alt_trust.diff_f_first, alt_trust.diff_g_first, shape.diff_f_first, shape.diff_g_first);
+  std::printf("  plan: %s\n", plan);
+  {  // where host time goes
+    int d = 0;
+    const double t_getdev = host_us_per_call(20000, [&] { cudaGetDevice(&d); });
+    cudaPointerAttributes pa;
+    const double t_ptr = host_us_per_call(20000, [&] { cudaPointerGetAttributes(&pa, b.kv); });
+    mlakv_pack_args bad = a;
+    bad.struct_size = 0;
+    const double t_reject = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&bad); });
+    mlakv_pack_args late = a_trust;
+    late.device = 4242;  // fails in plan, after validation and routing
+    const double t_late = host_us_per_call(20000, [&] { (void)mlakv_pack_fp8(&late); });
+    std::printf("  host breakdown: cudaGetDevice %.3f us, cudaPointerGetAttributes %.3f us, rejected call %.3f us, "
+                "validated+routed (trust) call failing in plan %.3f us\n", t_getdev, t_ptr, t_reject, t_late);
+  }
+  {  // PDL in graphs: chains of 40 launches, with and without the attribute
+    auto chain = [&](bool pdl) {
+      cudaLaunchConfig_t c = lc;
+      c.numAttrs = pdl ? lc.numAttrs : 0;
+      return T.graph_us(40, [&](int) { CK(cudaLaunchKernelEx(&c, empty_pdl, P1)); });
+    };
+    std::printf("  graph chain per launch: empty kernel PDL %.3f us / plain %.3f us; mlakv_pack_fp8 %.3f us (trust %.3f us)\n",
+                chain(true), chain(false), T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a), "pack"); }),
+                T.graph_us(40, [&](int) { check(mlakv_pack_fp8(&a_trust), "pack"); }));
+  }
+  if (std::FILE* jf = json_path.empty() ? nullptr : std::fopen((json_path + ".host").c_str(), "w")) {
+    std::fprintf(jf, "{\"bare_us\": %.4f, \"mlakv_us\": %.4f, \"mlakv_trust_us\": %.4f, \"bare_alternating_us\": %.4f, "
+                     "\"mlakv_new_pointers_us\": %.4f, \"mlakv_new_pointers_trust_us\": %.4f, \"mlakv_new_shapes_us\": %.4f, "
+                     "\"extra_us\": %.4f, \"extra_trust_us\": %.4f, \"extra_new_pointers_us\": %.4f, "
+                     "\"extra_new_pointers_trust_us\": %.4f, \"extra_new_shapes_us\": %.4f, "
+                     "\"extra_bare_first_us\": %.4f, \"extra_mlakv_first_us\": %.4f}\n",
+                 rep.f, rep.g, trust.g, alt.f, alt.g, alt_trust.g, shape.g, rep.diff, trust.diff, alt.diff, alt_trust.diff,
+                 shape.diff, rep.diff_f_first, rep.diff_g_first);
+    std::fclose(jf);
+  }
+  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v);
+}
+
+// One size: mlakv as dispatched (L2 warm and rotating buffer sets), the naive baseline, a device
+// copy of the same byte count, and the sweep.
+Row time_size(Timer& T, const cudaDeviceProp& prop, const Size& z, float* d_sc, const Opts& o) {
+  Row r;
+  r.z = z;
+  const double bytes = z.bytes();
+  // enough buffer sets that a rotating chain overflows L2 (cold), capped by memory
+  const int nsets = int(std::min<double>(16, std::max<double>(1, std::ceil(3.0 * prop.l2CacheSize / bytes))));
+  std::vector<Set> sets(static_cast<size_t>(nsets));
+  std::vector<uint16_t> host(size_t(z.s * z.h * W));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
+  for (Set& b : sets) {
+    CK(cudaMalloc(&b.kv, size_t(z.s * z.h * W * 2)));
+    CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
+    CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
+    CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
+    CK(cudaMemcpy(b.kv, host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
+  }
+  std::vector<mlakv_pack_args> args;
+  for (const Set& b : sets) args.push_back(make_args(z, b, d_sc, T.st));
+  char plan[512];
+  check(mlakv_pack_fp8_plan(&args[0], plan, sizeof plan, nullptr), "plan");
+  r.plan = plan;
+  const int calls = bytes > 200e6 ? 4 : (bytes > 20e6 ? 10 : 40);
+  auto run_mlakv = [&](int) { check(mlakv_pack_fp8(&args[0]), "pack"); };
+  auto run_rot = [&](int i) { check(mlakv_pack_fp8(&args[size_t(i % nsets)]), "pack"); };
+  r.mlakv = T.graph_us(calls, run_mlakv);
+  r.mlakv_rot = nsets > 1 ? T.graph_us(std::max(calls, 2 * nsets), run_rot) : r.mlakv;
+  {  // naive unfused: concat into bf16 K (scratch), quantize K, quantize V
     uint16_t* kbf;
     CK(cudaMalloc(&kbf, size_t(z.s * z.h * (DN + DR) * 2)));
     const int nb = prop.multiProcessorCount * 8;
@@ -527,60 +499,88 @@ int main(int argc, char** argv) {
       naive_quant<<<nb, 256, 0, T.st>>>(static_cast<uint16_t*>(sets[0].kv), W, DN, DV, static_cast<uint8_t*>(sets[0].v), z.s * z.h, d_sc + 1);
     });
     CK(cudaFree(kbf));
-    // roofline: a device copy of the same byte count (bytes/2 read + bytes/2 written)
-    {
-      void *src, *dst;
-      const size_t half = size_t(bytes / 2);
-      CK(cudaMalloc(&src, half));
-      CK(cudaMalloc(&dst, half));
-      r.copy = T.graph_us(calls, [&](int) { CK(cudaMemcpyAsync(dst, src, half, cudaMemcpyDeviceToDevice, T.st)); });
-      cudaFree(src); cudaFree(dst);
-    }
-    r.best = r.mlakv;
-    r.best_name = "(as dispatched)";
-    if (sweep)
-      for (const Candidate& c : candidates(z, only)) {
-        check(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, c.table.c_str()), "table");
-        const double us = T.graph_us(calls, run_mlakv, 6.0);
-        r.sweep.push_back({c.name, us});
-        if (us < r.best) { r.best = us; r.best_name = c.name; }
-      }
-    check(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA), "reset");
-    for (Set& b : sets) { cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); }
-    std::printf("h=%-4lld s=%-6lld %9.2f MB  mlakv %8.2f us (rot %8.2f)  naive %8.2f  copy %8.2f  best %8.2f [%s]\n",
-                (long long)z.h, (long long)z.s, bytes / 1e6, r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best, r.best_name.c_str());
-    std::fflush(stdout);
-    rows.push_back(r);
   }
-  CK(cudaGetLastError());
-
-  if (!json_path.empty()) {
-    std::FILE* f = std::fopen(json_path.c_str(), "w");
-    if (!f) { std::perror(json_path.c_str()); return 1; }
-    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rows\": [\n", prop.name,
-                 prop.major * 10 + prop.minor, driver, mlakv_version_string());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f, \"mlakv_graph_us\": %.4f, \"mlakv_rot_us\": %.4f, "
-                      "\"naive_us\": %.4f, \"copy_us\": %.4f, \"best_us\": %.4f, \"best\": \"%s\", \"plan\": \"%s\", \"sweep\": {",
-                   (long long)r.z.h, (long long)r.z.s, r.z.bytes(), r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best,
-                   r.best_name.c_str(), r.plan.c_str());
-      for (size_t j = 0; j < r.sweep.size(); ++j)
-        std::fprintf(f, "%s\"%s\": %.4f", j ? ", " : "", r.sweep[j].first.c_str(), r.sweep[j].second);
-      std::fprintf(f, "}}%s\n", i + 1 < rows.size() ? "," : "");
-    }
-    std::fprintf(f, "]}\n");
-    std::fclose(f);
+  {  // roofline: a device copy of the same byte count (bytes/2 read + bytes/2 written)
+    void *src, *dst;
+    const size_t half = size_t(bytes / 2);
+    CK(cudaMalloc(&src, half));
+    CK(cudaMalloc(&dst, half));
+    r.copy = T.graph_us(calls, [&](int) { CK(cudaMemcpyAsync(dst, src, half, cudaMemcpyDeviceToDevice, T.st)); });
+    cudaFree(src); cudaFree(dst);
   }
+  r.best = r.mlakv;
+  r.best_name = "(as dispatched)";
+  if (o.sweep)
+    for (const Candidate& c : candidates(z, o.only)) {
+      check(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, c.table.c_str()), "table");
+      check(mlakv_pack_fp8_plan(&args[0], plan, sizeof plan, nullptr), "plan");
+      if (std::strstr(plan, "# catch-all")) continue;  // the candidate's row cannot run this size
+      const double us = T.graph_us(calls, run_mlakv, 6.0);
+      r.sweep.push_back({c.name, us});
+      if (us < r.best) { r.best = us; r.best_name = c.name; }
+    }
+  if (o.table_in.empty()) check(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA), "reset");
+  else install_table(o.table_in);
+  for (Set& b : sets) { cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); }
+  std::printf("h=%-4lld s=%-6lld %9.2f MB  mlakv %8.2f us (rot %8.2f)  naive %8.2f  copy %8.2f  best %8.2f [%s]\n",
+              (long long)z.h, (long long)z.s, bytes / 1e6, r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best, r.best_name.c_str());
+  std::fflush(stdout);
+  return r;
+}
 
+void write_json(const std::string& path, const cudaDeviceProp& prop, int driver, const std::vector<Row>& rows) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) { std::perror(path.c_str()); std::exit(1); }
+  std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rows\": [\n", prop.name,
+               prop.major * 10 + prop.minor, driver, mlakv_version_string());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f, \"mlakv_graph_us\": %.4f, \"mlakv_rot_us\": %.4f, "
+                    "\"naive_us\": %.4f, \"copy_us\": %.4f, \"best_us\": %.4f, \"best\": \"%s\", \"plan\": \"%s\", \"sweep\": {",
+                 (long long)r.z.h, (long long)r.z.s, r.z.bytes(), r.mlakv, r.mlakv_rot, r.naive, r.copy, r.best,
+                 r.best_name.c_str(), r.plan.c_str());
+    for (size_t j = 0; j < r.sweep.size(); ++j)
+      std::fprintf(f, "%s\"%s\": %.4f", j ? ", " : "", r.sweep[j].first.c_str(), r.sweep[j].second);
+    std::fprintf(f, "}}%s\n", i + 1 < rows.size() ? "," : "");
+  }
+  std::fprintf(f, "]}\n");
+  std::fclose(f);
+}
+
+void print_table(const std::vector<Row>& rows) {
   std::printf("\n| h | s | MB | mlakv graph us | mlakv cold-L2 us | TB/s | naive us | copy us | best-of-sweep us | best config | dispatched variant |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
-    const size_t bar = r.plan.find("variant=");
-    const std::string var = bar == std::string::npos ? "?" : r.plan.substr(bar + 8, r.plan.find(" #") - bar - 8);
+    const size_t at = r.plan.find("variant=");
+    const std::string var = at == std::string::npos ? "?" : r.plan.substr(at + 8, r.plan.find(" #") - at - 8);
     std::printf("| %lld | %lld | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s |\n", (long long)r.z.h,
                 (long long)r.z.s, r.z.bytes() / 1e6, r.mlakv, r.mlakv_rot, r.z.bytes() / r.mlakv / 1e6, r.naive, r.copy,
                 r.best, r.best_name.c_str(), var.c_str());
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Opts o = parse_args(argc, argv);
+  if (!o.table_in.empty()) install_table(o.table_in);
+  int dev = 0, driver = 0;
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  CK(cudaDriverGetVersion(&driver));
+  std::printf("device: %s (sm_%d%d, %d SMs, L2 %d MB), driver API %d, mlakv %s\n", prop.name, prop.major, prop.minor,
+              prop.multiProcessorCount, prop.l2CacheSize >> 20, driver, mlakv_version_string());
+  Timer T;
+  warm_up(T.st);
+  float* d_sc;
+  CK(cudaMalloc(&d_sc, 8));
+  const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};
+  CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
+  if (o.host) host_cost(T, prop, d_sc, o.json_path);
+  std::vector<Row> rows;
+  for (const Size& z : o.sizes) rows.push_back(time_size(T, prop, z, d_sc, o));
+  CK(cudaGetLastError());
+  if (!o.json_path.empty()) write_json(o.json_path, prop, driver, rows);
+  print_table(rows);
   return 0;
 }

@@ -20,18 +20,18 @@ struct Memo {
   bool rebindable = false;  // a call with new pointers only may reuse this plan (see mlakv_pack_fp8)
   uint64_t generation = 0;
   mlakv_pack_args args;
-  Geometry geo;
   PackProblem problem;
   Plan plan;
   const Backend* backend = nullptr;
 };
 
-// The low five bits of each data pointer: every alignment test a plan depends on (32 bytes at
-// most, src/core/dispatch.cpp) gives the same answer for two calls with equal signatures.
+// The low five bits of each tensor's data pointer: every alignment test a plan depends on (32
+// bytes at most, src/core/dispatch.cpp) gives the same answer for two calls with equal signatures.
 uint32_t align_sig(const mlakv_pack_args& a) {
-  const void* d[5] = {a.k_nope.data, a.k_pe.data, a.v.data, a.k_out.data, a.v_out.data};
+  const void* d[kOperandCount];
+  arg_pointers(a, d);
   uint32_t sig = 0;
-  for (int i = 0; i < 5; ++i) sig |= uint32_t(reinterpret_cast<uintptr_t>(d[i]) & 31) << (5 * i);
+  for (int i = 0; i < kTensorCount; ++i) sig |= uint32_t(reinterpret_cast<uintptr_t>(d[i]) & 31) << (5 * i);
   return sig;
 }
 
@@ -121,17 +121,16 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
   return MLAKV_ERR_MEMORY_SPACE;
 }
 
-mlakv_status prepare(const mlakv_pack_args* args, Geometry* g, PackProblem* p, bool* empty,
-                     const Backend** b, Plan* plan, bool* first, std::string* why) {
+mlakv_status prepare(const mlakv_pack_args* args, PackProblem* p, const Backend** b, Plan* plan, bool* first,
+                     std::string* why) {
   mlakv_pack_args a;
   mlakv_status st = load_pack_args(args, &a, why);
   if (st != MLAKV_OK) return st;
-  st = validate_geometry(a, g, p, why);
+  st = validate_geometry(a, p, why);
   if (st != MLAKV_OK) return st;
-  st = validate_pointers(a, *g, p, why);
+  st = validate_pointers(a, p, why);
   if (st != MLAKV_OK) return st;
-  *empty = g->empty;
-  if (*empty) {
+  if (p->empty()) {
     if (a.backend != MLAKV_BACKEND_AUTO) {
       const Backend* be = backend_by_id(a.backend);
       if (!be || !be->compiled) {
@@ -173,17 +172,15 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // about the memory (as routing would), and put the new pointers into the plan.
     // (Validated in place: m.problem already holds this geometry; m.args follows it below.)
     if (memo_ok && m.rebindable && same_geometry(*args, m.args) && align_sig(*args) == align_sig(m.args)) {
-      const void* before[PackProblem::kPointers];
-      m.problem.pointers(before);
-      mlakv_status st = validate_pointers(*args, m.geo, &m.problem, &why);  // m untouched on failure
+      const void* before[kOperandCount];
+      for (int i = 0; i < kOperandCount; ++i) before[i] = m.problem.op[i].ptr;
+      mlakv_status st = validate_pointers(*args, &m.problem, &why);  // m untouched on failure
       if (st != MLAKV_OK) return report(st, why);
-      copy_pointer_fields(*args, &m.args);
-      // (pointers the previous call had too, with the same spans, are not asked about again; with
+      std::memcpy(&m.args, args, sizeof(mlakv_pack_args));  // same geometry: only pointer fields differ
+      // (operands the previous call had too, with the same spans, are not asked about again; with
       // MLAKV_FLAG_TRUST_POINTERS none is: AUTO keeps the backend this geometry was routed to)
-      const void* now[PackProblem::kPointers];
-      m.problem.pointers(now);
       uint32_t same = 0;
-      for (int i = 0; i < PackProblem::kPointers; ++i) same |= uint32_t(now[i] == before[i]) << i;
+      for (int i = 0; i < kOperandCount; ++i) same |= uint32_t(m.problem.op[i].ptr == before[i]) << i;
       const bool automatic = args->backend == MLAKV_BACKEND_AUTO;
       st = m.problem.flags & MLAKV_FLAG_TRUST_POINTERS ? MLAKV_OK : m.backend->check_memory(m.problem, same, &why);
       if (st == MLAKV_OK) {
@@ -199,10 +196,10 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // New arguments: validate and plan straight into the scratch slot.
     Memo& n = ts.memo[ts.cur ^ 1];
     n.valid = false;
-    bool empty = false, first = false;
+    bool first = false;
     n.generation = table_generation();
-    mlakv_status st = prepare(args, &n.geo, &n.problem, &empty, &n.backend, &n.plan, &first, &why);
-    if (st != MLAKV_OK || empty) return report(st, why);
+    mlakv_status st = prepare(args, &n.problem, &n.backend, &n.plan, &first, &why);
+    if (st != MLAKV_OK || n.problem.empty()) return report(st, why);
     st = n.backend->pack(n.problem, n.plan, &why);
     if (st == MLAKV_OK && args->struct_size == sizeof(mlakv_pack_args)) {
       std::memcpy(&n.args, args, sizeof(mlakv_pack_args));
@@ -217,15 +214,14 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
 MLAKV_API mlakv_status mlakv_pack_fp8_plan(const mlakv_pack_args* args, char* buf, size_t buf_size,
                                            size_t* needed) {
   return guarded([&]() -> mlakv_status {
-    Geometry g;
     PackProblem p;
-    bool empty = false, first = false;
+    bool first = false;
     const Backend* b = nullptr;
     Plan plan;
     std::string why;
-    mlakv_status st = prepare(args, &g, &p, &empty, &b, &plan, &first, &why);
+    mlakv_status st = prepare(args, &p, &b, &plan, &first, &why);
     if (st != MLAKV_OK) return report(st, why);
-    return copy_text(empty ? std::string("empty call (s = 0 or h = 0): nothing to do")
+    return copy_text(p.empty() ? std::string("empty call (s = 0 or h = 0): nothing to do")
                            : describe_plan(*b, p, plan),
                      buf, buf_size, needed);
   });

@@ -28,8 +28,8 @@ const int64_t kS[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 
 const int64_t kH[] = {1, 2, 8, 16, 32, 64, 128};
 const float kScales[] = {1.0f, 0.5f, 2.0f, 1.0f / 0.0375f, 1.0f / 0.021f, 3.7f, 0x1p-8f, 0.0068359375f, 1e-3f};
 
-enum class Variant { Default, Rows, Strided };
-const char* variant_name(Variant v) { return v == Variant::Rows ? "rows" : v == Variant::Strided ? "strided" : "default"; }
+enum class Variant { Default, Vector, Strided };
+const char* variant_name(Variant v) { return v == Variant::Vector ? "vector" : v == Variant::Strided ? "strided" : "default"; }
 
 // ---- one test case: the problem and its memory layout -------------------------------------------
 struct Case {
@@ -90,7 +90,7 @@ void randomize_layout(Case& c, tu::Rng& r) {
   c.ks = r.pick(kScales);
   c.vs = r.pick(kScales);
   c.backend = r.below(3) == 0 ? MLAKV_BACKEND_AUTO : MLAKV_BACKEND_REFERENCE;
-  c.variant = r.pick({Variant::Default, Variant::Default, Variant::Rows, Variant::Strided});
+  c.variant = r.pick({Variant::Default, Variant::Default, Variant::Vector, Variant::Strided});
 }
 
 // Where a [n_t, n_h, d] view lives in its buffer: element offsets and strides.
@@ -260,9 +260,9 @@ bool gpu_backend_usable() {
   return false;
 }
 
-// The reference table's built-in choice: "rows" when every head dim is a multiple of 8, input row
+// The reference table's built-in choice: "vector" when every head dim is a multiple of 8, input row
 // starts are 16-byte aligned and output row starts 8-byte aligned (strides of extent-1 dims ignored).
-bool expect_rows_by_default(const Case& c, const Layout& L, const void* kn, const void* pe, const void* v,
+bool expect_vector_by_default(const Case& c, const Layout& L, const void* kn, const void* pe, const void* v,
                             const void* ko, const void* vo) {
   if (c.d.dn % 8 || c.d.dr % 8 || c.d.dv % 8) return false;
   const int64_t e = tu::dtype_size(c.in);
@@ -344,10 +344,10 @@ void run_case(const Case& c) {
     const bool on_reference = c.backend == MLAKV_BACKEND_REFERENCE || !gpu_backend_usable();
     if (on_reference && c.check_plan_variant) {
       CHECK(plan.find("backend=reference") != std::string::npos);
-      const bool rows = c.variant == Variant::Rows ||
-                        (c.variant == Variant::Default && expect_rows_by_default(c, L, kn, pe, v, ko, vo));
+      const bool vector = c.variant == Variant::Vector ||
+                        (c.variant == Variant::Default && expect_vector_by_default(c, L, kn, pe, v, ko, vo));
       INFO("plan: " << plan);
-      CHECK(plan.find(rows ? "variant=rows" : "variant=strided") != std::string::npos);
+      CHECK(plan.find(vector ? "variant=vector" : "variant=strided") != std::string::npos);
     }
   }
   CHECK(tu::all_bytes(ko_buf.data(), ko_buf.size(), tu::kPoison));  // planning writes nothing
@@ -448,7 +448,7 @@ TEST_CASE("pack: DeepSeek V3 shapes (128, 64, 128), bf16 -> e4m3fn, k_nope/v fus
 TEST_CASE("pack: every layout option on each variant") {
   // the layout switches one at a time, on an aligned (x8) and an odd shape, both variants
   for (Dims d : {Dims{64, 32, 64}, Dims{5, 3, 7}})
-    for (Variant var : {Variant::Default, Variant::Rows, Variant::Strided})
+    for (Variant var : {Variant::Default, Variant::Vector, Variant::Strided})
       for (int opt = 0; opt < 12; ++opt) {
         Case c = new_case(9, 3, d, MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN);
         c.fused_in = c.pe3 = c.head_major_in = c.broadcast_in = c.interleaved_out = c.head_major_out = c.scale_ptr = false;
@@ -534,7 +534,7 @@ TEST_CASE("pack: every bf16 / fp16 bit pattern through the API, every format, bo
   }
   for (mlakv_dtype in : tu::kInputDtypes)
     for (mlakv_dtype out : tu::kFp8Dtypes)
-      for (Variant var : {Variant::Default, Variant::Rows, Variant::Strided})
+      for (Variant var : {Variant::Default, Variant::Vector, Variant::Strided})
         for (float m : {1.0f, 1.0f / 0.0375f, 65504.0f, 0x1p-8f})
           run_patterns({in, out, m, 1.0f / m, var}, in == MLAKV_DTYPE_FP32 ? f32 : all16);
 }
@@ -554,7 +554,7 @@ TEST_CASE("pack: MISSION.md edge values through the API") {
   const Set sets[] = {{MLAKV_DTYPE_E4M3FN, e4_in, e4_want, 12}, {MLAKV_DTYPE_E5M2, e5_in, e5_want, 4},
                       {MLAKV_DTYPE_E4M3FNUZ, u4_in, u4_want, 9}, {MLAKV_DTYPE_E5M2FNUZ, u5_in, u5_want, 7}};
   for (const Set& set : sets)
-    for (Variant var : {Variant::Default, Variant::Rows, Variant::Strided}) {
+    for (Variant var : {Variant::Default, Variant::Vector, Variant::Strided}) {
       INFO("format " << std::string(tu::dtype_name(set.f)));
       INFO("variant " << std::string(variant_name(var)));
       tu::TableGuard guard;
@@ -679,7 +679,7 @@ TEST_CASE("pack: FTZ/DAZ set by the calling thread do not change the bytes") {
   // bf16 / fp32 subnormal inputs times a large multiplier are normal products; with DAZ they
   // would read as zero, with FTZ tiny products would flush. The library clears both while it runs.
   for (mlakv_dtype in : {MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP32})
-    for (Variant var : {Variant::Default, Variant::Rows, Variant::Strided}) {
+    for (Variant var : {Variant::Default, Variant::Vector, Variant::Strided}) {
       const int64_t s = 3, h = 2, d = 32;
       const int e = tu::dtype_size(in);
       Buf kn(size_t(s * h * d * e)), pe(size_t(s * d * e)), v(size_t(s * h * d * e));
@@ -806,7 +806,7 @@ TEST_CASE("dispatch table API on the reference backend") {
   CHECK(needed2 == needed);
   builtin.resize(std::strlen(builtin.c_str()));
   CHECK(builtin.size() + 1 == needed);
-  CHECK(builtin.find("variant=rows") != std::string::npos);
+  CHECK(builtin.find("variant=vector") != std::string::npos);
   CHECK(builtin.find("variant=strided") != std::string::npos);
   CHECK(builtin.find("arch=0-0") != std::string::npos);
   auto get = [] {
@@ -815,16 +815,16 @@ TEST_CASE("dispatch table API on the reference backend") {
     return std::string(buf);
   };
 
-  SUBCASE("a table forcing 'strided' gives the same bytes as 'rows'") {
-    // a DeepSeek-shaped, aligned problem: the built-in table picks rows
+  SUBCASE("a table forcing 'strided' gives the same bytes as 'vector'") {
+    // a DeepSeek-shaped, aligned problem: the built-in table picks vector
     const int64_t s = 20, h = 16, dn = 128, dr = 64, dv = 128;
     Buf kv(size_t(s * h * (dn + dv) * 2)), pe(size_t(s * dr * 2));
     tu::Rng r(99);
     const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f / 0.0375f);
     fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
     fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
-    Buf ko_rows(size_t(s * h * (dn + dr))), vo_rows(size_t(s * h * dv));
-    Buf ko_str(ko_rows.size()), vo_str(vo_rows.size());
+    Buf ko_vec(size_t(s * h * (dn + dr))), vo_vec(size_t(s * h * dv));
+    Buf ko_str(ko_vec.size()), vo_str(vo_vec.size());
     auto args = [&](Buf& ko, Buf& vo) {
       mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
       a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, dn, h * (dn + dv), dn + dv);
@@ -837,21 +837,21 @@ TEST_CASE("dispatch table API on the reference backend") {
       a.backend = MLAKV_BACKEND_REFERENCE;
       return a;
     };
-    const mlakv_pack_args a_rows = args(ko_rows, vo_rows), a_str = args(ko_str, vo_str);
-    CHECK(tu::plan_text(a_rows).find("variant=rows") != std::string::npos);
-    REQUIRE(mlakv_pack_fp8(&a_rows) == MLAKV_OK);
+    const mlakv_pack_args a_vec = args(ko_vec, vo_vec), a_str = args(ko_str, vo_str);
+    CHECK(tu::plan_text(a_vec).find("variant=vector") != std::string::npos);
+    REQUIRE(mlakv_pack_fp8(&a_vec) == MLAKV_OK);
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, tu::force_variant_table("strided")) == MLAKV_OK);
-    CHECK(get().find("variant=rows") == std::string::npos);
+    CHECK(get().find("variant=vector") == std::string::npos);
     CHECK(get().find("test: strided everywhere") != std::string::npos);  // the note is kept
     CHECK(tu::plan_text(a_str).find("variant=strided") != std::string::npos);
     REQUIRE(mlakv_pack_fp8(&a_str) == MLAKV_OK);
-    CHECK(ko_rows.bytes() == ko_str.bytes());
-    CHECK(vo_rows.bytes() == vo_str.bytes());
-    CHECK(!tu::all_bytes(ko_rows.data(), ko_rows.size(), tu::kPoison));
+    CHECK(ko_vec.bytes() == ko_str.bytes());
+    CHECK(vo_vec.bytes() == vo_str.bytes());
+    CHECK(!tu::all_bytes(ko_vec.data(), ko_vec.size(), tu::kPoison));
     // reset restores the built-in table
     REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_REFERENCE) == MLAKV_OK);
     CHECK(get() == builtin);
-    CHECK(tu::plan_text(a_rows).find("variant=rows") != std::string::npos);
+    CHECK(tu::plan_text(a_vec).find("variant=vector") != std::string::npos);
   }
 
   SUBCASE("malformed tables return MLAKV_ERR_TABLE_PARSE and keep the current table") {
@@ -859,23 +859,24 @@ TEST_CASE("dispatch table API on the reference backend") {
     const std::string current = get();
     const char* bad[] = {
         "arch=0-0 variant=bogus",
-        "variant=rows",                          // no arch
+        "variant=vector",                          // no arch
         "arch=0-0",                              // no variant
-        "arch=0-0 variant=rows threads=33",      // threads not a multiple of 32
-        "arch=0-0 variant=rows unroll=9",
-        "arch=0-0 s=5-2 variant=rows",           // empty range
-        "arch=0-0 s=-1 variant=rows",
-        "arch=0-0 colour=blue variant=rows",     // unknown key
-        "arch=0-0 variant=rows dims=x32",
-        "arch=0-0 variant=rows lanes=12",        // lanes is 8, 16 or 32
-        "arch=0-0 variant=rows lanes=8 split=1", // 8 lanes cannot split k_pe
-        "arch=0-0 variant=rows split=2",
-        "arch=0-0 variant=rows lanes=16 wide=1", // wide units are 8 lanes a row
-        "arch=0-0 variant=rows lanes=8 wide=2",
+        "arch=0-0 variant=vector threads=33",      // threads not a multiple of 32
+        "arch=0-0 variant=vector unroll=9",
+        "arch=0-0 s=5-2 variant=vector",           // empty range
+        "arch=0-0 s=-1 variant=vector",
+        "arch=0-0 colour=blue variant=vector",     // unknown key
+        "arch=0-0 variant=vector dims=x32",
+        "arch=0-0 variant=vector dims=x16",        // dims is any, x8 or ds
+        "arch=0-0 variant=vector lanes=12",        // lanes is 8, 16 or 32
+        "arch=0-0 variant=vector lanes=8 split=1", // 8 lanes cannot split k_pe
+        "arch=0-0 variant=vector split=2",
+        "arch=0-0 variant=vector lanes=16 wide=1", // wide units are 8 lanes a row
+        "arch=0-0 variant=vector lanes=8 wide=2",
         "hello",
         "",                                      // no rows
         "# only a comment\n\n",
-        "arch=0-0 variant=rows\narch=x variant=rows\n",  // error on line 2
+        "arch=0-0 variant=vector\narch=x variant=vector\n",  // error on line 2
     };
     for (const char* text : bad) {
       CAPTURE(text);
@@ -883,7 +884,7 @@ TEST_CASE("dispatch table API on the reference backend") {
       CHECK(std::strlen(mlakv_last_error()) > 0);
       CHECK(get() == current);
     }
-    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 variant=rows\narch=x variant=rows\n") ==
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 variant=vector\narch=x variant=vector\n") ==
           MLAKV_ERR_TABLE_PARSE);
     CHECK(std::string(mlakv_last_error()).find("line 2") != std::string::npos);
     CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, nullptr) == MLAKV_ERR_NULL_POINTER);
@@ -897,23 +898,19 @@ TEST_CASE("dispatch table API on the reference backend") {
 
   SUBCASE("unit layouts: lanes=32 always splits k_pe, lanes=16 splits on request, lanes=8 may be wide") {
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
-                                     "arch=0-0 variant=rows lanes=32\narch=0-0 variant=rows lanes=16 split=1\n"
-                                     "arch=0-0 variant=rows lanes=8 wide=1\n") == MLAKV_OK);
+                                     "arch=0-0 variant=vector lanes=32\narch=0-0 variant=vector lanes=16 split=1\n"
+                                     "arch=0-0 variant=vector lanes=8 wide=1\n") == MLAKV_OK);
     const std::string t = get();
     CHECK(t.find("lanes=32 split=1") != std::string::npos);
     CHECK(t.find("lanes=16 split=1") != std::string::npos);
-    CHECK(t.find("lanes=8 split=0 stream=0 wide=1") != std::string::npos);
+    CHECK(t.find("lanes=8 split=0 evict_first=0 wide=1") != std::string::npos);
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
     CHECK(get() == t);
   }
 
-  SUBCASE("a table with no matching row falls back to the general path, still correct") {
-    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=1-1 variant=rows  # never matches arch 0\n") ==
+  SUBCASE("a table with no row for the call: MLAKV_ERR_NO_TABLE_ROW, nothing written; the printed row runs") {
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=1-1 variant=vector  # never matches arch 0\n") ==
             MLAKV_OK);
-    Case c = new_case(5, 4, {64, 32, 64}, MLAKV_DTYPE_FP16, MLAKV_DTYPE_E4M3FNUZ);
-    c.backend = MLAKV_BACKEND_REFERENCE;
-    c.variant = Variant::Default;
-    c.check_plan_variant = false;  // this table sends every call to the fallback
     Buf kn(64 * 4 * 5 * 2), pe(32 * 5 * 2), v(64 * 4 * 5 * 2), ko(96 * 4 * 5), vo(64 * 4 * 5);
     mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
     a.k_nope = tu::tensor3(kn.data(), MLAKV_DTYPE_FP16, 5, 4, 64, 256, 64);
@@ -921,11 +918,35 @@ TEST_CASE("dispatch table API on the reference backend") {
     a.v = tu::tensor3(v.data(), MLAKV_DTYPE_FP16, 5, 4, 64, 256, 64);
     a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FNUZ, 5, 4, 96, 384, 96);
     a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FNUZ, 5, 4, 64, 256, 64);
+    for (mlakv_backend b : {MLAKV_BACKEND_REFERENCE, MLAKV_BACKEND_AUTO}) {
+      a.backend = b;
+      mlakv_status st = MLAKV_OK;
+      tu::plan_text(a, &st);
+      CHECK(st == MLAKV_ERR_NO_TABLE_ROW);
+      CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_NO_TABLE_ROW);
+      CHECK(std::string(mlakv_last_error()).find("catch-all") != std::string::npos);
+      CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
+      CHECK(tu::all_bytes(vo.data(), vo.size(), tu::kPoison));
+    }
+    // rows are tried in order; the one the plan prints is the one that runs (here: the second)
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
+                                     "arch=0-0 s=1-4 variant=vector  # too few tokens for this call\n"
+                                     "arch=0-0 s=5-5 sxh=20-20 dims=any variant=strided  # this one\n"
+                                     "arch=0-0 variant=vector\n") == MLAKV_OK);
     a.backend = MLAKV_BACKEND_REFERENCE;
-    const std::string plan = tu::plan_text(a);
-    CHECK(plan.find("no table row matched") != std::string::npos);
-    CHECK(plan.find("variant=strided") != std::string::npos);
+    CHECK(tu::plan_text(a).find("s=5-5 sxh=20-20 dims=any variant=strided") != std::string::npos);
+    Case c = new_case(5, 4, {64, 32, 64}, MLAKV_DTYPE_FP16, MLAKV_DTYPE_E4M3FNUZ);
+    c.backend = MLAKV_BACKEND_REFERENCE;
+    c.variant = Variant::Default;
+    c.check_plan_variant = false;  // the case's own layout may take the third row
     run_case(c);
+  }
+
+  SUBCASE("keys renamed since the first tables are refused with their new names") {
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 sh=1-* variant=vector") == MLAKV_ERR_TABLE_PARSE);
+    CHECK(std::string(mlakv_last_error()).find("'sxh'") != std::string::npos);
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 stream=1 variant=vector") == MLAKV_ERR_TABLE_PARSE);
+    CHECK(std::string(mlakv_last_error()).find("'evict_first'") != std::string::npos);
   }
 
   SUBCASE("tables of backends that are not built") {
@@ -936,13 +957,13 @@ TEST_CASE("dispatch table API on the reference backend") {
       INFO("backend " << std::string(info.name));
       char buf[16];
       CHECK(mlakv_dispatch_table_get(info.backend, buf, sizeof buf, nullptr) == MLAKV_ERR_BACKEND_UNAVAILABLE);
-      CHECK(mlakv_dispatch_table_set(info.backend, "arch=0-0 variant=rows") == MLAKV_ERR_BACKEND_UNAVAILABLE);
+      CHECK(mlakv_dispatch_table_set(info.backend, "arch=0-0 variant=vector") == MLAKV_ERR_BACKEND_UNAVAILABLE);
       CHECK(mlakv_dispatch_table_reset(info.backend) == MLAKV_ERR_BACKEND_UNAVAILABLE);
     }
     char buf[16];
     CHECK(mlakv_dispatch_table_get(MLAKV_BACKEND_AUTO, buf, sizeof buf, nullptr) == MLAKV_ERR_NO_SUCH_BACKEND);
     CHECK(mlakv_dispatch_table_get(7, buf, sizeof buf, nullptr) == MLAKV_ERR_NO_SUCH_BACKEND);
-    CHECK(mlakv_dispatch_table_set(7, "arch=0-0 variant=rows") == MLAKV_ERR_NO_SUCH_BACKEND);
+    CHECK(mlakv_dispatch_table_set(7, "arch=0-0 variant=vector") == MLAKV_ERR_NO_SUCH_BACKEND);
     CHECK(mlakv_dispatch_table_reset(-1) == MLAKV_ERR_NO_SUCH_BACKEND);
   }
 }
@@ -964,7 +985,7 @@ TEST_CASE("plan text, and the buffer-too-small path") {
   REQUIRE(st == MLAKV_OK);
   INFO("plan: " << plan);
   CHECK(plan.find("backend=reference") != std::string::npos);
-  CHECK(plan.find("variant=rows") != std::string::npos);
+  CHECK(plan.find("variant=vector") != std::string::npos);
   CHECK(plan.find("s=4") != std::string::npos);
   CHECK(plan.find("h=16") != std::string::npos);
   CHECK(plan.find("bf16->e4m3fn") != std::string::npos);

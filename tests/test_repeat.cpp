@@ -82,7 +82,7 @@ TEST_CASE("repeat: replacing the dispatch table takes effect on the next identic
   mlakv_pack_args a = b.args(1.5f, 1.5f);
   tu::TableGuard guard;
   REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
-  CHECK(tu::plan_text(a).find("variant=rows") != std::string::npos);
+  CHECK(tu::plan_text(a).find("variant=vector") != std::string::npos);
   REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, tu::force_variant_table("strided")) == MLAKV_OK);
   CHECK(tu::plan_text(a).find("variant=strided") != std::string::npos);
   std::memset(b.k.data(), 0xA5, b.k.size());

@@ -312,8 +312,8 @@ inline void* at(void* p, int64_t elems, int esize) { return static_cast<uint8_t*
 // ---- the reference backend's dispatch table -----------------------------------------------------------
 // Tables that make the reference backend use one variant for every call.
 inline const char* force_variant_table(const char* variant) {
-  if (std::strcmp(variant, "rows") == 0) return "arch=0-0 s=1-* sh=1-* dims=any variant=rows  # test: rows everywhere\n";
-  return "arch=0-0 s=1-* sh=1-* dims=any variant=strided  # test: strided everywhere\n";
+  if (std::strcmp(variant, "vector") == 0) return "arch=0-0 s=1-* sxh=1-* dims=any variant=vector  # test: rows everywhere\n";
+  return "arch=0-0 s=1-* sxh=1-* dims=any variant=strided  # test: strided everywhere\n";
 }
 // Restores the built-in reference table when it goes out of scope.
 struct TableGuard {

@@ -12,13 +12,10 @@ namespace mlakv {
 
 // What a backend decided for one call: filled by Backend::plan, consumed by Backend::pack.
 struct Plan {
-  const DispatchRow* row = nullptr;  // the table row that matched (nullptr: built-in fallback)
-  DispatchRow fallback;              // used when no row matched
+  DispatchRow row;              // the table row that runs (a copy: the plan outlives table changes)
   int arch = 0;
   bool pdl = false;
-  int variant = -1;  // the variant that will run, when the row's cannot take this call (else -1)
-  const char* units = nullptr;  // GPU vector variants: the unit layout that will run (printed)
-  const DispatchRow& chosen() const { return row ? *row : fallback; }
+  const char* units = nullptr;  // GPU vector variants: the unit layout the row gives this call
   // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
   // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).
   alignas(16) unsigned char launch[512];
@@ -32,10 +29,11 @@ struct Backend {
   bool (*probe)(int* device_count, const char** detail);
   // Whether the call's memory is reachable from this backend (AUTO routing; and, unless the
   // caller set MLAKV_FLAG_TRUST_POINTERS, a check on an explicit choice). Sets *why on failure.
-  // skip: bit i set = pointer i (PackProblem::pointers order) is the one this thread's previous
-  // call had there, with the same span, and was checked then: it need not be asked about again.
+  // skip: bit i set = operand i (OperandId) is the one this thread's previous call had there,
+  // with the same span, and was checked then: it need not be asked about again.
   mlakv_status (*check_memory)(const PackProblem& p, uint32_t skip, std::string* why);
-  // Chooses the variant and configuration (no side effects).
+  // Chooses the table row (the first that holds, its variant's limits included) and computes
+  // the launch; MLAKV_ERR_NO_TABLE_ROW when no row can run the call. No side effects.
   mlakv_status (*plan)(const PackProblem& p, Plan* out, std::string* why);
   // Runs (or, for GPU backends, enqueues) the call on the plan.
   mlakv_status (*pack)(const PackProblem& p, const Plan& plan, std::string* why);

@@ -12,49 +12,51 @@ enum class InType : int { BF16 = 0, FP16 = 1, FP32 = 2 };
 
 inline int in_type_size(InType t) { return t == InType::FP32 ? 4 : 2; }
 
+// The call's memory: one list, in this order, built once from the arguments (validate.cpp) and
+// used by validation (NULL, alignment, spans, overlap), the memory-space check, the per-thread
+// plan cache (which pointers changed) and the rebind of new pointers into a cached plan.
+enum OperandId : int { kKNope, kKPe, kV, kKOut, kVOut, kKScaleInv, kVScaleInv, kOperandCount };
+constexpr int kTensorCount = 5;  // the first five are tensors; the scale pointers may be NULL
+inline constexpr const char* kOperandNames[kOperandCount] = {"k_nope", "k_pe", "v", "k_out", "v_out",
+                                                             "k_scale_inv_ptr", "v_scale_inv_ptr"};
+
+// One operand as n_t x n_h rows (one row per (token, head); k_pe: one per token, n_h = 1; a scale:
+// one row of one float) of `row` contiguous elements of `esize` bytes, at element strides st (token)
+// and sh (head). A stride whose extent is 1 is normalised to 0.
+struct Operand {
+  const void* ptr;
+  int64_t esize;
+  int64_t n_t, n_h;
+  int64_t st, sh;
+  int64_t row;
+  int64_t bytes;  // from ptr to one past the last byte (0 when n_t or n_h is 0)
+};
+
 struct PackProblem {
   int64_t s = 0, h = 0;
   int64_t d_nope = 0, d_rope = 0, d_v = 0;
   InType in_type = InType::BF16;
   Fp8Format out_format = Fp8Format::E4M3FN;
-
-  // strides in elements of the tensor's own dtype: token (t) and head (h)
-  const void* k_nope = nullptr;
-  int64_t k_nope_st = 0, k_nope_sh = 0;
-  const void* k_pe = nullptr;
-  int64_t k_pe_st = 0;
-  const void* v = nullptr;
-  int64_t v_st = 0, v_sh = 0;
-  void* k_out = nullptr;
-  int64_t k_out_st = 0, k_out_sh = 0;
-  void* v_out = nullptr;
-  int64_t v_out_st = 0, v_out_sh = 0;
-
-  float k_scale = 1.0f, v_scale = 1.0f;
-  const float* k_scale_ptr = nullptr;  // when non-null, read by the backend instead
-  const float* v_scale_ptr = nullptr;
-
+  Operand op[kOperandCount] = {};
+  // multipliers (1/scale), used where the matching scale pointer (op[kKScaleInv/kVScaleInv]) is NULL
+  float k_scale_inv = 1.0f, v_scale_inv = 1.0f;
   int device = 0;
-  void* stream = nullptr;
-  int pdl = 0;  // MLAKV_PDL_*
+  void* stream = nullptr;  // the caller's cudaStream_t / hipStream_t
+  int pdl = 0;             // MLAKV_PDL_*
   uint32_t flags = 0;
 
-  int64_t rows() const { return s * h; }
+  int64_t sxh() const { return s * h; }
+  bool empty() const { return s == 0 || h == 0; }
   int64_t d_k() const { return d_nope + d_rope; }
+  const void* in(OperandId i) const { return op[i].ptr; }
+  void* out(OperandId i) const { return const_cast<void*>(op[i].ptr); }
+  const float* scale_ptr(OperandId i) const { return static_cast<const float*>(op[i].ptr); }
   // bytes the op must move at least: every input element read once (k_pe once per token),
   // every output byte written once
   int64_t min_bytes() const {
     const int64_t e = in_type_size(in_type);
-    return rows() * (d_nope + d_v) * e + s * d_rope * e + rows() * (d_nope + d_rope + d_v);
-  }
-  // The call's memory, in one fixed order (Backend::check_memory's skip bits refer to it).
-  static constexpr int kPointers = 7;
-  void pointers(const void* (&out)[kPointers]) const {
-    out[0] = k_nope; out[1] = k_pe; out[2] = v; out[3] = k_out; out[4] = v_out;
-    out[5] = k_scale_ptr; out[6] = v_scale_ptr;
+    return sxh() * (d_nope + d_v) * e + s * d_rope * e + sxh() * (d_nope + d_rope + d_v);
   }
 };
-inline constexpr const char* kPointerNames[PackProblem::kPointers] = {
-    "k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
 
 }  // namespace mlakv

@@ -72,11 +72,7 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   o << "backend=" << b.name << " arch=" << plan.arch << " s=" << p.s << " h=" << p.h
     << " dims=" << p.d_nope << "," << p.d_rope << "," << p.d_v << " " << in_names[int(p.in_type)]
     << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl ? "on" : "off") << " | "
-    << (plan.row ? "" : "(no table row matched; built-in fallback) ")
-    << DispatchTable::row_text(plan.chosen(), b.table->variant_names());
-  if (plan.variant >= 0 && plan.variant != plan.chosen().variant)
-    o << " | runs variant=" << b.table->variant_names()[size_t(plan.variant)]
-      << " (the row's variant cannot take these shapes/pointers)";
+    << b.table->row_text(plan.row);
   if (plan.units) o << " | units=" << plan.units;
   return o.str();
 }

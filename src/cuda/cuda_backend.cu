@@ -3,6 +3,7 @@
 // synchronises and never reads device memory, so it can be captured into a CUDA graph.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -18,56 +19,56 @@ namespace mlakv {
 namespace cuda {
 namespace {
 
-using kern::Dims;
+using kern::Units;
 using kern::Params;
 using KernelFn = void (*)(Params);
 
-// ---- kernel instances: [variant][input type][format][dims][unroll 1/2/4]; general ignores the last
-// two; the split-k_pe and wide layouts (DS16S, DS32S, DS8W) exist with unroll 1 and 2 only
+// ---- kernel instances: [variant][input type][format][unit layout][unroll 1/2/4]; general ignores
+// the last two; the split-k_pe and wide layouts (DS16S, DS32S, DS8W) exist with unroll 1 and 2 only
 // (nullptr for 4)
 constexpr int kUnrolls[3] = {1, 2, 4};
-constexpr int kDims = kern::kDimsCount;
+constexpr int kUnits = kern::kUnitsCount;
 
-template <InType T, Fp8Format F, Dims D, int U>
+template <InType T, Fp8Format F, Units D, int U>
 struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D, U>; };
-template <InType T, Fp8Format F, Dims D, int U>
+template <InType T, Fp8Format F, Units D, int U>
 struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D, U>; };
-template <InType T, Fp8Format F, Dims D, int U>
+template <InType T, Fp8Format F, Units D, int U>
 struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U>; };
-template <InType T, Fp8Format F, Dims D, int U>
+template <InType T, Fp8Format F, Units D, int U>
 struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
 
 struct KernelTable {
-  KernelFn k[kVariantCount][3][4][kDims][3];
+  KernelFn k[kVariantCount][3][4][kUnits][3];
   KernelTable() {
     fill<FlatK>(kFlat);
     fill<PersistK>(kPersist);
     fill<Tile2dK>(kTile2d);
     fill<GeneralK>(kGeneral);
   }
-  template <template <InType, Fp8Format, Dims, int> class K>
+  template <template <InType, Fp8Format, Units, int> class K>
   void fill(int v) {
     fill_t<K, InType::BF16>(k[v][0]);
     fill_t<K, InType::FP16>(k[v][1]);
     fill_t<K, InType::FP32>(k[v][2]);
   }
-  template <template <InType, Fp8Format, Dims, int> class K, InType T>
-  void fill_t(KernelFn (&o)[4][kDims][3]) {
+  template <template <InType, Fp8Format, Units, int> class K, InType T>
+  void fill_t(KernelFn (&o)[4][kUnits][3]) {
     fill_f<K, T, Fp8Format::E4M3FN>(o[0]);
     fill_f<K, T, Fp8Format::E5M2>(o[1]);
     fill_f<K, T, Fp8Format::E4M3FNUZ>(o[2]);
     fill_f<K, T, Fp8Format::E5M2FNUZ>(o[3]);
   }
-  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F>
-  void fill_f(KernelFn (&o)[kDims][3]) {
-    fill_d<K, T, F, Dims::DS16, true>(o[int(Dims::DS16)]);
-    fill_d<K, T, F, Dims::DS8, true>(o[int(Dims::DS8)]);
-    fill_d<K, T, F, Dims::V8, true>(o[int(Dims::V8)]);
-    fill_d<K, T, F, Dims::DS16S, false>(o[int(Dims::DS16S)]);
-    fill_d<K, T, F, Dims::DS32S, false>(o[int(Dims::DS32S)]);
-    fill_d<K, T, F, Dims::DS8W, false>(o[int(Dims::DS8W)]);
+  template <template <InType, Fp8Format, Units, int> class K, InType T, Fp8Format F>
+  void fill_f(KernelFn (&o)[kUnits][3]) {
+    fill_d<K, T, F, Units::DS16, true>(o[int(Units::DS16)]);
+    fill_d<K, T, F, Units::DS8, true>(o[int(Units::DS8)]);
+    fill_d<K, T, F, Units::V8, true>(o[int(Units::V8)]);
+    fill_d<K, T, F, Units::DS16S, false>(o[int(Units::DS16S)]);
+    fill_d<K, T, F, Units::DS32S, false>(o[int(Units::DS32S)]);
+    fill_d<K, T, F, Units::DS8W, false>(o[int(Units::DS8W)]);
   }
-  template <template <InType, Fp8Format, Dims, int> class K, InType T, Fp8Format F, Dims D, bool U4>
+  template <template <InType, Fp8Format, Units, int> class K, InType T, Fp8Format F, Units D, bool U4>
   void fill_d(KernelFn (&o)[3]) {
     o[0] = K<T, F, D, 1>::fn;
     o[1] = K<T, F, D, 2>::fn;
@@ -110,7 +111,7 @@ const Global& global() {
 }
 
 constexpr int kMaxDevices = 64;
-constexpr int kKernelSlots = kVariantCount * 3 * 4 * kDims * 3;
+constexpr int kKernelSlots = kVariantCount * 3 * 4 * kUnits * 3;
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
@@ -161,23 +162,6 @@ bool probe(int* count, const char** detail) {
   return g.ok;
 }
 
-Dims best_dims(const PackProblem& p, const LaunchConfig& cfg, bool* any) {
-  *any = true;
-  if (dims_req_holds(DimsReq::DeepSeek, p)) {
-    if (cfg.lanes == 8) return cfg.wide && wide_units_hold(p) ? Dims::DS8W : Dims::DS8;
-    if (cfg.lanes == 32) return Dims::DS32S;
-    return cfg.split ? Dims::DS16S : Dims::DS16;
-  }
-  if (dims_req_holds(DimsReq::X8, p)) return Dims::V8;
-  *any = false;
-  return Dims::V8;
-}
-
-const char* dims_name(Dims d) {
-  static const char* names[kDims] = {"ds16", "ds8", "x8", "ds16s", "ds32s", "ds8w"};
-  return names[int(d)];
-}
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The most threads a block of this kernel can have on device dev (registers decide), asked once
@@ -200,6 +184,69 @@ int max_threads(DeviceInfo* d, int dev, int slot, KernelFn fn) {
   return m;
 }
 
+// ---- choosing the row: the table walk asks can_run of each matching row -----------------------
+
+const char* units_name(Units u) {
+  static const char* names[kUnits] = {"ds16", "ds8", "x8", "ds16s", "ds32s", "ds8w"};
+  return names[int(u)];
+}
+
+// The one place a unit layout is derived: DeepSeek dims take the layout the row's lanes / split /
+// wide name; other dims that are multiples of 8 take x8 units. false: a vector variant cannot run
+// this call (dims not multiples of 8 or rows misaligned for 16-byte loads, or wide units on rows
+// that are not 32-byte aligned).
+bool units_for(const LaunchConfig& cfg, const PackProblem& p, Units* u) {
+  if (!dims_req_holds(DimsReq::DeepSeek, p)) {
+    *u = Units::V8;
+    return dims_req_holds(DimsReq::X8, p);
+  }
+  if (cfg.lanes == 8) {
+    if (cfg.wide && !wide_units_hold(p)) return false;
+    *u = cfg.wide ? Units::DS8W : Units::DS8;
+  } else {
+    *u = cfg.lanes == 32 ? Units::DS32S : cfg.split ? Units::DS16S : Units::DS16;
+  }
+  return true;
+}
+
+int unroll_index(int unroll) { return unroll >= 4 ? 2 : unroll >= 2 ? 1 : 0; }  // row_check: 1, 2 or 4
+
+// What a row gives one call when its variant can run it.
+struct Choice {
+  Units units = Units::V8;
+  int64_t lanes = 0, pairs = 0;  // vector variants: threads a (token, head) row; rows x lanes
+  int ui = 0;
+  KernelFn fn = nullptr;
+};
+
+// Whether the row's variant can run p on device d, beyond the row's own conditions: the unit
+// layout, 32-bit pair indices, tile2d's grid limits, and the threads the kernel's registers allow
+// (a row never runs with fewer threads than it names). Fills *c. *device_error: dev could not be
+// made current to ask a kernel's limits.
+bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* c, bool* device_error) {
+  *c = Choice();
+  if (r.variant != kGeneral) {
+    if (!units_for(r.cfg, p, &c->units)) return false;
+    const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
+    c->lanes = kern::is_ds(c->units) ? kern::ds_lanes(c->units) : std::max(un, std::max(ur, uv));
+    c->pairs = p.sxh() * c->lanes;
+    if (c->pairs >= (int64_t(1) << 31)) return false;
+    if (r.variant == kTile2d && (p.h > 65535 || ceil_div(p.s, r.cfg.block) > INT32_MAX)) return false;
+  }
+  c->ui = unroll_index(r.cfg.unroll);
+  const int in = int(p.in_type), fmt = int(p.out_format), u = int(c->units);
+  c->fn = kernels().k[r.variant][in][fmt][u][c->ui];
+  if (!c->fn) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
+  const int cap = max_threads(d, p.device, (((r.variant * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui, c->fn);
+  if (!cap) {
+    *device_error = true;
+    return false;
+  }
+  return r.cfg.threads <= (cap & ~31);
+}
+
+// ---- the launch --------------------------------------------------------------------------------
+
 // Everything pack() needs, computed once per distinct call.
 struct Launch {
   KernelFn fn;
@@ -210,16 +257,58 @@ static_assert(sizeof(Launch) <= sizeof(Plan::launch), "Plan::launch too small");
 
 // The fields of Params that change when only the call's buffers or scales do.
 void set_pointers(const PackProblem& p, Params* P) {
-  P->k_nope = static_cast<const char*>(p.k_nope);
-  P->k_pe = static_cast<const char*>(p.k_pe);
-  P->v = static_cast<const char*>(p.v);
-  P->k_out = static_cast<uint8_t*>(p.k_out);
-  P->v_out = static_cast<uint8_t*>(p.v_out);
-  P->k_scale_ptr = p.k_scale_ptr; P->v_scale_ptr = p.v_scale_ptr;
-  P->k_scale = p.k_scale; P->v_scale = p.v_scale;
+  P->k_nope = static_cast<const char*>(p.in(kKNope));
+  P->k_pe = static_cast<const char*>(p.in(kKPe));
+  P->v = static_cast<const char*>(p.in(kV));
+  P->k_out = static_cast<uint8_t*>(p.out(kKOut));
+  P->v_out = static_cast<uint8_t*>(p.out(kVOut));
+  P->k_scale_inv_ptr = p.scale_ptr(kKScaleInv);
+  P->v_scale_inv_ptr = p.scale_ptr(kVScaleInv);
+  P->k_scale_inv = p.k_scale_inv;
+  P->v_scale_inv = p.v_scale_inv;
 }
 
 void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, &reinterpret_cast<Launch*>(plan->launch)->P); }
+
+// Kernel parameters, grid and block of the chosen row.
+void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, const DeviceInfo& d, Launch* L) {
+  Params& P = L->P;
+  P = Params();
+  set_pointers(p, &P);
+  const Operand* o = p.op;
+  P.kn_st = o[kKNope].st; P.kn_sh = o[kKNope].sh; P.kp_st = o[kKPe].st;
+  P.v_st = o[kV].st; P.v_sh = o[kV].sh;
+  P.ko_st = o[kKOut].st; P.ko_sh = o[kKOut].sh; P.vo_st = o[kVOut].st; P.vo_sh = o[kVOut].sh;
+  P.pairs = uint32_t(c.pairs);
+  P.h = int32_t(p.h);
+  P.lanes = int32_t(c.lanes);
+  P.un = int32_t(p.d_nope / 8); P.ur = int32_t(p.d_rope / 8); P.uv = int32_t(p.d_v / 8);
+  if (r.variant != kGeneral) {
+    P.div_h = kern::FastDiv::make(uint32_t(p.h));
+    P.div_l = kern::FastDiv::make(uint32_t(c.lanes));
+  }
+  P.block = r.cfg.block;
+  P.early = r.cfg.early;
+  P.evict_first = r.cfg.evict_first;
+  P.s = p.s;
+  P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
+
+  const int threads = r.cfg.threads;
+  const int64_t per_block = int64_t(threads) * kUnrolls[c.ui];
+  dim3 grid(1, 1, 1);
+  switch (r.variant) {
+    case kFlat: grid.x = unsigned(ceil_div(c.pairs, per_block)); break;
+    case kPersist: grid.x = unsigned(std::min(ceil_div(c.pairs, per_block), int64_t(d.sms) * std::max(r.cfg.waves, 1))); break;
+    case kTile2d: grid = dim3(unsigned(ceil_div(p.s, r.cfg.block)), unsigned(p.h), 1); break;
+    default: {
+      const int64_t total = p.sxh() * (p.d_nope + p.d_rope + p.d_v);
+      grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.sms) * 8));
+    }
+  }
+  L->fn = c.fn;
+  L->grid = grid;
+  L->block = dim3(unsigned(threads), 1, 1);
+}
 
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   DeviceInfo* d = device_info(p.device);
@@ -227,84 +316,26 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
     *why = "CUDA device " + std::to_string(p.device) + " does not exist or has no kernel image in this build";
     return MLAKV_ERR_DEVICE;
   }
-  out->arch = d->arch;
-  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
-  out->row = table()->select(d->arch, p);
-  out->fallback = DispatchRow();
-  out->fallback.variant = kGeneral;
-  out->fallback.cfg.threads = 256;
-  out->fallback.note = "general path";
-  const DispatchRow& row = out->chosen();
-  int variant = row.variant;
-  const LaunchConfig& cfg = row.cfg;
-  bool vec_ok = false;
-  const Dims dims = best_dims(p, cfg, &vec_ok);
-  const int64_t un = p.d_nope / 8, ur = p.d_rope / 8, uv = p.d_v / 8;
-  const int64_t lanes = kern::is_ds(dims) ? kern::ds_lanes(dims)
-                                           : (un > uv ? (un > ur ? un : ur) : (uv > ur ? uv : ur));
-  const int64_t pairs = p.rows() * lanes;
-  // vector variants need dims multiple of 8 (aligned) and 32-bit pair indices; tile2d needs h
-  // within grid.y and the token blocks within grid.x
-  if (variant != kGeneral && (!vec_ok || pairs >= (int64_t(1) << 31))) variant = kGeneral;
-  if (variant == kTile2d && (p.h > 65535 || ceil_div(p.s, cfg.block < 1 ? 1 : cfg.block) > INT32_MAX))
-    variant = kGeneral;
-  int ui = cfg.unroll >= 4 ? 2 : (cfg.unroll >= 2 ? 1 : 0);
-  if (!kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui]) ui = 1;  // no unroll 4 here
-  const int unroll = kUnrolls[ui];
-
-  Params P;
-  set_pointers(p, &P);
-  P.kn_st = p.k_nope_st; P.kn_sh = p.k_nope_sh; P.kp_st = p.k_pe_st;
-  P.v_st = p.v_st; P.v_sh = p.v_sh;
-  P.ko_st = p.k_out_st; P.ko_sh = p.k_out_sh; P.vo_st = p.v_out_st; P.vo_sh = p.v_out_sh;
-  P.pairs = variant == kGeneral ? 0u : uint32_t(pairs);
-  P.h = int32_t(p.h);
-  P.lanes = int32_t(lanes); P.un = int32_t(un); P.ur = int32_t(ur); P.uv = int32_t(uv);
-  if (variant != kGeneral) {
-    P.div_h = kern::FastDiv::make(uint32_t(p.h));
-    P.div_l = kern::FastDiv::make(uint32_t(lanes));
-  }
-  P.block = cfg.block < 1 ? 1 : cfg.block;
-  P.early = cfg.early;
-  P.stream = cfg.stream;
-  P.s = p.s;
-  P.d_nope = int32_t(p.d_nope); P.d_rope = int32_t(p.d_rope); P.d_v = int32_t(p.d_v);
-
-  const int slot = (((variant * 3 + int(p.in_type)) * 4 + int(p.out_format)) * kDims + int(dims)) * 3 + ui;
-  const KernelFn fn = kernels().k[variant][int(p.in_type)][int(p.out_format)][int(dims)][ui];
-  // a table may ask for more threads than this kernel's registers allow: clamp (multiple of 32)
-  const int cap_all = max_threads(d, p.device, slot, fn);
-  if (!cap_all) {
+  Choice c;
+  bool device_error = false;
+  const DispatchRow* r =
+      table()->select(d->arch, p, [&](const DispatchRow& row) { return can_run(row, p, d, &c, &device_error); });
+  if (device_error) {
     *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
     return MLAKV_ERR_DEVICE;
   }
-  const int cap = cap_all & ~31;
-  const int threads = cfg.threads < cap ? cfg.threads : cap;
-  dim3 grid(1, 1, 1);
-  const int64_t per_block = int64_t(threads) * unroll;
-  switch (variant) {
-    case kFlat: grid.x = unsigned(ceil_div(pairs, per_block)); break;
-    case kPersist: {
-      const int64_t need = ceil_div(pairs, per_block);
-      const int64_t cap = int64_t(d->sms) * (cfg.waves > 0 ? cfg.waves : 1);
-      grid.x = unsigned(need < cap ? need : cap);
-      break;
-    }
-    case kTile2d: grid = dim3(unsigned(ceil_div(p.s, P.block)), unsigned(p.h), 1); break;
-    default: {
-      const int64_t total = p.rows() * (p.d_nope + p.d_rope + p.d_v);
-      const int64_t cap = int64_t(d->sms) * 8;
-      const int64_t need = ceil_div(total, threads);
-      grid = dim3(unsigned(need < cap ? need : cap), 1, 1);
-    }
+  if (!r) {
+    *why = "no row of the CUDA dispatch table can run this call on sm_" + std::to_string(d->arch) + " (s = " +
+           std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
+           "); a table should end with a catch-all row, e.g. 'arch=0-100000 s=1-* sxh=1-* dims=any variant=general "
+           "threads=256'";
+    return MLAKV_ERR_NO_TABLE_ROW;
   }
-  out->variant = variant;
-  out->units = variant == kGeneral ? nullptr : dims_name(dims);
-  Launch* L = new (out->launch) Launch;
-  L->fn = fn;
-  L->grid = grid;
-  L->block = dim3(unsigned(threads), 1, 1);
-  L->P = P;
+  out->row = *r;
+  out->arch = d->arch;
+  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
+  out->units = r->variant == kGeneral ? nullptr : units_name(c.units);
+  make_launch(p, *r, c, *d, new (out->launch) Launch);
   return MLAKV_OK;
 }
 
@@ -341,6 +372,19 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 }
 
 }  // namespace
+
+bool row_check(const DispatchRow& r, std::string* why) {
+  const int u = r.cfg.unroll;
+  if (u != 1 && u != 2 && u != 4) {
+    *why = "unroll=" + std::to_string(u) + ": the CUDA kernels are compiled for unroll 1, 2 and 4";
+    return false;
+  }
+  if (u == 4 && r.variant != kGeneral && (r.cfg.split || r.cfg.wide)) {
+    *why = "unroll=4 is compiled for lanes=16 split=0 and lanes=8 wide=0 only (split and wide layouts: unroll 1 or 2)";
+    return false;
+  }
+  return true;
+}
 
 }  // namespace cuda
 

@@ -83,33 +83,20 @@ Where classify(RangeCache& cache, const void* p, int64_t bytes, bool* inside) {
   return Where::Reachable;
 }
 
-int64_t span(int64_t s, int64_t st, int64_t h, int64_t sh, int64_t row, int64_t esize) {
-  return ((s - 1) * st + (h - 1) * sh + row) * esize;
-}
-
 }  // namespace
 
 mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
-  const void* ptrs[PackProblem::kPointers];
-  p.pointers(ptrs);
-  uint32_t todo = 0;
-  for (int i = 0; i < PackProblem::kPointers; ++i)
-    if (ptrs[i] && !(skip >> i & 1)) todo |= 1u << i;
-  if (!todo) return MLAKV_OK;
-  const int64_t e = in_type_size(p.in_type);
-  const int64_t bytes[PackProblem::kPointers] = {
-      span(p.s, p.k_nope_st, p.h, p.k_nope_sh, p.d_nope, e), span(p.s, p.k_pe_st, 1, 0, p.d_rope, e),
-      span(p.s, p.v_st, p.h, p.v_sh, p.d_v, e), span(p.s, p.k_out_st, p.h, p.k_out_sh, p.d_nope + p.d_rope, 1),
-      span(p.s, p.v_out_st, p.h, p.v_out_sh, p.d_v, 1), 4, 4};
-  RangeCache& cache = t_cache;
-  for (int i = 0; i < PackProblem::kPointers; ++i) {
-    if (!(todo >> i & 1)) continue;
-    const char* name = kPointerNames[i];
+  RangeCache* cache = nullptr;  // looked up only when a pointer must be asked about
+  for (int i = 0; i < kOperandCount; ++i) {
+    const Operand& o = p.op[i];
+    if (!o.ptr || (skip >> i & 1)) continue;
+    if (!cache) cache = &t_cache;
+    const char* name = kOperandNames[i];
     bool inside = true;
-    switch (classify(cache, ptrs[i], bytes[i], &inside)) {
+    switch (classify(*cache, o.ptr, o.bytes, &inside)) {
       case Where::Reachable:
         if (!inside) {
-          *why = std::string(name) + ": its " + std::to_string(bytes[i]) +
+          *why = std::string(name) + ": its " + std::to_string(o.bytes) +
                  " bytes (shape and strides) run past the end of its CUDA allocation";
           return MLAKV_ERR_MEMORY_SPACE;
         }

@@ -1,11 +1,13 @@
 // THE FILE THAT DECIDES THE CUDA LAUNCH CONFIGURATION: the CUDA backend's hybrid dispatch table.
 // Rows are tried top to bottom; the first whose arch range, s band, s*h band and dims requirement
-// all hold picks the kernel variant and its launch configuration (src/core/dispatch.h). Print it
+// all hold, and whose variant can run the call (cuda_backend.cu can_run: unit layout alignment,
+// grid and register limits), picks the kernel variant and its launch configuration
+// (src/core/dispatch.h). Print it
 // with mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, ...) or replace it at run time with
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
-//   sm_90  (H100/H200): chosen from bench/ measurements on an H100, see bench/results/ and
-//          docs/perf-notes.md;
+//   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
+//          evidence for each band in docs/perf-notes.md);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
@@ -21,26 +23,27 @@ namespace {
 
 constexpr int64_t U = kUnbounded;
 
-DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sh0, int64_t sh1, DimsReq dims, int variant,
+DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sxh0, int64_t sxh1, DimsReq dims, int variant,
                 int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
-                int stream = 0, int split = 0, int wide = 0) {
+                int evict_first = 0, int split = 0, int wide = 0) {
   DispatchRow r;
   r.arch_min = a0; r.arch_max = a1;
-  r.s_min = s0; r.s_max = s1; r.sh_min = sh0; r.sh_max = sh1;
+  r.s_min = s0; r.s_max = s1; r.sxh_min = sxh0; r.sxh_max = sxh1;
   r.dims = dims; r.variant = variant;
-  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early; r.cfg.lanes = lanes; r.cfg.stream = stream; r.cfg.split = lanes == 32 ? 1 : split; r.cfg.wide = wide;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early;
+  r.cfg.lanes = lanes; r.cfg.evict_first = evict_first; r.cfg.split = lanes == 32 ? 1 : split; r.cfg.wide = wide;
   r.note = note;
   return r;
 }
 
 std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
-  const char* h100 = "sm_90: H100 sweep, bench/results/h100-2026-11-24-*";
+  const char* h100 = "sm_90: H100 sweep, docs/perf-notes.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
-      // best of the same-run comparisons in bench/results/h100-2026-11-24-* (docs/perf-notes.md)
+      // best of the same-run comparisons on an H100 (docs/perf-notes.md)
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them
@@ -69,8 +72,10 @@ std::vector<DispatchRow> builtin_rows() {
       row(100, 109, 9, U, 2049, 16384, X8, kFlat, 256, 1, 1, 0, 0, 16, gb300),
       row(100, 109, 9, U, 16385, 49152, X8, kFlat, 256, 1, 2, 0, 0, 16, gb300),
       // beyond L2: 8 lanes a row with 16-element units, one 256-bit load each (Blackwell has
-      // them): 24 load instructions a (token, head) row instead of 40, where rows are 32-byte aligned
+      // them): 24 load instructions a (token, head) row instead of 40, where rows are 32-byte
+      // aligned (the row holds only there); otherwise the same row with 8-element units
       row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 8, gb300w, 0, 0, 1),
+      row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 8, gb300, 0, 0, 0),
       // ---- generic: sm_80, sm_89, sm_120 and anything newer
       row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, 16, "generic"),
       // ---- any dims, any alignment
@@ -81,7 +86,7 @@ std::vector<DispatchRow> builtin_rows() {
 }  // namespace
 
 DispatchTable* table() {
-  static DispatchTable t({"tile2d", "flat", "persist", "general"}, builtin_rows());
+  static DispatchTable t(variant_names(), row_check, builtin_rows());
   return &t;
 }
 

@@ -67,21 +67,21 @@ MLAKV_DEVICE Wide32 load32(const void* p) {
   return load32_pair(p);
 #endif
 }
-// 16-, 8-, 4- and 2-byte stores of an output; `stream` marks them evict-first (st.global.cs).
-MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
-  if (stream) asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+// 16-, 8-, 4- and 2-byte stores of an output; `evict_first` marks them evict-first (st.global.cs).
+MLAKV_DEVICE void store16(void* p, uint4 v, bool evict_first) {
+  if (evict_first) asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
   else *static_cast<uint4*>(p) = v;
 }
-MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
-  if (stream) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
+MLAKV_DEVICE void store8(void* p, uint2 v, bool evict_first) {
+  if (evict_first) asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(v.x), "r"(v.y) : "memory");
   else *static_cast<uint2*>(p) = v;
 }
-MLAKV_DEVICE void store4(void* p, uint32_t v, bool stream) {
-  if (stream) asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+MLAKV_DEVICE void store4(void* p, uint32_t v, bool evict_first) {
+  if (evict_first) asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
   else *static_cast<uint32_t*>(p) = v;
 }
-MLAKV_DEVICE void store2(void* p, uint16_t v, bool stream) {
-  if (stream) asm volatile("st.global.cs.u16 [%0], %1;" ::"l"(p), "h"(v) : "memory");
+MLAKV_DEVICE void store2(void* p, uint16_t v, bool evict_first) {
+  if (evict_first) asm volatile("st.global.cs.u16 [%0], %1;" ::"l"(p), "h"(v) : "memory");
   else *static_cast<uint16_t*>(p) = v;
 }
 

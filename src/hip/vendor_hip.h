@@ -41,8 +41,8 @@ MLAKV_DEVICE uint32_t encode2(float lo, float hi) {
 // 32 bytes as two 16-byte loads (AMD's widest global load is 16 bytes)
 MLAKV_DEVICE Wide32 load32(const void* p) { return load32_pair(p); }
 
-MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
-  if (stream) {
+MLAKV_DEVICE void store16(void* p, uint4 v, bool evict_first) {
+  if (evict_first) {
     typedef uint32_t u32x4 __attribute__((ext_vector_type(4)));
     const u32x4 w = {v.x, v.y, v.z, v.w};
     __builtin_nontemporal_store(w, static_cast<u32x4*>(p));
@@ -50,17 +50,17 @@ MLAKV_DEVICE void store16(void* p, uint4 v, bool stream) {
     *static_cast<uint4*>(p) = v;
   }
 }
-MLAKV_DEVICE void store8(void* p, uint2 v, bool stream) {
+MLAKV_DEVICE void store8(void* p, uint2 v, bool evict_first) {
   uint64_t w = uint64_t(v.x) | (uint64_t(v.y) << 32);
-  if (stream) __builtin_nontemporal_store(w, static_cast<uint64_t*>(p));
+  if (evict_first) __builtin_nontemporal_store(w, static_cast<uint64_t*>(p));
   else *static_cast<uint64_t*>(p) = w;
 }
-MLAKV_DEVICE void store4(void* p, uint32_t v, bool stream) {
-  if (stream) __builtin_nontemporal_store(v, static_cast<uint32_t*>(p));
+MLAKV_DEVICE void store4(void* p, uint32_t v, bool evict_first) {
+  if (evict_first) __builtin_nontemporal_store(v, static_cast<uint32_t*>(p));
   else *static_cast<uint32_t*>(p) = v;
 }
-MLAKV_DEVICE void store2(void* p, uint16_t v, bool stream) {
-  if (stream) __builtin_nontemporal_store(v, static_cast<uint16_t*>(p));
+MLAKV_DEVICE void store2(void* p, uint16_t v, bool evict_first) {
+  if (evict_first) __builtin_nontemporal_store(v, static_cast<uint16_t*>(p));
   else *static_cast<uint16_t*>(p) = v;
 }
 

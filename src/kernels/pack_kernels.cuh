@@ -34,8 +34,8 @@ struct FastDiv {
   MLAKV_DEVICE uint32_t div(uint32_t n) const { return (vendor::umulhi(n, m) + n) >> s; }
 };
 
-// DS*: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple of 8 with
-// counts at run time. A "unit" is the piece of a segment one lane converts at once: W elements of
+// Unit layouts. DS*: DeepSeek dims (128, 64, 128) as compile-time constants; V8: any dims multiple
+// of 8 with counts at run time. A "unit" is the piece of a segment one lane converts at once: W elements of
 // k_nope / v and WP of k_pe (for bf16: 16-, 8- or 4-byte loads; W- and WP-byte stores).
 //   DS16  16 lanes a row, W = 8; k_pe by 8 of them (WP = 8)
 //   DS8    8 lanes a row, 2 units of k_nope and of v each (W = 8); k_pe WP = 8
@@ -49,9 +49,9 @@ struct FastDiv {
 // DS32S warp stores one row's 128 k_nope bytes at once). The H100 measurements pick per size
 // (docs/perf-notes.md). (16-element units with two 16-byte loads a thread touch each sector
 // twice and measured slower.)
-enum class Dims : int { DS16 = 0, DS8 = 1, V8 = 2, DS16S = 3, DS32S = 4, DS8W = 5 };
-constexpr int kDimsCount = 6;
-constexpr bool is_ds(Dims d) { return d != Dims::V8; }
+enum class Units : int { DS16 = 0, DS8 = 1, V8 = 2, DS16S = 3, DS32S = 4, DS8W = 5 };
+constexpr int kUnitsCount = 6;
+constexpr bool is_ds(Units d) { return d != Units::V8; }
 
 // Work is cut into (row, lane) pairs: a row is one (token, head), and lane j of a row converts
 // units j, j + L, ... (CPL of them) of k_nope[t, h, :] and of v[t, h, :], and unit j of
@@ -67,9 +67,9 @@ struct Params {
   uint8_t* k_out;
   uint8_t* v_out;
   int64_t kn_st, kn_sh, kp_st, v_st, v_sh, ko_st, ko_sh, vo_st, vo_sh;  // strides in elements
-  const float* k_scale_ptr;
-  const float* v_scale_ptr;
-  float k_scale, v_scale;
+  const float* k_scale_inv_ptr;
+  const float* v_scale_inv_ptr;
+  float k_scale_inv, v_scale_inv;
   uint32_t pairs;   // rows * lanes (< 2^31 for the vector variants)
   int32_t h;
   FastDiv div_h;    // row -> token
@@ -77,7 +77,7 @@ struct Params {
   int32_t lanes, un, ur, uv;  // V8: lanes per row and chunks per segment
   int32_t block;    // tile2d: tokens per block
   int32_t early;    // PDL trigger at the start (1) or after the stores (0)
-  int32_t stream;   // streaming (evict-first) stores
+  int32_t evict_first;  // evict-first (streaming) stores
   // the general path
   int64_t s;
   int32_t d_nope, d_rope, d_v;
@@ -85,36 +85,36 @@ struct Params {
 
 // L lanes a row, CPL units of k_nope and of v a lane, W / WP elements a unit, UN / UR / UV units
 // in k_nope / k_pe / v, DN = D_nope.
-template <Dims D>
-struct DimsT {  // DS16
+template <Units D>
+struct UnitsT {  // DS16
   static constexpr int L = 16, CPL = 1, W = 8, WP = 8, UN = 16, UR = 8, UV = 16, DN = 128;
 };
 template <>
-struct DimsT<Dims::DS8> {
+struct UnitsT<Units::DS8> {
   static constexpr int L = 8, CPL = 2, W = 8, WP = 8, UN = 16, UR = 8, UV = 16, DN = 128;
 };
 template <>
-struct DimsT<Dims::DS16S> {
+struct UnitsT<Units::DS16S> {
   static constexpr int L = 16, CPL = 1, W = 8, WP = 4, UN = 16, UR = 16, UV = 16, DN = 128;
 };
 template <>
-struct DimsT<Dims::DS32S> {
+struct UnitsT<Units::DS32S> {
   static constexpr int L = 32, CPL = 1, W = 4, WP = 2, UN = 32, UR = 32, UV = 32, DN = 128;
 };
 template <>
-struct DimsT<Dims::DS8W> {
+struct UnitsT<Units::DS8W> {
   static constexpr int L = 8, CPL = 1, W = 16, WP = 8, UN = 8, UR = 8, UV = 8, DN = 128;
 };
 template <>
-struct DimsT<Dims::V8> {  // lanes and unit counts come from Params
+struct UnitsT<Units::V8> {  // lanes and unit counts come from Params
   static constexpr int L = 1, CPL = 1, W = 8, WP = 8, UN = 0, UR = 0, UV = 0, DN = 0;
 };
 
 // Lanes a row of a DeepSeek layout (host and device).
-constexpr int ds_lanes(Dims d) {
-  return d == Dims::DS8 ? DimsT<Dims::DS8>::L : d == Dims::DS8W ? DimsT<Dims::DS8W>::L
-       : d == Dims::DS16S ? DimsT<Dims::DS16S>::L
-       : d == Dims::DS32S ? DimsT<Dims::DS32S>::L : DimsT<Dims::DS16>::L;
+constexpr int ds_lanes(Units d) {
+  return d == Units::DS8 ? UnitsT<Units::DS8>::L : d == Units::DS8W ? UnitsT<Units::DS8W>::L
+       : d == Units::DS16S ? UnitsT<Units::DS16S>::L
+       : d == Units::DS32S ? UnitsT<Units::DS32S>::L : UnitsT<Units::DS16>::L;
 }
 
 template <InType T>
@@ -161,7 +161,7 @@ MLAKV_DEVICE void load_chunk(Chunk<T, N>* c, const char* src) {
 
 // N elements -> N fp8 bytes, one N-byte store.
 template <InType T, Fp8Format F, int N>
-MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool stream) {
+MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool evict_first) {
   float x[N];
 #pragma unroll
   for (int e = 0; e < N; ++e)
@@ -171,19 +171,19 @@ MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, boo
   for (int j = 0; j < (N + 3) / 4; ++j) out[j] = 0;
 #pragma unroll
   for (int e = 0; e < N; e += 2) out[e / 4] |= vendor::encode2<F>(x[e], x[e + 1]) << (8 * (e % 4));
-  if constexpr (N == 16) vendor::store16(dst, make_uint4(out[0], out[1], out[2], out[3]), stream);
-  else if constexpr (N == 8) vendor::store8(dst, make_uint2(out[0], out[1]), stream);
-  else if constexpr (N == 4) vendor::store4(dst, out[0], stream);
-  else vendor::store2(dst, uint16_t(out[0]), stream);
+  if constexpr (N == 16) vendor::store16(dst, make_uint4(out[0], out[1], out[2], out[3]), evict_first);
+  else if constexpr (N == 8) vendor::store8(dst, make_uint2(out[0], out[1]), evict_first);
+  else if constexpr (N == 4) vendor::store4(dst, out[0], evict_first);
+  else vendor::store2(dst, uint16_t(out[0]), evict_first);
 }
 
 MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
-  *ks = P.k_scale_ptr ? *P.k_scale_ptr : P.k_scale;
-  *vs = P.v_scale_ptr ? *P.v_scale_ptr : P.v_scale;
+  *ks = P.k_scale_inv_ptr ? *P.k_scale_inv_ptr : P.k_scale_inv;
+  *vs = P.v_scale_inv_ptr ? *P.v_scale_inv_ptr : P.v_scale_inv;
 }
 
-template <Dims D>
-MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? DimsT<D>::L : P.lanes; }
+template <Units D>
+MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? UnitsT<D>::L : P.lanes; }
 
 // The (row, lane) pairs of one thread, loaded together, then converted and stored. Input
 // addresses are computed first and `ready()` is called just before the first global load: the
@@ -191,9 +191,9 @@ MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? DimsT<D>::L : P.l
 // overlap the previous kernel's tail instead of following it. Output addresses come after the
 // loads are issued. ready() also returns the scales (read after
 // the wait: a device-memory scale may be written by the previous kernel).
-template <InType T, Fp8Format F, Dims D, int UNROLL, class PairAt, class Ready>
+template <InType T, Fp8Format F, Units D, int UNROLL, class PairAt, class Ready>
 MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
-  using DT = DimsT<D>;
+  using DT = UnitsT<D>;
   constexpr int E = Elem<T>::size;
   constexpr int CPL = DT::CPL, W = DT::W, WP = DT::WP;
   const int L = lanes_of<D>(P);
@@ -201,7 +201,7 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
   const int ur = is_ds(D) ? DT::UR : P.ur;
   const int uv = is_ds(D) ? DT::UV : P.uv;
   const int dn = is_ds(D) ? DT::DN : P.d_nope;
-  const bool stream = P.stream != 0;
+  const bool evict_first = P.evict_first != 0;
   const char* s_kn[UNROLL];
   const char* s_pe[UNROLL];
   const char* s_v[UNROLL];
@@ -254,10 +254,10 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
 #pragma unroll
     for (int k = 0; k < CPL; ++k) {
       const int u = lane_of[i] + k * L;
-      if (ok[i] && u < un) convert_store<T, F, W>(kn[i][k], ko[i] + k * L * W, ks, stream);
-      if (ok[i] && u < uv) convert_store<T, F, W>(vv[i][k], vo[i] + k * L * W, vs, stream);
+      if (ok[i] && u < un) convert_store<T, F, W>(kn[i][k], ko[i] + k * L * W, ks, evict_first);
+      if (ok[i] && u < uv) convert_store<T, F, W>(vv[i][k], vo[i] + k * L * W, vs, evict_first);
     }
-    if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP>(pe[i], kpo[i], ks, stream);
+    if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP>(pe[i], kpo[i], ks, evict_first);
   }
 }
 
@@ -273,10 +273,10 @@ MLAKV_DEVICE void pdl_exit(const Params& P) {
 }
 
 // Flat numbering of (row, lane) pairs: pair g = row * L + lane, row = token * h + head.
-template <Dims D>
+template <Units D>
 MLAKV_DEVICE bool flat_pair(const Params& P, uint32_t g, int64_t* t, int64_t* hh, int* lane) {
   const uint32_t L = uint32_t(lanes_of<D>(P));
-  const uint32_t row = is_ds(D) ? g / uint32_t(DimsT<D>::L) : P.div_l.div(g);
+  const uint32_t row = is_ds(D) ? g / uint32_t(UnitsT<D>::L) : P.div_l.div(g);
   *lane = int(g - row * L);
   const uint32_t tt = P.div_h.div(row);
   *t = tt;
@@ -284,7 +284,7 @@ MLAKV_DEVICE bool flat_pair(const Params& P, uint32_t g, int64_t* t, int64_t* hh
   return g < P.pairs;
 }
 
-template <InType T, Fp8Format F, Dims D, int UNROLL>
+template <InType T, Fp8Format F, Units D, int UNROLL>
 __global__ void pack_flat(const Params P) {
   const uint32_t base = blockIdx.x * blockDim.x * uint32_t(UNROLL) + threadIdx.x;
   run_pairs<T, F, D, UNROLL>(
@@ -293,7 +293,7 @@ __global__ void pack_flat(const Params P) {
   pdl_exit(P);
 }
 
-template <InType T, Fp8Format F, Dims D, int UNROLL>
+template <InType T, Fp8Format F, Units D, int UNROLL>
 __global__ void pack_persist(const Params P) {
   const uint32_t chunk = blockDim.x * uint32_t(UNROLL);
   float ks = 0.f, vs = 0.f;
@@ -313,7 +313,7 @@ __global__ void pack_persist(const Params P) {
 }
 
 // blockIdx.x: a block of P.block tokens; blockIdx.y: the head.
-template <InType T, Fp8Format F, Dims D, int UNROLL>
+template <InType T, Fp8Format F, Units D, int UNROLL>
 __global__ void pack_tile2d(const Params P) {
   const int64_t t0 = int64_t(blockIdx.x) * P.block;
   const int64_t left = P.s - t0;
@@ -326,7 +326,7 @@ __global__ void pack_tile2d(const Params P) {
         P,
         [&](int i, int64_t* t, int64_t* hh, int* lane) {
           const uint32_t l = threadIdx.x + uint32_t(i) * blockDim.x;
-          const uint32_t tl = is_ds(D) ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
+          const uint32_t tl = is_ds(D) ? l / uint32_t(UnitsT<D>::L) : P.div_l.div(l);
           *lane = int(l - tl * L);
           *t = t0 + tl;
           *hh = head;
@@ -343,7 +343,7 @@ __global__ void pack_tile2d(const Params P) {
         P,
         [&](int i, int64_t* t, int64_t* hh, int* lane) {
           const uint32_t l = base + uint32_t(i) * blockDim.x;
-          const uint32_t tl = is_ds(D) ? l / uint32_t(DimsT<D>::L) : P.div_l.div(l);
+          const uint32_t tl = is_ds(D) ? l / uint32_t(UnitsT<D>::L) : P.div_l.div(l);
           *lane = int(l - tl * L);
           *t = t0 + tl;
           *hh = head;

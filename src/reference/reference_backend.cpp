@@ -1,10 +1,7 @@
 // The reference backend: Kokkos on the host. It is the oracle every other backend is compared
 // with byte for byte, and the CPU fallback, so its fast path is written to vectorise.
 //
-// Variants (its dispatch table is in reference_table.cpp):
-//   rows     - per (token, head) row, a contiguous loop (row_kernels.h), one instance per
-//              (input type, fp8 format), vectorised, AVX2 where the CPU has it;
-//   strided  - element by element with the format chosen at run time: any dims, any alignment.
+// Its variants and dispatch table: reference_table.h / reference_table.cpp.
 #include <Kokkos_Core.hpp>
 #include <cstring>
 #if defined(__x86_64__) || defined(_M_X64)
@@ -15,15 +12,14 @@
 
 #include "core/backend.h"
 #include "core/fp8.h"
+#include "reference/reference_table.h"
 #include "reference/row_kernels.h"
 
 namespace mlakv {
-
-DispatchTable* reference_table();  // reference_table.cpp
-
 namespace {
 
-enum Variant { kRows = 0, kStrided = 1 };
+using reference::kStrided;
+using reference::kVector;
 
 // ---- Kokkos lifetime: initialise only if the host application has not; finalise only ours.
 std::once_flag g_init_once;
@@ -86,57 +82,73 @@ float read_scale(const float* ptr, float value) {
   return v;
 }
 
+// Element strides of the five tensors, copied into the parallel loops.
+struct Strides {
+  int64_t kn_t, kn_h, kp_t, v_t, v_h, ko_t, ko_h, vo_t, vo_h;
+  explicit Strides(const PackProblem& p)
+      : kn_t(p.op[kKNope].st), kn_h(p.op[kKNope].sh), kp_t(p.op[kKPe].st), v_t(p.op[kV].st), v_h(p.op[kV].sh),
+        ko_t(p.op[kKOut].st), ko_h(p.op[kKOut].sh), vo_t(p.op[kVOut].st), vo_h(p.op[kVOut].sh) {}
+};
+
 template <InType T>
-void run_rows(const PackProblem& p, float ks, float vs) {
+void run_vector(const PackProblem& p, float ks, float vs) {
   using R = typename HostIn<T>::raw;
   const RowKernel enc = row_kernels().k[int(T)][int(p.out_format)];
-  const R* kn = static_cast<const R*>(p.k_nope);
-  const R* kp = static_cast<const R*>(p.k_pe);
-  const R* vv = static_cast<const R*>(p.v);
-  uint8_t* ko = static_cast<uint8_t*>(p.k_out);
-  uint8_t* vo = static_cast<uint8_t*>(p.v_out);
-  const PackProblem q = p;
+  const R* kn = static_cast<const R*>(p.in(kKNope));
+  const R* kp = static_cast<const R*>(p.in(kKPe));
+  const R* vv = static_cast<const R*>(p.in(kV));
+  uint8_t* ko = static_cast<uint8_t*>(p.out(kKOut));
+  uint8_t* vo = static_cast<uint8_t*>(p.out(kVOut));
+  const Strides st(p);
+  const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
   Kokkos::parallel_for(
-      "mlakv_reference_rows", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, q.s),
+      "mlakv_reference_vector", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
         // k_pe is encoded once per token, then copied to every head
-        uint8_t* ko0 = ko + t * q.k_out_st;
-        enc(kp + t * q.k_pe_st, ko0 + q.d_nope, q.d_rope, ks);
-        for (int64_t hh = 0; hh < q.h; ++hh) {
-          uint8_t* krow = ko0 + hh * q.k_out_sh;
-          enc(kn + t * q.k_nope_st + hh * q.k_nope_sh, krow, q.d_nope, ks);
-          if (hh) std::memcpy(krow + q.d_nope, ko0 + q.d_nope, size_t(q.d_rope));
-          enc(vv + t * q.v_st + hh * q.v_sh, vo + t * q.v_out_st + hh * q.v_out_sh, q.d_v, vs);
+        uint8_t* ko0 = ko + t * st.ko_t;
+        enc(kp + t * st.kp_t, ko0 + dn, dr, ks);
+        for (int64_t hh = 0; hh < h; ++hh) {
+          uint8_t* krow = ko0 + hh * st.ko_h;
+          enc(kn + t * st.kn_t + hh * st.kn_h, krow, dn, ks);
+          if (hh) std::memcpy(krow + dn, ko0 + dn, size_t(dr));
+          enc(vv + t * st.v_t + hh * st.v_h, vo + t * st.vo_t + hh * st.vo_h, dv, vs);
         }
       });
 }
 
-// The general path: element by element, format chosen per call at run time.
+// Element by element, format chosen per call at run time.
 template <InType T>
 void run_strided(const PackProblem& p, float ks, float vs) {
   using R = typename HostIn<T>::raw;
-  const R* kn = static_cast<const R*>(p.k_nope);
-  const R* kp = static_cast<const R*>(p.k_pe);
-  const R* vv = static_cast<const R*>(p.v);
-  uint8_t* ko = static_cast<uint8_t*>(p.k_out);
-  uint8_t* vo = static_cast<uint8_t*>(p.v_out);
-  const PackProblem q = p;
+  const R* kn = static_cast<const R*>(p.in(kKNope));
+  const R* kp = static_cast<const R*>(p.in(kKPe));
+  const R* vv = static_cast<const R*>(p.in(kV));
+  uint8_t* ko = static_cast<uint8_t*>(p.out(kKOut));
+  uint8_t* vo = static_cast<uint8_t*>(p.out(kVOut));
+  const Strides st(p);
+  const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
+  const Fp8Format f = p.out_format;
   Kokkos::parallel_for(
-      "mlakv_reference_strided", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, q.s),
+      "mlakv_reference_strided", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
-        for (int64_t hh = 0; hh < q.h; ++hh) {
-          uint8_t* krow = ko + t * q.k_out_st + hh * q.k_out_sh;
-          for (int64_t i = 0; i < q.d_nope; ++i)
-            krow[i] = encode_fp8(scale_mul(HostIn<T>::widen(kn[t * q.k_nope_st + hh * q.k_nope_sh + i]), ks), q.out_format);
-          for (int64_t i = 0; i < q.d_rope; ++i)
-            krow[q.d_nope + i] = encode_fp8(scale_mul(HostIn<T>::widen(kp[t * q.k_pe_st + i]), ks), q.out_format);
-          for (int64_t i = 0; i < q.d_v; ++i)
-            vo[t * q.v_out_st + hh * q.v_out_sh + i] =
-                encode_fp8(scale_mul(HostIn<T>::widen(vv[t * q.v_st + hh * q.v_sh + i]), vs), q.out_format);
+        for (int64_t hh = 0; hh < h; ++hh) {
+          uint8_t* krow = ko + t * st.ko_t + hh * st.ko_h;
+          for (int64_t i = 0; i < dn; ++i)
+            krow[i] = encode_fp8(scale_mul(HostIn<T>::widen(kn[t * st.kn_t + hh * st.kn_h + i]), ks), f);
+          for (int64_t i = 0; i < dr; ++i)
+            krow[dn + i] = encode_fp8(scale_mul(HostIn<T>::widen(kp[t * st.kp_t + i]), ks), f);
+          for (int64_t i = 0; i < dv; ++i)
+            vo[t * st.vo_t + hh * st.vo_h + i] = encode_fp8(scale_mul(HostIn<T>::widen(vv[t * st.v_t + hh * st.v_h + i]), vs), f);
         }
       });
+}
+
+template <InType T>
+void run(const PackProblem& p, int variant, float ks, float vs) {
+  if (variant == kVector) run_vector<T>(p, ks, vs);
+  else run_strided<T>(p, ks, vs);
 }
 
 // ---- the Backend functions
@@ -150,43 +162,40 @@ bool probe(int* count, const char** detail) {
 }
 
 mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
-  const void* ptrs[PackProblem::kPointers];
-  p.pointers(ptrs);
-  for (int i = 0; i < PackProblem::kPointers; ++i)
-    if (ptrs[i] && !(skip >> i & 1) && device_only_memory(ptrs[i])) {
-      *why = std::string(kPointerNames[i]) + " is device memory; the reference backend needs host-accessible memory";
+  for (int i = 0; i < kOperandCount; ++i)
+    if (p.op[i].ptr && !(skip >> i & 1) && device_only_memory(p.op[i].ptr)) {
+      *why = std::string(kOperandNames[i]) + " is device memory; the reference backend needs host-accessible memory";
       return MLAKV_ERR_MEMORY_SPACE;
     }
   return MLAKV_OK;
 }
 
-mlakv_status plan(const PackProblem& p, Plan* out, std::string*) {
+mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = 0;
   out->pdl = false;
-  out->row = reference_table()->select(0, p);
-  out->fallback.variant = kStrided;
+  out->units = nullptr;
+  // both variants run every shape, stride and alignment: the first matching row runs
+  const DispatchRow* row = reference::table()->select(0, p, [](const DispatchRow&) { return true; });
+  if (!row) {
+    *why = "no row of the reference dispatch table matches this call (arch 0, s = " + std::to_string(p.s) +
+           ", s*h = " + std::to_string(p.sxh()) + "); a table should end with a catch-all row, e.g. "
+           "'arch=0-0 s=1-* sxh=1-* dims=any variant=strided'";
+    return MLAKV_ERR_NO_TABLE_ROW;
+  }
+  out->row = *row;
   return MLAKV_OK;
 }
 
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   if (!ensure_kokkos()) { *why = g_detail; return MLAKV_ERR_BACKEND_UNAVAILABLE; }
-  const float ks = read_scale(p.k_scale_ptr, p.k_scale);
-  const float vs = read_scale(p.v_scale_ptr, p.v_scale);
-  // both variants are correct for every shape and stride; rows is the fast one
-  const bool use_rows = plan.chosen().variant == kRows;
+  const float ks = read_scale(p.scale_ptr(kKScaleInv), p.k_scale_inv);
+  const float vs = read_scale(p.scale_ptr(kVScaleInv), p.v_scale_inv);
+  const int variant = plan.row.variant;
   std::lock_guard<std::mutex> lock(g_run_mutex);
-  if (use_rows) {
-    switch (p.in_type) {
-      case InType::BF16: run_rows<InType::BF16>(p, ks, vs); break;
-      case InType::FP16: run_rows<InType::FP16>(p, ks, vs); break;
-      case InType::FP32: run_rows<InType::FP32>(p, ks, vs); break;
-    }
-  } else {
-    switch (p.in_type) {
-      case InType::BF16: run_strided<InType::BF16>(p, ks, vs); break;
-      case InType::FP16: run_strided<InType::FP16>(p, ks, vs); break;
-      case InType::FP32: run_strided<InType::FP32>(p, ks, vs); break;
-    }
+  switch (p.in_type) {
+    case InType::BF16: run<InType::BF16>(p, variant, ks, vs); break;
+    case InType::FP16: run<InType::FP16>(p, variant, ks, vs); break;
+    case InType::FP32: run<InType::FP32>(p, variant, ks, vs); break;
   }
   Kokkos::fence();
   return MLAKV_OK;
@@ -196,7 +205,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 
 const Backend& reference_backend() {
   static const Backend b = {MLAKV_BACKEND_REFERENCE, "reference", true, probe, check_memory,
-                            plan, pack, reference_table(), nullptr, nullptr};
+                            plan, pack, reference::table(), nullptr, nullptr};
   return b;
 }
 

@@ -7,18 +7,18 @@
 
 namespace {
 using namespace mlakv;
-using kern::Dims;
+using kern::Units;
 using KernelFn = void (*)(kern::Params);
 
-template <InType T, Fp8Format F, Dims D>
-void add_dims(KernelFn*& out) {
+template <InType T, Fp8Format F, Units D>
+void add_units(KernelFn*& out) {
   *out++ = kern::pack_flat<T, F, D, 1>;
   *out++ = kern::pack_flat<T, F, D, 2>;
   *out++ = kern::pack_persist<T, F, D, 1>;
   *out++ = kern::pack_persist<T, F, D, 2>;
   *out++ = kern::pack_tile2d<T, F, D, 1>;
   *out++ = kern::pack_tile2d<T, F, D, 2>;
-  if (D == Dims::DS16 || D == Dims::DS8 || D == Dims::V8) {
+  if (D == Units::DS16 || D == Units::DS8 || D == Units::V8) {
     *out++ = kern::pack_flat<T, F, D, 4>;
     *out++ = kern::pack_persist<T, F, D, 4>;
     *out++ = kern::pack_tile2d<T, F, D, 4>;
@@ -26,11 +26,11 @@ void add_dims(KernelFn*& out) {
 }
 template <InType T, Fp8Format F>
 void add_format(KernelFn*& out) {
-  add_dims<T, F, Dims::DS16>(out);
-  add_dims<T, F, Dims::DS8>(out);
-  add_dims<T, F, Dims::V8>(out);
-  add_dims<T, F, Dims::DS16S>(out);
-  add_dims<T, F, Dims::DS32S>(out);
+  add_units<T, F, Units::DS16>(out);
+  add_units<T, F, Units::DS8>(out);
+  add_units<T, F, Units::V8>(out);
+  add_units<T, F, Units::DS16S>(out);
+  add_units<T, F, Units::DS32S>(out);
   *out++ = kern::pack_general<T, F>;
 }
 template <InType T>

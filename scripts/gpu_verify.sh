@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU verification script: run on the GPU machine from the repository root, after
+# scripts/gpu_stage.sh staged .carry/ there.
+#   tests       the GPU test suite: CUDA bytes vs the reference backend (PDL on/off, graphs, device
+#               scales, strided outputs, misaligned pointers, every variant and built-in row)
+#   exhaustive  the device encoder vs the hardware conversion over all 2^32 fp32 inputs
+#   sanitize    compute-sanitizer memcheck, racecheck and synccheck on the test binary
+#   demo        the main job (mlakv_demo) on the GPU
+#   python      the Python binding's tests with CUDA tensors (graph capture included)
+#   hostcost    host cost of one call from Python: mlakv.torch beside the Triton baseline
+#   bench       the C++ benchmark (bench/mlakv_bench)
+#   triton      mlakv beside the Triton baseline (bench/triton_baseline.py), TRITON_ARGS to narrow it
+#   ab          .carry/lib against .carry/base (another build) in one process, on AB_SIZES
+# Usage: bash scripts/gpu_verify.sh [steps]   (comma list; default: all but ab)
+# Logs and JSON go to $OUT (default /tmp/mlakv-gpu); the step logs are packed into $OUT/logs.tgz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ART=${ART:-.carry}
+OUT=${OUT:-/tmp/mlakv-gpu}
+LOGS=$(mktemp -d)
+mkdir -p "$OUT"
+STEPS=${1:-tests,exhaustive,sanitize,demo,python,hostcost,bench,triton}
+export LD_LIBRARY_PATH="$ART/lib:${LD_LIBRARY_PATH:-}"
+export MLAKV_COMMIT=$(head -c 40 "$ART/commit" 2>/dev/null || echo unknown)
+export MLAKV_LIBRARY="$ART/lib/libmlakv.so" PYTHONUNBUFFERED=1
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+declare -a SUMMARY
+step() {  # name, command...
+  local name=$1; shift
+  local t0=$(date +%s)
+  echo "=== $name: $*"
+  "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$LOGS/$name.log"
+  SUMMARY+=("$name: $([ $rc -eq 0 ] && echo PASS || echo "FAIL (rc=$rc)") in $(( $(date +%s) - t0 )) s")
+  return $rc
+}
+
+{ date -u +%FT%TZ; echo "commit $MLAKV_COMMIT"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+} > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+has tests && step tests "$ART/bin/mlakv_test_cuda"
+has exhaustive && step exhaustive "$ART/bin/mlakv_encoder_exhaustive"
+if has sanitize; then
+  # a representative subset: each variant, PDL, graphs, misaligned and strided layouts, routing
+  SUB='--test-case=*PDL*,*graph*,*misaligned*,*routing*,*variant*,*wide*,*threads*,*registers*'
+  step memcheck compute-sanitizer --tool memcheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" "$SUB"
+  step racecheck compute-sanitizer --tool racecheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" '--test-case=*PDL*,*graph*'
+  step synccheck compute-sanitizer --tool synccheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" '--test-case=*PDL*'
+fi
+has demo && step demo "$ART/bin/mlakv_demo" --s 4096 --h 128
+has python && step python python3 -m pytest -q -rs bindings/python/tests
+has hostcost && step hostcost python3 bench/python_host_cost.py --lib "$MLAKV_LIBRARY" --json "$OUT/python_host_cost.json"
+has bench && step bench "$ART/bin/mlakv_bench" ${BENCH_ARGS:-} --json "$OUT/bench.json"
+has triton && step triton python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --out "$OUT/triton_compare.json" ${TRITON_ARGS:-}
+has ab && step ab python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --lib-b "$ART/base/libmlakv.so" --no-sweep \
+  --sizes "${AB_SIZES:-16:1,16:64,16:384,16:1024,16:16384,128:1,128:8,128:128,128:384,128:2048,128:16384}" \
+  --out "$OUT/ab.json"
+
+tar czf "$OUT/logs.tgz" -C "$LOGS" . 2>/dev/null
+echo; echo "=== summary (commit $MLAKV_COMMIT)"
+printf '%s\n' "${SUMMARY[@]}"
+fails=$(printf '%s\n' "${SUMMARY[@]}" | grep -c FAIL)
+echo "$(( ${#SUMMARY[@]} - fails )) passed, $fails failed"
+[ "$fails" -eq 0 ]
