@@ -24,6 +24,8 @@ Three kinds of implementation are compared for every (h, s):
   two upstream dispatch tables (commit 298ec3a: s <= 8 on s, s > 8 on s*h bands; commit
   ba4fafe: s-only bands) and under every configuration of a sweep (28 by default,
   the anchor's 72 with --full-sweep); "best" = the fastest correct sweep configuration.
+* ``copy``: the bandwidth reference, a torch ``dst.copy_(src)`` of uint8 buffers of half the
+  bytes the op moves (read + write = the op's bytes), timed like mlakv.
 
 Method (mirrors shared/anchors/h100-baseline.md)
 ------------------------------------------------
@@ -58,7 +60,7 @@ The library must be loadable (its Kokkos shared library on LD_LIBRARY_PATH if it
 
 Run (from the repository root, on the GPU machine)::
 
-    python3 bench/triton_baseline.py --lib build-gpu/libmlakv.so --out bench/results/triton_compare.json
+    python3 bench/triton_baseline.py --lib build-gpu/libmlakv.so --out build-gpu/triton_compare.json
     python3 bench/triton_baseline.py --quick            # fewer sizes
     python3 bench/triton_baseline.py --sizes 16:1,128:8 --full-sweep
 """
@@ -633,7 +635,7 @@ def _record(rec: dict, e: dict, label: str, mismatch_key: str, what: str) -> Non
         rec["errors"].append(f"MISMATCH {what}: {e.get('mismatch_detail')}")
 
 
-def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], timer: GraphTimer,
+def run_size(s: int, h: int, args, mk: Mlakv, mk_b: Optional[Mlakv], tp: TritonPack, sweep: list[Cfg], timer: GraphTimer,
              device: torch.device) -> dict:
     p = make_problem(s, h, args.seed, device)
     nbytes = bytes_moved(s, h)
@@ -698,6 +700,18 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
             rec["errors"].append(f"MISMATCH mlakv rerun vs first run: {e.get('mismatch_detail')}")
         if not e["error"]:
             contenders.append(("mlakv", mk_fn, e))
+    if mk_b is not None and ref is not None:  # --lib-b: a second build, verified and timed in the same rounds
+        try:
+            ab = mk_b.make_args(p, args.mlakv_pdl, flags)
+            rec["mlakv_b_plan"] = mk_b.plan(ab)
+            fn_b = mk_b.make_fn(ab)
+            e = measure(fn_b, p, ref, timer, do_time=False)
+        except Exception as ex:  # noqa: BLE001
+            e = {"us": None, "mismatch": None, "error": f"{type(ex).__name__}: {str(ex)[:300]}"}
+        times["mlakv_b"] = e
+        _record(rec, e, "mlakv_b", "mlakv_b", "mlakv vs mlakv_b")
+        if not e["error"] and not e["mismatch"]:
+            contenders.append(("mlakv_b", fn_b, e))
     for tname, table in UPSTREAM_TABLES.items():
         cfg = table(s, h)
         fn = tp.make_fn(cfg, p)
@@ -707,6 +721,15 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
         _record(rec, e, f"{tname} {cfg.name}", f"{tname} ({cfg.name})", f"mlakv vs triton {cfg.name}")
         if not e["error"]:
             contenders.append((tname, fn, e))
+    # the device copy of the same bytes, timed in the same rounds (no output to verify)
+    copy_e: dict = {"us": None, "mismatch": None, "error": None, "bytes": nbytes // 2}
+    times["copy"] = copy_e
+    try:
+        src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(src)
+        contenders.append(("copy", lambda: dst.copy_(src), copy_e))
+    except Exception as ex:  # noqa: BLE001
+        copy_e["error"] = f"{type(ex).__name__}: {str(ex)[:300]}"
     if contenders:
         try:
             timer(contenders[0][1])  # discarded
@@ -732,8 +755,8 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
     for cname, row in parse_candidates(args.mlakv_candidates):
         try:
             saved = mk.dispatch_table()
-            mk.set_dispatch_table(f"arch=0-100000 s=1-* sh=1-* dims=x8 {row}\n"
-                                  "arch=0-100000 s=1-* sh=1-* dims=any variant=general threads=256\n")
+            mk.set_dispatch_table(f"arch=0-100000 s=1-* sxh=1-* dims=x8 {row}\n"
+                                  "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n")
             try:
                 e = measure(mk.make_fn(mk.make_args(p, args.mlakv_pdl, flags)), p, ref, timer)
             finally:
@@ -786,9 +809,13 @@ def run_size(s: int, h: int, args, mk: Mlakv, tp: TritonPack, sweep: list[Cfg], 
     m = ok_us(times.get("mlakv"))
     u298 = ok_us(times.get("upstream_298ec3a"))
     rec["mlakv_us"] = m
+    rec["mlakv_b_us"] = ok_us(times.get("mlakv_b"))
     rec["mlakv_tbps"] = nbytes / (m * 1e-6) / 1e12 if m else None
     rec["mlakv_over_best"] = m / best[1] if (m and best) else None
     rec["mlakv_below_298ec3a_pct"] = (1.0 - m / u298) * 100.0 if (m and u298) else None
+    c = ok_us(copy_e)
+    rec["copy_us"] = c
+    rec["copy_tbps"] = nbytes / (c * 1e-6) / 1e12 if c else None
     del p, ref
     return rec
 
@@ -864,7 +891,10 @@ def _f(x: Optional[float], fmt: str = "{:.2f}") -> str:
 
 def print_table(results: list[dict]) -> None:
     hdr = ["h", "s", "MB", "mlakv us", "298ec3a us", "ba4fafe us", "best sweep us", "best config",
-           "mlakv/best", "re-timed mlakv/best us", "below 298ec3a %", "mlakv TB/s"]
+           "mlakv/best", "re-timed mlakv/best us", "below 298ec3a %", "mlakv TB/s", "copy us"]
+    with_b = any(r.get("mlakv_b_us") is not None for r in results)
+    if with_b:
+        hdr.append("lib-b us")
     rows = []
     for r in results:
         t = r.get("times", {})
@@ -881,7 +911,7 @@ def print_table(results: list[dict]) -> None:
                      (f"{r['paired_best']['mlakv_us']:.2f}/{r['paired_best']['best_us']:.2f}"
                       if r.get("paired_best") else "-"),
                      _f(r.get("mlakv_below_298ec3a_pct"), "{:+.1f}"),
-                     _f(r.get("mlakv_tbps"), "{:.3f}")])
+                     _f(r.get("mlakv_tbps"), "{:.3f}"), _f(r.get("copy_us"))] + ([_f(r.get("mlakv_b_us"))] if with_b else []))
     widths = [max(len(hdr[i]), *(len(row[i]) for row in rows)) if rows else len(hdr[i]) for i in range(len(hdr))]
 
     def line(cells: list[str]) -> str:
@@ -897,7 +927,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lib", default="build-gpu/libmlakv.so", help="path of libmlakv.so")
-    ap.add_argument("--out", default="bench/results/triton_compare.json", help="JSON results file")
+    ap.add_argument("--lib-b", default=None,
+                    help="a second libmlakv.so (another build) verified against the first and timed in the same "
+                         "rotating rounds: an A/B of two builds in one process")
+    ap.add_argument("--out", default="build-gpu/triton_compare.json", help="JSON results file")
     ap.add_argument("--sizes", default=None, help='"h:s,h:s,..." overrides the size list')
     ap.add_argument("--quick", action="store_true", help="h in {16,128} x s in {1,3,8,64,384,2048,16384}")
     ap.add_argument("--full-sweep", action="store_true", help="the anchor's 72-configuration sweep")
@@ -930,6 +963,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cap = torch.cuda.get_device_capability(device)
 
     mk = Mlakv(resolve_lib(args.lib))
+    mk_b = Mlakv(resolve_lib(args.lib_b)) if args.lib_b else None
     table_source = "built-in"
     if args.mlakv_table:
         mk.set_dispatch_table(Path(args.mlakv_table).read_text())
@@ -972,7 +1006,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = []
     for (h, s) in sizes:
         t0 = time.time()
-        rec = run_size(s, h, args, mk, tp, sweep, timer, device)
+        rec = run_size(s, h, args, mk, mk_b, tp, sweep, timer, device)
         results.append(rec)
         best = rec.get("best_sweep")
         print(f"h={h:4d} s={s:6d}  mlakv {_f(rec.get('mlakv_us'))} us  "
