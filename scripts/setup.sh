@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # Installs what mlakv's build and tests need on a Debian 12 machine. Idempotent: a re-run on a
 # machine that has everything does no network access and takes about a second.
-#   apt:  cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config
-#         hipcc libamdhip64-dev rocm-device-libs      (tests/hip: the kernels compiled for AMD GPUs)
-#   pip:  numpy, ml_dtypes                              (tests/gen_fnuz_vectors.py --check)
-#         nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm   (tests/check_sass.sh; only when nvcc exists)
+#   bash scripts/setup.sh          everything scripts/test.sh needs:
+#     apt:  cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
+#           hipcc libamdhip64-dev rocm-device-libs   (tests/hip: the kernels compiled for AMD GPUs)
+#           golang-go                                (bindings/go)
+#           cargo                                    (bindings/rust; only when no cargo is installed)
+#     pip:  numpy, ml_dtypes, pytest                 (fnuz vectors check, bindings/python)
+#           nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm   (tests/check_sass.sh; only when nvcc exists)
+#   bash scripts/setup.sh --demo   what scripts/demo.sh needs: cmake ninja-build g++ libtrilinos-kokkos-dev
 # It never installs a CUDA toolkit: the CUDA backend is built only where nvcc already is (on PATH
 # or /usr/local/cuda/bin/nvcc). Runs as root (CI); otherwise uses sudo for apt when available.
 set -euo pipefail
 
-APT_PACKAGES=(cmake ninja-build g++ doctest-dev libtrilinos-kokkos-dev python3 python3-pip pkg-config
-              hipcc libamdhip64-dev rocm-device-libs)
+MODE=full
+[ "${1:-}" = "--demo" ] && MODE=demo
+if [ "$MODE" = demo ]; then
+  APT_PACKAGES=(cmake ninja-build g++ libtrilinos-kokkos-dev)
+else
+  APT_PACKAGES=(cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
+                hipcc libamdhip64-dev rocm-device-libs golang-go)
+  # bindings/rust: any cargo will do (a rustup install, else Debian's)
+  command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] || APT_PACKAGES+=(cargo)
+fi
 
 say() { echo "setup: $*"; }
 LOG=$(mktemp /tmp/mlakv-setup.XXXXXX.log)
@@ -45,6 +57,8 @@ else
   say "apt: done"
 fi
 
+[ "$MODE" = demo ] && exit 0
+
 # ---- CUDA: detected, never installed -----------------------------------------------------------
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH="/usr/local/cuda/bin:$PATH"
@@ -67,12 +81,12 @@ pip_install() {  # Debian's python3 refuses plain pip installs (PEP 668): retry 
   return 1
 }
 
-if python3 -c 'import numpy, ml_dtypes' >/dev/null 2>&1; then
-  say "python: numpy and ml_dtypes already present"
-elif pip_install numpy ml_dtypes; then
-  say "python: installed numpy and ml_dtypes"
+if python3 -c 'import numpy, ml_dtypes, pytest' >/dev/null 2>&1; then
+  say "python: numpy, ml_dtypes and pytest already present"
+elif pip_install numpy ml_dtypes pytest; then
+  say "python: installed numpy, ml_dtypes and pytest"
 else
-  say "WARNING: pip could not install numpy/ml_dtypes: the fnuz_vectors_current test will not be registered"
+  say "WARNING: pip could not install numpy/ml_dtypes/pytest: the fnuz_vectors_current test will not be registered and bindings/python will fail"
 fi
 
 # cuobjdump + nvdisasm for the SASS check, found where tests/check_sass.sh looks for them
