@@ -1,0 +1,3 @@
+module github.com/mlakv/mlakv/bindings/go
+
+go 1.19

@@ -1,0 +1,118 @@
+//! Version, backends, plans and dispatch tables.
+
+use mlakv::{Backend, Bf16, Fp8Format, PackArgs, Pdl, Status, Tensor, TensorMut};
+
+#[test]
+fn version_matches_the_header() {
+    let v = mlakv::version();
+    assert_eq!(v, mlakv::header_version());
+    assert_eq!(v.to_string(), "0.1.0");
+    let s = mlakv::version_string();
+    assert!(s.starts_with("0.1.0"), "{}", s);
+    assert!(s.contains("reference"), "{}", s);
+}
+
+#[test]
+fn backends_list_the_reference_backend() {
+    let list = mlakv::backends().unwrap();
+    assert!(!list.is_empty());
+    let reference = list
+        .iter()
+        .find(|b| b.backend == Backend::Reference)
+        .expect("no reference backend");
+    assert_eq!(reference.name, "reference");
+    assert!(reference.compiled && reference.usable);
+    assert_eq!(reference.device_count, 1);
+    for b in &list {
+        assert!(!b.name.is_empty());
+        assert!(b.compiled || !b.usable, "{:?}", b);
+        assert_ne!(b.backend, Backend::Auto);
+    }
+}
+
+#[test]
+fn plan_describes_the_call_and_writes_nothing() {
+    let (s, h) = (5, 16);
+    let kv = vec![Bf16::from_f32(1.0); s * h * 256];
+    let pe = vec![Bf16::from_f32(1.0); s * 64];
+    let mut k_out = vec![0xAAu8; s * h * 192];
+    let mut v_out = vec![0xAAu8; s * h * 128];
+    let args = PackArgs::builder()
+        .k_nope(Tensor::new(&kv, &[s, h, 128], &[h * 256, 256, 1]).unwrap())
+        .v(Tensor::new(&kv[128..], &[s, h, 128], &[h * 256, 256, 1]).unwrap())
+        .k_pe(Tensor::contiguous(&pe, &[s, 1, 64]).unwrap())
+        .k_out(TensorMut::contiguous(&mut k_out, Fp8Format::E5m2, &[s, h, 192]).unwrap())
+        .v_out(TensorMut::contiguous(&mut v_out, Fp8Format::E5m2, &[s, h, 128]).unwrap())
+        .pdl(Pdl::Off)
+        .device(0)
+        .trust_pointers(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        args.backend(),
+        Backend::Reference,
+        "slice views run on the reference backend"
+    );
+    let plan = args.plan().unwrap();
+    assert!(!plan.contains('\n') && !plan.contains('\0'), "{:?}", plan);
+    for needle in [
+        "backend=reference",
+        "s=5",
+        "h=16",
+        "dims=128,64,128",
+        "bf16->e5m2",
+    ]
+    .iter()
+    {
+        assert!(plan.contains(needle), "{:?} lacks {:?}", plan, needle);
+    }
+    assert!(k_out.iter().chain(&v_out).all(|&b| b == 0xAA));
+}
+
+#[test]
+fn dispatch_tables_read_replace_and_reset() {
+    let table = mlakv::dispatch_table(Backend::Reference).unwrap();
+    assert!(!table.is_empty());
+    assert!(table.lines().count() >= 1);
+
+    // replacing the table with its own text keeps it
+    mlakv::set_dispatch_table(Backend::Reference, &table).unwrap();
+    assert_eq!(mlakv::dispatch_table(Backend::Reference).unwrap(), table);
+
+    // a text that does not parse is rejected and the old table stays
+    let e = mlakv::set_dispatch_table(Backend::Reference, "this is not a table row\n").unwrap_err();
+    assert_eq!(e.status(), Status::TableParse, "{}", e);
+    assert!(!e.message().is_empty());
+    assert_eq!(mlakv::dispatch_table(Backend::Reference).unwrap(), table);
+
+    // a NUL inside the text is caught in Rust
+    let e = mlakv::set_dispatch_table(Backend::Reference, "a\0b").unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(e.message().contains("NUL"));
+
+    mlakv::reset_dispatch_table(Backend::Reference).unwrap();
+    assert_eq!(mlakv::dispatch_table(Backend::Reference).unwrap(), table);
+
+    let e = mlakv::dispatch_table(Backend::Other(99)).unwrap_err();
+    assert_eq!(e.status(), Status::NoSuchBackend, "{}", e);
+}
+
+#[test]
+fn status_names_and_descriptions() {
+    for code in 1..=20 {
+        let status = Status::from_code(code);
+        assert_eq!(status.code(), code);
+        assert_ne!(status, Status::Unknown(code));
+        assert!(status.name().starts_with("MLAKV_ERR_"));
+        assert!(
+            status.description().starts_with(status.name()),
+            "{}: {}",
+            status.name(),
+            status.description()
+        );
+    }
+    assert_eq!(Status::from_code(5), Status::Shape);
+    assert_eq!(Status::from_code(8), Status::Overlap);
+    assert_eq!(Status::from_code(21), Status::Unknown(21));
+    assert!(!Status::Unknown(21).description().is_empty());
+}
