@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build everything and run the whole test suite: doctest executables on the reference backend,
-# the C99 ABI test, the ml_dtypes vector check and, where nvcc exists, the CUDA backend, the GPU
-# tests (they skip themselves without a GPU), the SASS check and the bench (compiled).
-# Exits with ctest's status.
+# Build everything and run every test suite:
+#   ctest   the doctest suite on the reference backend, the C99 ABI test, the ml_dtypes vector
+#           check, the install test (CMake package and pkg-config consumers) and, where nvcc
+#           exists, the CUDA backend (the full fat binary), its SASS check and the GPU tests
+#           (reported skipped without a GPU); the HIP compile check where hipcc exists;
+#   then, against the library installed into $BUILD/prefix, the bindings' own runners:
+#           pytest (Python), cargo test (Rust), go test (Go).
+# Each runner's summary is printed; the last lines list every runner's result. Exits non-zero if
+# any failed (a runner that cannot run here reports itself skipped).
 # Environment: BUILD (build directory, default build), JOBS (ninja jobs, default 2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +19,7 @@ bash scripts/setup.sh
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH="/usr/local/cuda/bin:$PATH"
 fi
+[ -d "$HOME/.cargo/bin" ] && export PATH="$PATH:$HOME/.cargo/bin"
 
 mkdir -p "$BUILD"
 if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLAKV_BUILD_TESTS=ON \
@@ -25,5 +31,24 @@ grep -E '^-- mlakv' "$BUILD/configure.log" || true
 ninja -C "$BUILD" -j "$JOBS"
 echo "=== build done in $(( $(date +%s) - t0 )) s; running the tests"
 
-# ctest's own summary is the last thing printed; its status is this script's
-exec ctest --test-dir "$BUILD" --output-on-failure -j 2
+results=()
+run() {  # name, command...: runs a test runner, records passed / skipped (exit 77) / FAILED
+  local name=$1 rc=0; shift
+  echo; echo "=== $name"
+  "$@" || rc=$?
+  case $rc in
+    0) results+=("$name: passed") ;;
+    77) results+=("$name: skipped") ;;
+    *) results+=("$name: FAILED (exit $rc)") ;;
+  esac
+}
+run ctest ctest --test-dir "$BUILD" --output-on-failure -j 2
+rm -rf "$BUILD/prefix"
+cmake --install "$BUILD" --prefix "$BUILD/prefix" >/dev/null
+for lang in python rust go; do
+  run "$lang" bash "bindings/$lang/run_tests.sh" "$PWD/$BUILD/prefix"
+done
+
+echo; echo "=== all test runners ($(( $(date +%s) - t0 )) s)"
+printf '  %s\n' "${results[@]}"
+! printf '%s\n' "${results[@]}" | grep -q FAILED

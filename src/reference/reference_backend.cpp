@@ -82,37 +82,38 @@ float read_scale(const float* ptr, float value) {
   return v;
 }
 
-// Element strides of the five tensors, copied into the parallel loops.
-struct Strides {
+// The call's five tensors as typed pointers with their element strides, copied into the loops.
+template <InType T>
+struct Tensors {
+  using R = typename HostIn<T>::raw;
+  const R *kn, *kp, *vv;
+  uint8_t *ko, *vo;
   int64_t kn_t, kn_h, kp_t, v_t, v_h, ko_t, ko_h, vo_t, vo_h;
-  explicit Strides(const PackProblem& p)
-      : kn_t(p.op[kKNope].st), kn_h(p.op[kKNope].sh), kp_t(p.op[kKPe].st), v_t(p.op[kV].st), v_h(p.op[kV].sh),
-        ko_t(p.op[kKOut].st), ko_h(p.op[kKOut].sh), vo_t(p.op[kVOut].st), vo_h(p.op[kVOut].sh) {}
+  explicit Tensors(const PackProblem& p)
+      : kn(static_cast<const R*>(p.in(kKNope))), kp(static_cast<const R*>(p.in(kKPe))),
+        vv(static_cast<const R*>(p.in(kV))), ko(static_cast<uint8_t*>(p.out(kKOut))),
+        vo(static_cast<uint8_t*>(p.out(kVOut))), kn_t(p.op[kKNope].st), kn_h(p.op[kKNope].sh),
+        kp_t(p.op[kKPe].st), v_t(p.op[kV].st), v_h(p.op[kV].sh), ko_t(p.op[kKOut].st),
+        ko_h(p.op[kKOut].sh), vo_t(p.op[kVOut].st), vo_h(p.op[kVOut].sh) {}
 };
 
 template <InType T>
 void run_vector(const PackProblem& p, float ks, float vs) {
-  using R = typename HostIn<T>::raw;
   const RowKernel enc = row_kernels().k[int(T)][int(p.out_format)];
-  const R* kn = static_cast<const R*>(p.in(kKNope));
-  const R* kp = static_cast<const R*>(p.in(kKPe));
-  const R* vv = static_cast<const R*>(p.in(kV));
-  uint8_t* ko = static_cast<uint8_t*>(p.out(kKOut));
-  uint8_t* vo = static_cast<uint8_t*>(p.out(kVOut));
-  const Strides st(p);
+  const Tensors<T> x(p);
   const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
   Kokkos::parallel_for(
       "mlakv_reference_vector", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
         // k_pe is encoded once per token, then copied to every head
-        uint8_t* ko0 = ko + t * st.ko_t;
-        enc(kp + t * st.kp_t, ko0 + dn, dr, ks);
+        uint8_t* ko0 = x.ko + t * x.ko_t;
+        enc(x.kp + t * x.kp_t, ko0 + dn, dr, ks);
         for (int64_t hh = 0; hh < h; ++hh) {
-          uint8_t* krow = ko0 + hh * st.ko_h;
-          enc(kn + t * st.kn_t + hh * st.kn_h, krow, dn, ks);
+          uint8_t* krow = ko0 + hh * x.ko_h;
+          enc(x.kn + t * x.kn_t + hh * x.kn_h, krow, dn, ks);
           if (hh) std::memcpy(krow + dn, ko0 + dn, size_t(dr));
-          enc(vv + t * st.v_t + hh * st.v_h, vo + t * st.vo_t + hh * st.vo_h, dv, vs);
+          enc(x.vv + t * x.v_t + hh * x.v_h, x.vo + t * x.vo_t + hh * x.vo_h, dv, vs);
         }
       });
 }
@@ -120,27 +121,20 @@ void run_vector(const PackProblem& p, float ks, float vs) {
 // Element by element, format chosen per call at run time.
 template <InType T>
 void run_strided(const PackProblem& p, float ks, float vs) {
-  using R = typename HostIn<T>::raw;
-  const R* kn = static_cast<const R*>(p.in(kKNope));
-  const R* kp = static_cast<const R*>(p.in(kKPe));
-  const R* vv = static_cast<const R*>(p.in(kV));
-  uint8_t* ko = static_cast<uint8_t*>(p.out(kKOut));
-  uint8_t* vo = static_cast<uint8_t*>(p.out(kVOut));
-  const Strides st(p);
+  const Tensors<T> x(p);
   const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
   const Fp8Format f = p.out_format;
   Kokkos::parallel_for(
       "mlakv_reference_strided", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
+        auto q = [&](auto raw, float m) { return encode_fp8(scale_mul(HostIn<T>::widen(raw), m), f); };
         for (int64_t hh = 0; hh < h; ++hh) {
-          uint8_t* krow = ko + t * st.ko_t + hh * st.ko_h;
-          for (int64_t i = 0; i < dn; ++i)
-            krow[i] = encode_fp8(scale_mul(HostIn<T>::widen(kn[t * st.kn_t + hh * st.kn_h + i]), ks), f);
-          for (int64_t i = 0; i < dr; ++i)
-            krow[dn + i] = encode_fp8(scale_mul(HostIn<T>::widen(kp[t * st.kp_t + i]), ks), f);
-          for (int64_t i = 0; i < dv; ++i)
-            vo[t * st.vo_t + hh * st.vo_h + i] = encode_fp8(scale_mul(HostIn<T>::widen(vv[t * st.v_t + hh * st.v_h + i]), vs), f);
+          uint8_t* krow = x.ko + t * x.ko_t + hh * x.ko_h;
+          uint8_t* vrow = x.vo + t * x.vo_t + hh * x.vo_h;
+          for (int64_t i = 0; i < dn; ++i) krow[i] = q(x.kn[t * x.kn_t + hh * x.kn_h + i], ks);
+          for (int64_t i = 0; i < dr; ++i) krow[dn + i] = q(x.kp[t * x.kp_t + i], ks);
+          for (int64_t i = 0; i < dv; ++i) vrow[i] = q(x.vv[t * x.v_t + hh * x.v_h + i], vs);
         }
       });
 }
