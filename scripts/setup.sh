@@ -7,6 +7,9 @@
 #           golang-go                                (bindings/go)
 #           cargo                                    (bindings/rust; only when no cargo is installed)
 #     pip:  numpy, ml_dtypes, pytest                 (fnuz vectors check, bindings/python)
+#           torch                                    (bindings/python's torch tests on CPU tensors;
+#                                                     PyPI's wheel, ~5 GB with its CUDA libraries;
+#                                                     if it cannot be installed those tests skip)
 #           nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm   (tests/check_sass.sh; only when nvcc exists)
 #   bash scripts/setup.sh --demo   what scripts/demo.sh needs: cmake ninja-build g++ libtrilinos-kokkos-dev
 # It never installs a CUDA toolkit: the CUDA backend is built only where nvcc already is (on PATH
@@ -87,6 +90,13 @@ elif pip_install numpy ml_dtypes pytest; then
   say "python: installed numpy, ml_dtypes and pytest"
 else
   say "WARNING: pip could not install numpy/ml_dtypes/pytest: the fnuz_vectors_current test will not be registered and bindings/python will fail"
+fi
+if python3 -c 'import torch; torch.float8_e4m3fn' >/dev/null 2>&1; then
+  say "python: torch already present"
+elif pip_install torch; then
+  say "python: installed torch $(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+else
+  say "WARNING: pip could not install torch: the Python binding's torch tests will report themselves skipped"
 fi
 
 # cuobjdump + nvdisasm for the SASS check, found where tests/check_sass.sh looks for them

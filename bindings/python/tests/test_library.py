@@ -1,0 +1,336 @@
+"""Loading the library, the ABI check, version, backends, dispatch tables, the error classes."""
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import mlakv
+from mlakv import _capi
+
+from conftest import SRC, env_without_library, lib_path, np, poisoned, POISON
+
+
+def run_py(code: str, env: dict) -> subprocess.CompletedProcess:
+    env = dict(env)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in sys.path if p])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---- version, ABI --------------------------------------------------------------------------
+def test_version_and_abi():
+    assert mlakv.version() // 10000 == _capi.ABI_MAJOR
+    assert mlakv.version() == 100  # 0.1.0
+    assert mlakv.version_string().startswith("0.1.0")
+    assert os.path.exists(mlakv.library_path())
+    L = _capi.lib()
+    assert L.pack_args_size == ctypes.sizeof(_capi.PackArgs) == 456
+    # the header's layout: 8 + 5 * 80 bytes of tensors, then scales, pointers, enums
+    assert ctypes.sizeof(_capi.Tensor) == 80
+    assert _capi.PackArgs.k_scale_inv.offset == 408
+    assert _capi.PackArgs.stream.offset == 440
+    assert _capi.PackArgs.flags.offset == 452
+
+
+def test_pack_args_init_defaults_match_binding_defaults():
+    from mlakv import _core
+    L = _capi.lib()
+    a = _capi.PackArgs()
+    ctypes.memset(ctypes.addressof(a), 0x5A, ctypes.sizeof(a))
+    L.lib.mlakv_pack_args_init(ctypes.addressof(a))
+    assert bytes(a) == bytes(_core.new_args())
+
+
+def test_status_string_and_names_for_every_status():
+    for code in range(0, 21):
+        text = mlakv.status_string(code)
+        assert text.split(":")[0] == mlakv.STATUS_NAMES[code]
+    assert "UNKNOWN" in mlakv.status_string(999)
+
+
+@pytest.mark.parametrize("code", list(range(1, 21)))
+def test_every_status_has_its_error_class(code):
+    cls = mlakv.error_class(code)
+    assert issubclass(cls, mlakv.Error) and cls is not mlakv.Error
+    assert cls.status == code
+    e = _capi.lib().error(code, "mlakv_test")
+    assert type(e) is cls
+    assert e.status == code and e.name == mlakv.STATUS_NAMES[code]
+    assert e.function == "mlakv_test"
+    assert mlakv.STATUS_NAMES[code] in str(e)
+    # exported under its own name
+    assert getattr(mlakv, cls.__name__) is cls
+    e2 = pickle.loads(pickle.dumps(e))
+    assert type(e2) is cls and e2.status == code and e2.message == e.message
+
+
+def test_error_class_specifics():
+    assert mlakv.error_class(5) is mlakv.ShapeError
+    assert mlakv.error_class(8) is mlakv.OverlapError
+    assert mlakv.error_class(3) is mlakv.DtypeError
+    assert mlakv.error_class(20) is mlakv.NoTableRowError
+    assert issubclass(mlakv.ShapeError, ValueError)
+    assert issubclass(mlakv.DtypeError, TypeError)
+    assert mlakv.error_class(12345) is mlakv.Error  # a status appended by a newer library
+    e = mlakv.Error(12345, "something new")
+    assert e.name == "MLAKV_STATUS_12345" and e.status == 12345
+
+
+def test_backends():
+    infos = mlakv.backends()
+    names = [b.name for b in infos]
+    assert sorted(names) == ["cuda", "hip", "reference"]
+    ref = next(b for b in infos if b.name == "reference")
+    assert ref.backend == mlakv.BACKEND_REFERENCE and ref.compiled and ref.usable
+    assert ref.device_count == 1
+    for b in infos:
+        if not b.usable:
+            assert b.detail  # says why
+
+
+# ---- dispatch tables -------------------------------------------------------------------------
+def _variant(row: str) -> str:
+    import re
+    m = re.search(r"\bvariant=(\S+)", row)
+    assert m, row
+    return m.group(1)
+
+
+def test_dispatch_table_get_set_reset_and_parse_error():
+    orig = mlakv.get_dispatch_table("reference")
+    rows = [r for r in orig.splitlines() if r.strip() and not r.startswith("#")]
+    general = [r for r in rows if "dims=any" in r]
+    assert rows and general, orig
+    s, h = 2, 3
+    kn = np.zeros((s, h, 16), np.float32)
+    kp = np.zeros((s, 8), np.float32)
+    v = np.zeros((s, h, 16), np.float32)
+    plan0 = mlakv.plan(kn, kp, v)
+    assert plan0.startswith("backend=reference") and "dims=16,8,16" in plan0
+    assert any("variant=" + _variant(r) in plan0 for r in rows)
+    only = general[0].split("#")[0].strip()
+    try:
+        mlakv.set_dispatch_table("reference", only + "\n")
+        now = mlakv.get_dispatch_table(mlakv.BACKEND_REFERENCE)
+        assert [r.split("#")[0].strip() for r in now.splitlines()
+                if r.strip() and not r.startswith("#")] == [only]
+        assert "variant=" + _variant(only) in mlakv.plan(kn, kp, v)
+        with pytest.raises(mlakv.TableParseError) as ei:
+            mlakv.set_dispatch_table("reference", "this is not a table row\n")
+        assert ei.value.status == 17 and ei.value.message
+        assert mlakv.get_dispatch_table("reference") == now  # the old table stays
+    finally:
+        mlakv.reset_dispatch_table("reference")
+    assert mlakv.get_dispatch_table("reference") == orig
+    assert mlakv.plan(kn, kp, v) == plan0
+
+
+def test_dispatch_table_errors():
+    with pytest.raises(mlakv.NoSuchBackendError) as ei:
+        mlakv.get_dispatch_table(42)
+    assert ei.value.status == 12
+    with pytest.raises(mlakv.NoSuchBackendError):
+        mlakv.get_dispatch_table("auto")  # AUTO has no table
+    with pytest.raises(mlakv.InvalidArgumentError):
+        mlakv.get_dispatch_table("no-such-name")
+    for b in mlakv.backends():
+        if not b.compiled:
+            with pytest.raises(mlakv.BackendUnavailableError) as ei:
+                mlakv.get_dispatch_table(b.name)
+            assert ei.value.status == 13 and b.name in ei.value.message
+
+
+# ---- finding the library ------------------------------------------------------------------------
+def test_library_not_found_names_the_path_and_the_fix(tmp_path):
+    env = env_without_library()
+    env["MLAKV_LIBRARY"] = str(tmp_path / "nowhere" / "libmlakv.so")
+    r = run_py("""
+        import mlakv
+        try:
+            mlakv.version()
+        except mlakv.LibraryNotFoundError as e:
+            print("ERR", e)
+        else:
+            print("LOADED")
+        """, env)
+    assert r.returncode == 0, r.stderr
+    assert "ERR" in r.stdout and "nowhere" in r.stdout and "MLAKV_LIBRARY" in r.stdout
+    assert "pkg-config" in r.stdout  # the how-to-fix text
+
+
+def test_library_env_folder_without_library(tmp_path):
+    env = env_without_library()
+    env["MLAKV_LIBRARY"] = str(tmp_path)
+    r = run_py("""
+        import mlakv
+        try:
+            mlakv.version()
+        except mlakv.LibraryNotFoundError as e:
+            print("ERR", e)
+        """, env)
+    assert "ERR" in r.stdout and "is a folder without" in r.stdout, r.stdout + r.stderr
+
+
+def test_library_not_found_without_env_lists_every_place(tmp_path):
+    import ctypes.util
+    if ctypes.util.find_library("mlakv"):
+        pytest.skip("a libmlakv is installed system-wide here: the search would find it")
+    env = env_without_library()
+    env["PKG_CONFIG_PATH"] = str(tmp_path)
+    env["PKG_CONFIG_LIBDIR"] = str(tmp_path)
+    r = run_py("""
+        import mlakv
+        try:
+            mlakv.version()
+        except mlakv.LibraryNotFoundError as e:
+            print("ERR", e)
+        else:
+            print("LOADED", mlakv.library_path())
+        """, env)
+    if "LOADED" in r.stdout:
+        pytest.skip("the system loader finds a libmlakv here: " + r.stdout)
+    out = r.stdout
+    for needle in ("MLAKV_LIBRARY: not set", "bundled copy", "find_library", "pkg-config",
+                   "libmlakv.so.0"):
+        assert needle in out, out
+
+
+def test_import_works_without_library_or_torch(tmp_path):
+    env = env_without_library()
+    env["MLAKV_LIBRARY"] = str(tmp_path / "missing.so")
+    r = run_py("""
+        import sys
+        sys.modules["torch"] = None  # make `import torch` fail
+        import mlakv
+        print("OK", mlakv.__version__, "torch" in dir(mlakv))
+        try:
+            import mlakv.torch
+        except ImportError as e:
+            print("NOTORCH", e)
+        """, env)
+    assert r.returncode == 0, r.stderr
+    assert "OK 0.1.0" in r.stdout and "NOTORCH" in r.stdout and "needs PyTorch" in r.stdout
+
+
+def test_library_env_folder_and_explicit_load(tmp_path):
+    env = env_without_library()
+    env["MLAKV_LIBRARY"] = str(Path(lib_path()).parent)
+    r = run_py("import mlakv; print('V', mlakv.version(), mlakv.library_path())", env)
+    assert r.returncode == 0, r.stderr
+    assert "V 100" in r.stdout
+    env["MLAKV_LIBRARY"] = str(tmp_path / "missing.so")
+    r = run_py("import mlakv; print('V', mlakv.load_library(%r))" % lib_path(), env)
+    assert r.returncode == 0, r.stderr
+    assert "V 0.1.0" in r.stdout
+
+
+def test_library_found_through_pkg_config(tmp_path):
+    lib = Path(lib_path()).resolve()
+    pc = lib.parent / "pkgconfig" / "mlakv.pc"
+    if not pc.exists() or not (shutil.which("pkg-config") or shutil.which("pkgconf")):
+        pytest.skip("no pkg-config or no %s next to the library" % pc)
+    import ctypes.util
+    if ctypes.util.find_library("mlakv"):
+        pytest.skip("a system-wide libmlakv would be found first")
+    env = env_without_library()
+    env["PKG_CONFIG_PATH"] = str(pc.parent)
+    r = run_py("""
+        import mlakv
+        from mlakv import _capi
+        L = _capi.lib()
+        print("HOW", L.how, L.path)
+        """, env)
+    assert r.returncode == 0, r.stderr
+    assert "HOW pkg-config" in r.stdout, r.stdout
+
+
+# ---- a fake library: the ABI checks --------------------------------------------------------------
+FAKE_C = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+typedef struct { size_t struct_size; unsigned char rest[448]; } args_t;
+int32_t mlakv_version(void) { return FAKE_VERSION; }
+const char* mlakv_version_string(void) { return "fake"; }
+void mlakv_pack_args_init(void* p) {
+  args_t a; memset(&a, 0, sizeof a); a.struct_size = FAKE_SIZE;
+  float one = 1.0f; memcpy(a.rest + 400, &one, 4); memcpy(a.rest + 404, &one, 4);
+  memcpy(p, &a, sizeof a);
+}
+int32_t mlakv_pack_fp8(const void* a) { (void)a; return 0; }
+int32_t mlakv_pack_fp8_plan(const void* a, char* b, size_t n, size_t* k) { return 0; }
+const char* mlakv_status_string(int32_t s) { return "x"; }
+const char* mlakv_last_error(void) { return ""; }
+int32_t mlakv_backend_count(void) { return 0; }
+int32_t mlakv_backend_get_info(int32_t i, void* p) { return 11; }
+int32_t mlakv_dispatch_table_get(int32_t b, char* buf, size_t n, size_t* k) { return 12; }
+int32_t mlakv_dispatch_table_set(int32_t b, const char* t) { return 12; }
+int32_t mlakv_dispatch_table_reset(int32_t b) { return 12; }
+"""
+
+
+def _build_fake(tmp_path, version, size):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler to build a fake library")
+    src = tmp_path / "fake.c"
+    src.write_text(FAKE_C)
+    out = tmp_path / ("libfake_%d_%d.so" % (version, size))
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(src),
+                    "-DFAKE_VERSION=%d" % version, "-DFAKE_SIZE=%d" % size], check=True)
+    return str(out)
+
+
+def test_abi_major_mismatch_is_refused(tmp_path):
+    fake = _build_fake(tmp_path, 10100, 456)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(fake)
+    assert "ABI major 1" in str(ei.value) and "ABI major 0" in str(ei.value)
+
+
+def test_struct_size_mismatch_is_refused(tmp_path):
+    fake = _build_fake(tmp_path, 100, 400)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(fake)
+    assert "struct_size = 400" in str(ei.value)
+
+
+def test_fake_library_with_matching_abi_loads(tmp_path):
+    fake = _build_fake(tmp_path, 100, 456)
+    L = _capi.load(fake)
+    assert L.version == 100 and L.pack_args_size == 456
+
+
+def test_missing_symbol_is_refused(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler")
+    src = tmp_path / "empty.c"
+    src.write_text("int not_mlakv(void) { return 0; }\n")
+    out = tmp_path / "libempty.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(src)], check=True)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(str(out))
+    assert "symbol is missing" in str(ei.value)
+
+
+def test_raw_api_error_leaves_outputs_untouched():
+    """The bare C API (no binding logic): a shape mismatch, status and message."""
+    from conftest import raw_pack, last_error
+    s, h = 3, 2
+    kn = np.ones((s, h, 16), np.float32)
+    kp = np.ones((s, 8), np.float32)
+    v = np.ones((s - 1, h, 16), np.float32)
+    ko, vo = poisoned((s, h, 24)), poisoned((s, h, 16))
+    st = raw_pack(kn, kp, v, ko, vo, 3, "e4m3fn")
+    assert st == 5
+    assert "token counts differ" in last_error()
+    assert (ko == POISON).all() and (vo == POISON).all()
