@@ -398,34 +398,16 @@ MLAKV_DTYPE = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3,
                torch.float8_e4m3fn: 4, torch.float8_e5m2: 5}
 
 
-class MlakvTensor(ctypes.Structure):
-    _fields_ = [
-        ("data", ctypes.c_void_p),
-        ("dtype", ctypes.c_int32),
-        ("ndim", ctypes.c_int32),
-        ("shape", ctypes.c_int64 * MLAKV_MAX_RANK),
-        ("strides", ctypes.c_int64 * MLAKV_MAX_RANK),
-    ]
-
-
-class MlakvPackArgs(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_size_t),
-        ("k_nope", MlakvTensor),
-        ("k_pe", MlakvTensor),
-        ("v", MlakvTensor),
-        ("k_out", MlakvTensor),
-        ("v_out", MlakvTensor),
-        ("k_scale_inv", ctypes.c_float),
-        ("v_scale_inv", ctypes.c_float),
-        ("k_scale_inv_ptr", ctypes.c_void_p),
-        ("v_scale_inv_ptr", ctypes.c_void_p),
-        ("backend", ctypes.c_int32),
-        ("device", ctypes.c_int32),
-        ("stream", ctypes.c_void_p),
-        ("pdl", ctypes.c_int32),
-        ("flags", ctypes.c_uint32),
-    ]
+# The C ABI's structs, declared once for Python: the mlakv package's (bindings/python), used from
+# the source tree when the package is not installed. The harness keeps its own library handles so
+# that two builds (--lib, --lib-b) can be loaded side by side.
+try:
+    from mlakv import _capi as _mlakv_capi
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bindings" / "python" / "src"))
+    from mlakv import _capi as _mlakv_capi
+MlakvTensor = _mlakv_capi.Tensor
+MlakvPackArgs = _mlakv_capi.PackArgs
 
 
 class MlakvError(RuntimeError):
