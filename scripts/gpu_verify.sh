@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 STEPS=${1:-tests,exhaustive,sanitize,demo,python,hostcost,bench,triton}
 export LD_LIBRARY_PATH="$ART/lib:${LD_LIBRARY_PATH:-}"
 export MLAKV_COMMIT=$(head -c 40 "$ART/commit" 2>/dev/null || echo unknown)
-export MLAKV_LIBRARY="$ART/lib/libmlakv.so" PYTHONUNBUFFERED=1
+export MLAKV_LIBRARY="$PWD/$ART/lib/libmlakv.so" PYTHONUNBUFFERED=1
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 declare -a SUMMARY
 step() {  # name, command...
@@ -51,7 +51,7 @@ if has sanitize; then
   step synccheck compute-sanitizer --tool synccheck --error-exitcode 9 "$ART/bin/mlakv_test_cuda" '--test-case=*PDL*'
 fi
 has demo && step demo "$ART/bin/mlakv_demo" --s 4096 --h 128
-has python && step python python3 -m pytest -q -rs bindings/python/tests
+has python && step python bash bindings/python/run_tests.sh "$PWD/$ART"  # .carry/lib/libmlakv.so: a prefix
 has hostcost && step hostcost python3 bench/python_host_cost.py --lib "$MLAKV_LIBRARY" --json "$OUT/python_host_cost.json"
 has bench && step bench "$ART/bin/mlakv_bench" ${BENCH_ARGS:-} --json "$OUT/bench.json"
 has triton && step triton python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --out "$OUT/triton_compare.json" ${TRITON_ARGS:-}

@@ -2,11 +2,13 @@
 
 The package is pure Python.  Set MLAKV_BUNDLE_LIBRARY=/path/to/libmlakv.so when building a
 wheel to ship a copy of the library inside it (``mlakv/_lib/``); the binding then finds it
-without MLAKV_LIBRARY or a system install, and the wheel is tagged for this platform.  The
-library's own dependencies (e.g. the Kokkos shared library of a CPU build) are not bundled.
+without MLAKV_LIBRARY or a system install, and the wheel is tagged for this platform.  Shared
+libraries it needs that lie beside it (e.g. the Kokkos library of a staged build) are copied too
+(libmlakv finds them through its $ORIGIN run path); system libraries are not bundled.
 """
 import os
 import shutil
+import subprocess
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
@@ -28,6 +30,25 @@ class BuildPyWithLibrary(build_py):
             if ".so" in name:
                 name = "libmlakv.so"
             shutil.copyfile(src, os.path.join(dest, name))
+            for dep in _deps_beside(src):
+                shutil.copyfile(dep, os.path.join(dest, os.path.basename(dep)))
+
+
+def _deps_beside(lib):
+    """The libraries `ldd` resolves for lib that lie in lib's own folder."""
+    try:
+        out = subprocess.run(["ldd", lib], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    here = os.path.dirname(lib)
+    deps = []
+    for line in out.splitlines():
+        parts = line.split("=>")
+        if len(parts) == 2 and parts[1].strip().startswith("/"):
+            path = parts[1].split("(")[0].strip()
+            if os.path.dirname(os.path.realpath(path)) == here:
+                deps.append(path)
+    return deps
 
 
 class MaybeBinaryDistribution(Distribution):

@@ -283,7 +283,7 @@ def find_library_candidates() -> Tuple[List[Tuple[str, str]], List[str], bool]:
     notes: List[str] = []
     env = os.environ.get("MLAKV_LIBRARY", "").strip()
     if env:
-        p = Path(env).expanduser()
+        p = Path(env).expanduser().absolute()  # relative to the working directory of the load
         if p.is_dir():
             hits = [p / n for n in _lib_names() if (p / n).exists()]
             if hits:
@@ -333,7 +333,8 @@ def load(path: Optional[str] = None) -> Library:
     docstring.  Raises :class:`LibraryNotFoundError` (what was tried, how to fix it) or
     :class:`LibraryError` (found but unusable: wrong ABI, missing symbols)."""
     if path is not None:
-        cands, notes, explicit = [("explicit path", str(path))], [], True
+        p = Path(path).expanduser()
+        cands, notes, explicit = [("explicit path", str(p.absolute() if os.sep in str(path) else p))], [], True
     else:
         cands, notes, explicit = find_library_candidates()
     tried: List[str] = []
