@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda/vendor.cuh"
-#include "kernels/pack_kernels.cuh"  // kern::Params: the size of the bare launch's parameter block
+#include "gpu/vendor.h"
+#include "gpu/pack_kernels.cuh"  // kern::Params: the size of the bare launch's parameter block
 
 namespace {
 

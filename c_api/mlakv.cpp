@@ -160,7 +160,7 @@ MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
     // The same argument bytes as this thread's last successful call (a layer loop on reused
     // buffers, a decode loop, a benchmark): validation, routing, the memory check and the plan
     // depend on nothing else, so all are reused. (Skipping the memory check here trusts no more
-    // than the per-thread range cache of src/cuda/cuda_memory.cpp already does: it answered for
+    // than the per-thread range cache of src/gpu/gpu_backend.cu already does: it answered for
     // these exact spans on the previous call, and nothing has run on this thread since.)
     Memo& m = ts.memo[ts.cur];
     const bool memo_ok = m.valid && args && args->struct_size == sizeof(mlakv_pack_args) &&

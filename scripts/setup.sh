@@ -3,7 +3,8 @@
 # machine that has everything does no network access and takes about a second.
 #   bash scripts/setup.sh          everything scripts/test.sh needs:
 #     apt:  cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
-#           hipcc libamdhip64-dev rocm-device-libs   (tests/hip: the kernels compiled for AMD GPUs)
+#           hipcc libamdhip64-dev rocm-device-libs   (tests/hip: the HIP backend built for gfx90a, gfx940)
+#           clang-19                                 (tests/hip: the GPU source compiled for gfx942)
 #           golang-go                                (bindings/go)
 #           cargo                                    (bindings/rust; only when no cargo is installed)
 #     pip:  numpy, ml_dtypes, pytest                 (fnuz vectors check, bindings/python)
@@ -22,7 +23,7 @@ if [ "$MODE" = demo ]; then
   APT_PACKAGES=(cmake ninja-build g++ libtrilinos-kokkos-dev)
 else
   APT_PACKAGES=(cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
-                hipcc libamdhip64-dev rocm-device-libs golang-go)
+                hipcc libamdhip64-dev rocm-device-libs clang-19 golang-go)
   # bindings/rust: any cargo will do (a rustup install, else Debian's)
   command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] || APT_PACKAGES+=(cargo)
 fi

@@ -10,11 +10,14 @@
 
 namespace mlakv {
 
+// Programmatic dependent launch for one call: off, on, or not a thing this backend has (HIP).
+enum PdlState : int { kPdlOff = 0, kPdlOn = 1, kPdlUnavailable = 2 };
+
 // What a backend decided for one call: filled by Backend::plan, consumed by Backend::pack.
 struct Plan {
   DispatchRow row;              // the table row that runs (a copy: the plan outlives table changes)
   int arch = 0;
-  bool pdl = false;
+  PdlState pdl = kPdlOff;
   const char* units = nullptr;  // GPU vector variants: the unit layout the row gives this call
   // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
   // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).

@@ -71,7 +71,7 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   std::ostringstream o;
   o << "backend=" << b.name << " arch=" << plan.arch << " s=" << p.s << " h=" << p.h
     << " dims=" << p.d_nope << "," << p.d_rope << "," << p.d_v << " " << in_names[int(p.in_type)]
-    << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl ? "on" : "off") << " | "
+    << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " | "
     << b.table->row_text(plan.row);
   if (plan.units) o << " | units=" << plan.units;
   return o.str();

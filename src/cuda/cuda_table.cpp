@@ -1,7 +1,7 @@
 // THE FILE THAT DECIDES THE CUDA LAUNCH CONFIGURATION: the CUDA backend's hybrid dispatch table.
 // Rows are tried top to bottom; the first whose arch range, s band, s*h band and dims requirement
-// all hold, and whose variant can run the call (cuda_backend.cu can_run: unit layout alignment,
-// grid and register limits), picks the kernel variant and its launch configuration
+// all hold, and whose variant can run the call (src/gpu/gpu_backend.cu can_run: unit layout
+// alignment, grid and register limits), picks the kernel variant and its launch configuration
 // (src/core/dispatch.h). Print it
 // with mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, ...) or replace it at run time with
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
@@ -15,26 +15,13 @@
 //          32-byte loads (wide units) in the band beyond L2; NOT measured here;
 //   others (sm_80, sm_89, sm_120): one generic flat row.
 // Every arch ends on the general path, which takes any dims and alignment.
-#include "cuda/cuda_internal.h"
+#include "gpu/gpu_backend.h"
 
 namespace mlakv {
-namespace cuda {
+namespace gpu {
 namespace {
 
 constexpr int64_t U = kUnbounded;
-
-DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sxh0, int64_t sxh1, DimsReq dims, int variant,
-                int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
-                int evict_first = 0, int split = 0, int wide = 0) {
-  DispatchRow r;
-  r.arch_min = a0; r.arch_max = a1;
-  r.s_min = s0; r.s_max = s1; r.sxh_min = sxh0; r.sxh_max = sxh1;
-  r.dims = dims; r.variant = variant;
-  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early;
-  r.cfg.lanes = lanes; r.cfg.evict_first = evict_first; r.cfg.split = lanes == 32 ? 1 : split; r.cfg.wide = wide;
-  r.note = note;
-  return r;
-}
 
 std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
@@ -90,5 +77,5 @@ DispatchTable* table() {
   return &t;
 }
 
-}  // namespace cuda
+}  // namespace gpu
 }  // namespace mlakv

@@ -166,7 +166,7 @@ mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why)
 
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = 0;
-  out->pdl = false;
+  out->pdl = kPdlOff;
   out->units = nullptr;
   // both variants run every shape, stride and alignment: the first matching row runs
   const DispatchRow* row = reference::table()->select(0, p, [](const DispatchRow&) { return true; });

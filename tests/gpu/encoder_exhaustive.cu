@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "cuda/vendor.cuh"
+#include "gpu/vendor.h"
 
 using namespace mlakv;
 

@@ -1,6 +1,6 @@
 // The part of the vendor layer that is plain C++ on every GPU: naturally aligned loads of an input
-// (never written by the kernel) through ordinary pointers. Included by src/cuda/vendor.cuh and
-// src/hip/vendor_hip.h after they define MLAKV_DEVICE and the uint2/uint4 vector types.
+// (never written by the kernel) through ordinary pointers. Included by every vendor header
+// (src/gpu/vendors/) after it defines MLAKV_DEVICE and the uint2/uint4 vector types.
 #pragma once
 #include <stdint.h>
 

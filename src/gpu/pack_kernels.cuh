@@ -1,5 +1,5 @@
-// The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include a vendor header first
-// (src/cuda/vendor.cuh or src/hip/vendor_hip.h): it supplies MLAKV_DEVICE and mlakv::vendor::
+// The GPU kernel bodies of mlakv, written once for CUDA and HIP. Include the vendor layer first
+// (src/gpu/vendor.h): it supplies MLAKV_DEVICE and mlakv::vendor::
 // {grid_dependency_wait, launch_dependents, half_bits_to_float, encode2, load32/16/8/4,
 // store16/8/4/2, umulhi}.
 //

@@ -1,7 +1,10 @@
-// The CUDA backend: device probing and per-device caches, the memory check, the plan (table row ->
-// kernel + launch configuration) and the launch. The launch path allocates nothing, never
-// synchronises and never reads device memory, so it can be captured into a CUDA graph.
-#include <cuda_runtime.h>
+// The GPU backends' host code, one source for every vendor: compiled by nvcc it is the `cuda`
+// backend, by hipcc the `hip` backend (src/gpu/vendor.h picks the runtime; each vendor's dispatch
+// table is its own file, src/cuda/cuda_table.cpp and src/hip/hip_table.cpp). Device probing and
+// per-device caches, the memory check, the plan (table row -> kernel + launch configuration) and
+// the launch. The launch path allocates nothing, never synchronises and never reads device memory,
+// so it can be captured into a CUDA / HIP graph.
+#include "gpu/vendor.h"  // first: the runtime's headers define what the shared headers use
 
 #include <algorithm>
 #include <atomic>
@@ -11,12 +14,11 @@
 #include <string>
 
 #include "core/backend.h"
-#include "cuda/cuda_internal.h"
-#include "cuda/vendor.cuh"
-#include "kernels/pack_kernels.cuh"
+#include "gpu/gpu_backend.h"
+#include "gpu/pack_kernels.cuh"
 
 namespace mlakv {
-namespace cuda {
+namespace gpu {
 namespace {
 
 using kern::Units;
@@ -82,6 +84,26 @@ const KernelTable& kernels() {
   return t;
 }
 
+// ---- the current device of the calling thread, restored when the guard goes
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int dev) : dev_(dev) {
+    if (rt::get_device(&prev_) != rt::kOk) prev_ = -1;
+    ok_ = prev_ == dev || rt::set_device(dev) == rt::kOk;
+    if (!ok_) rt::clear_error();
+  }
+  ~DeviceGuard() {
+    if (ok_ && prev_ >= 0 && prev_ != dev_) (void)rt::set_device(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int dev_, prev_ = -1;
+  bool ok_ = false;
+};
+
 // ---- process-wide and per-device caches, filled once each, thread-safely
 struct Global {
   bool ok = false;
@@ -91,19 +113,19 @@ struct Global {
 const Global& global() {
   static const Global g = [] {
     Global r;
-    cudaError_t e = cudaGetDeviceCount(&r.count);
-    if (e != cudaSuccess || r.count <= 0) {
-      cudaGetLastError();
+    const rt::Status e = rt::device_count(&r.count);
+    if (e != rt::kOk || r.count <= 0) {
+      rt::clear_error();
       r.count = 0;
-      r.detail = std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+      r.detail = std::string("no ") + rt::kName + " device: " + (e != rt::kOk ? rt::error_string(e) : "0 devices");
       return r;
     }
     r.ok = true;
     r.detail = std::to_string(r.count) + " device(s):";
     for (int d = 0; d < r.count && d < 8; ++d) {
-      cudaDeviceProp prop;
-      if (cudaGetDeviceProperties(&prop, d) == cudaSuccess)
-        r.detail += std::string(" ") + prop.name + " (sm_" + std::to_string(prop.major * 10 + prop.minor) + ")";
+      rt::DeviceProps prop;
+      if (rt::device_props(d, &prop) == rt::kOk) r.detail += " " + prop.name + " (" + rt::arch_name(prop.arch) + ")";
+      else rt::clear_error();
     }
     return r;
   }();
@@ -117,9 +139,9 @@ struct DeviceInfo {
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
   std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
-  int arch = 0;        // SM version major*10+minor
-  int sms = 0;
-  int image_arch = 0;  // the arch of the code the driver loaded for our kernels (PDL needs >= 90)
+  int arch = 0;        // the tables' arch number (vendor header)
+  int units = 0;       // multiprocessors / compute units
+  int image_arch = 0;  // CUDA: the arch of the code the driver loaded for our kernels
 };
 DeviceInfo g_devices[kMaxDevices];
 
@@ -128,26 +150,20 @@ DeviceInfo* device_info(int dev) {
   DeviceInfo& d = g_devices[dev];
   if (d.done.load(std::memory_order_acquire)) return d.ok ? &d : nullptr;
   std::call_once(d.once, [&] {
-    int major = 0, minor = 0, sms = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
+    rt::DeviceProps prop;
+    if (rt::device_props(dev, &prop) != rt::kOk) {
+      rt::clear_error();
       return;
     }
-    int prev = 0;
-    cudaGetDevice(&prev);
-    cudaSetDevice(dev);
-    cudaFuncAttributes fa;
-    const cudaError_t e = cudaFuncGetAttributes(&fa, kernels().k[kFlat][0][0][0][0]);
-    cudaSetDevice(prev);
-    if (e != cudaSuccess) {  // no image for this arch in the fat binary
-      cudaGetLastError();
+    DeviceGuard guard(dev);
+    int max_threads = 0;
+    if (!guard.ok() || rt::kernel_limits(reinterpret_cast<const void*>(kernels().k[kFlat][0][0][0][0]), &max_threads,
+                                         &d.image_arch) != rt::kOk) {
+      rt::clear_error();  // no image for this device in the fat binary
       return;
     }
-    d.arch = major * 10 + minor;
-    d.sms = sms;
-    d.image_arch = fa.binaryVersion;
+    d.arch = prop.arch;
+    d.units = prop.units;
     d.ok = true;
   });
   d.done.store(true, std::memory_order_release);
@@ -162,24 +178,87 @@ bool probe(int* count, const char** detail) {
   return g.ok;
 }
 
+// ---- the memory check: each operand's whole span inside one device-accessible allocation.
+// Verified ranges are remembered per thread (16 most recent), so a steady stream of calls on the
+// same buffers costs a few compares per pointer instead of a runtime call. The cache trades a
+// residual risk for speed: a range verified as device memory, then freed and reused for something
+// host-only, would be accepted until it leaves the cache (MLAKV_FLAG_TRUST_POINTERS: no checks).
+struct Range {
+  uintptr_t begin = 0, end = 0;
+};
+constexpr int kRangeCache = 16;
+struct RangeCache {
+  Range r[kRangeCache];
+  unsigned next = 0;
+};
+thread_local RangeCache t_ranges;  // looked up once per call: TLS access is not free in a .so
+
+// Classifies [p, p + bytes) and remembers reachable ranges.
+rt::Where classify(RangeCache& cache, const void* p, int64_t bytes, bool* inside) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + uint64_t(bytes);
+  for (Range& r : cache.r)
+    if (r.begin <= b && b < r.end) {
+      if (e <= r.end) {
+        *inside = true;
+        return rt::Where::Reachable;
+      }
+      r = Range();  // stale (freed and reallocated larger?): ask the runtime again
+      break;
+    }
+  uintptr_t begin = 0;
+  size_t size = 0;
+  const rt::Where w = rt::classify(p, &begin, &size);
+  *inside = true;
+  if (w == rt::Where::Reachable && size) {
+    Range& slot = cache.r[cache.next++ % kRangeCache];
+    slot.begin = begin;
+    slot.end = begin + size;
+    *inside = b >= slot.begin && e <= slot.end;
+  }
+  return w;
+}
+
+mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
+  RangeCache* cache = nullptr;
+  for (int i = 0; i < kOperandCount; ++i) {
+    const Operand& o = p.op[i];
+    if (!o.ptr || (skip >> i & 1)) continue;
+    if (!cache) cache = &t_ranges;
+    const char* name = kOperandNames[i];
+    bool inside = true;
+    switch (classify(*cache, o.ptr, o.bytes, &inside)) {
+      case rt::Where::Reachable:
+        if (!inside) {
+          *why = std::string(name) + ": its " + std::to_string(o.bytes) + " bytes (shape and strides) run past the end of its " +
+                 rt::kName + " allocation";
+          return MLAKV_ERR_MEMORY_SPACE;
+        }
+        continue;
+      case rt::Where::HostOnly:
+        *why = std::string(name) + " is host memory the GPU cannot reach (register and map it, or use device memory)";
+        return MLAKV_ERR_MEMORY_SPACE;
+      case rt::Where::Unknown:
+        *why = std::string(name) + ": the " + rt::kName + " runtime does not know this pointer";
+        return MLAKV_ERR_MEMORY_SPACE;
+    }
+  }
+  return MLAKV_OK;
+}
+
+bool is_device_only(const void* p) { return rt::is_device_only(p); }
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The most threads a block of this kernel can have on device dev (registers decide), asked once
-// per device and kernel with dev current (the caller's current device is restored). 0: dev could
-// not be made current.
+// per device and kernel with dev current. 0: dev could not be made current.
 int max_threads(DeviceInfo* d, int dev, int slot, KernelFn fn) {
   int m = d->max_threads[slot].load(std::memory_order_relaxed);
   if (m) return m;
-  int prev = -1;
-  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-  if (prev != dev && cudaSetDevice(dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  cudaFuncAttributes fa;
-  m = cudaFuncGetAttributes(&fa, fn) == cudaSuccess ? fa.maxThreadsPerBlock : 256;
-  cudaGetLastError();
-  if (prev >= 0 && prev != dev) cudaSetDevice(prev);
+  DeviceGuard guard(dev);
+  if (!guard.ok()) return 0;
+  int image = 0;
+  if (rt::kernel_limits(reinterpret_cast<const void*>(fn), &m, &image) != rt::kOk) m = 256;
+  rt::clear_error();
   d->max_threads[slot].store(m, std::memory_order_relaxed);
   return m;
 }
@@ -298,11 +377,11 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   dim3 grid(1, 1, 1);
   switch (r.variant) {
     case kFlat: grid.x = unsigned(ceil_div(c.pairs, per_block)); break;
-    case kPersist: grid.x = unsigned(std::min(ceil_div(c.pairs, per_block), int64_t(d.sms) * std::max(r.cfg.waves, 1))); break;
+    case kPersist: grid.x = unsigned(std::min(ceil_div(c.pairs, per_block), int64_t(d.units) * std::max(r.cfg.waves, 1))); break;
     case kTile2d: grid = dim3(unsigned(ceil_div(p.s, r.cfg.block)), unsigned(p.h), 1); break;
     default: {
       const int64_t total = p.sxh() * (p.d_nope + p.d_rope + p.d_v);
-      grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.sms) * 8));
+      grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.units) * 8));
     }
   }
   L->fn = c.fn;
@@ -313,7 +392,8 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   DeviceInfo* d = device_info(p.device);
   if (!d) {
-    *why = "CUDA device " + std::to_string(p.device) + " does not exist or has no kernel image in this build";
+    *why = std::string(rt::kName) + " device " + std::to_string(p.device) +
+           " does not exist or has no kernel image in this build";
     return MLAKV_ERR_DEVICE;
   }
   Choice c;
@@ -321,19 +401,20 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   const DispatchRow* r =
       table()->select(d->arch, p, [&](const DispatchRow& row) { return can_run(row, p, d, &c, &device_error); });
   if (device_error) {
-    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+    *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
   if (!r) {
-    *why = "no row of the CUDA dispatch table can run this call on sm_" + std::to_string(d->arch) + " (s = " +
-           std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
+    *why = "no row of the " + std::string(rt::kName) + " dispatch table can run this call on " + rt::arch_name(d->arch) +
+           " (arch " + std::to_string(d->arch) + ", s = " + std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
            "); a table should end with a catch-all row, e.g. 'arch=0-100000 s=1-* sxh=1-* dims=any variant=general "
            "threads=256'";
     return MLAKV_ERR_NO_TABLE_ROW;
   }
   out->row = *r;
   out->arch = d->arch;
-  out->pdl = p.pdl != MLAKV_PDL_OFF && d->arch >= 90 && d->image_arch >= 90;
+  out->pdl = !rt::kHasPdl ? kPdlUnavailable
+             : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->arch, d->image_arch) ? kPdlOn : kPdlOff;
   out->units = r->variant == kGeneral ? nullptr : units_name(c.units);
   make_launch(p, *r, c, *d, new (out->launch) Launch);
   return MLAKV_OK;
@@ -341,31 +422,15 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
 
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   const Launch& L = *reinterpret_cast<const Launch*>(plan.launch);
-  cudaLaunchConfig_t lc;
-  std::memset(&lc, 0, sizeof lc);
-  lc.gridDim = L.grid;
-  lc.blockDim = L.block;
-  lc.stream = static_cast<cudaStream_t>(p.stream);
-  cudaLaunchAttribute attr[1];
-  if (plan.pdl) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    lc.attrs = attr;
-    lc.numAttrs = 1;
-  }
-  // launch on p.device, restoring the caller's device (of this library's runtime) afterwards
-  int prev = -1;
-  if (cudaGetDevice(&prev) != cudaSuccess) prev = -1;
-  if (prev != p.device && cudaSetDevice(p.device) != cudaSuccess) {
-    cudaGetLastError();
-    *why = "cudaSetDevice(" + std::to_string(p.device) + ") failed";
+  DeviceGuard guard(p.device);  // launch on p.device, the caller's current device restored after
+  if (!guard.ok()) {
+    *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
-  const cudaError_t e = cudaLaunchKernelEx(&lc, L.fn, L.P);
-  if (prev >= 0 && prev != p.device) cudaSetDevice(prev);
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    *why = std::string("cudaLaunchKernelEx: ") + cudaGetErrorString(e);
+  const rt::Status e = rt::launch(L.fn, L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
+  if (e != rt::kOk) {
+    rt::clear_error();
+    *why = std::string(rt::kName) + " kernel launch: " + rt::error_string(e);
     return MLAKV_ERR_LAUNCH;
   }
   return MLAKV_OK;
@@ -376,7 +441,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 bool row_check(const DispatchRow& r, std::string* why) {
   const int u = r.cfg.unroll;
   if (u != 1 && u != 2 && u != 4) {
-    *why = "unroll=" + std::to_string(u) + ": the CUDA kernels are compiled for unroll 1, 2 and 4";
+    *why = "unroll=" + std::to_string(u) + ": the GPU kernels are compiled for unroll 1, 2 and 4";
     return false;
   }
   if (u == 4 && r.variant != kGeneral && (r.cfg.split || r.cfg.wide)) {
@@ -386,12 +451,11 @@ bool row_check(const DispatchRow& r, std::string* why) {
   return true;
 }
 
-}  // namespace cuda
+}  // namespace gpu
 
-const Backend& cuda_backend() {
-  static const Backend b = {MLAKV_BACKEND_CUDA, "cuda", true, cuda::probe, cuda::check_memory,
-                            cuda::plan, cuda::pack, cuda::table(), cuda::is_device_only,
-                            cuda::rebind};
+const Backend& MLAKV_GPU_BACKEND_ENTRY() {
+  static const Backend b = {gpu::rt::kBackend, gpu::rt::kName, true, gpu::probe, gpu::check_memory, gpu::plan,
+                            gpu::pack, gpu::table(), gpu::is_device_only, gpu::rebind};
   return b;
 }
 

@@ -1,0 +1,40 @@
+# The HIP backend: the same shared GPU host layer and kernels as the CUDA backend
+# (src/gpu/gpu_backend.cu) compiled by hipcc for AMD targets, plus the HIP dispatch table
+# (src/hip/hip_table.cpp, plain C++). hipcc is run directly (no CMake HIP language), so any hipcc
+# works: ROCm's, or Debian's (HIP 5.2, which knows gfx90a and gfx940 but not gfx942 / gfx950).
+#   -DMLAKV_HIP_ARCHITECTURES="gfx942;gfx950"   the targets (default: MI300X/MI325X and MI350X/MI355X;
+#                                                ROCm 6.0+ knows gfx942, ROCm 7.0+ gfx950)
+#   -DMLAKV_HIPCC=/opt/rocm/bin/hipcc            the compiler (default: hipcc on PATH or under ROCM_PATH)
+set(MLAKV_HIP_ARCHITECTURES "gfx942;gfx950" CACHE STRING "AMD GPU targets of the HIP backend (;-list)")
+find_program(MLAKV_HIPCC hipcc HINTS $ENV{ROCM_PATH}/bin /opt/rocm/bin)
+find_library(MLAKV_AMDHIP64 amdhip64 HINTS $ENV{ROCM_PATH}/lib /opt/rocm/lib)
+if(NOT MLAKV_HIPCC OR NOT MLAKV_AMDHIP64)
+  message(FATAL_ERROR "mlakv: MLAKV_WITH_HIP needs hipcc and libamdhip64 (ROCm, or Debian: hipcc libamdhip64-dev "
+                      "rocm-device-libs); found hipcc='${MLAKV_HIPCC}' libamdhip64='${MLAKV_AMDHIP64}'")
+endif()
+
+set(_hip_obj ${CMAKE_CURRENT_BINARY_DIR}/gpu_backend_hip.o)
+set(_hip_flags -x hip -std=c++17 -O3 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
+               -ffp-contract=off -fno-fast-math -Wall -Wextra
+               -DMLAKV_BUILDING_LIBRARY -DMLAKV_WITH_HIP
+               -I${CMAKE_CURRENT_SOURCE_DIR}/src -I${CMAKE_CURRENT_SOURCE_DIR}/include)
+if(MLAKV_WARNINGS_AS_ERRORS)
+  list(APPEND _hip_flags -Werror)
+endif()
+foreach(_arch IN LISTS MLAKV_HIP_ARCHITECTURES)
+  list(APPEND _hip_flags --offload-arch=${_arch})
+endforeach()
+file(GLOB _hip_deps ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.cuh
+     ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/vendors/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/core/*.h
+     ${CMAKE_CURRENT_SOURCE_DIR}/include/mlakv/mlakv.h)
+add_custom_command(OUTPUT ${_hip_obj}
+  COMMAND ${MLAKV_HIPCC} ${_hip_flags} -c ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu -o ${_hip_obj}
+  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu ${_hip_deps}
+  COMMENT "hipcc: src/gpu/gpu_backend.cu for ${MLAKV_HIP_ARCHITECTURES}"
+  VERBATIM)
+set_source_files_properties(${_hip_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+target_sources(mlakv PRIVATE ${_hip_obj} src/hip/hip_table.cpp)
+target_compile_definitions(mlakv PRIVATE MLAKV_WITH_HIP)
+target_link_libraries(mlakv PRIVATE ${MLAKV_AMDHIP64})
+message(STATUS "mlakv: HIP backend with ${MLAKV_HIPCC} for ${MLAKV_HIP_ARCHITECTURES}")
+list(APPEND _backends "hip")

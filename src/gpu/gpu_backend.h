@@ -1,0 +1,41 @@
+// What the shared GPU host layer (src/gpu/gpu_backend.cu) and a vendor's dispatch table
+// (src/cuda/cuda_table.cpp, src/hip/hip_table.cpp) share: the variants, names and numbers in one
+// place, and the table of this build's GPU vendor. Plain C++: the table files need no GPU compiler.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/dispatch.h"
+
+namespace mlakv {
+namespace gpu {
+
+// tile2d  - grid (token blocks, heads): a block owns `block` tokens of one head;
+// flat    - 1-D grid over all (token, head, lane) pairs, threads x unroll a block;
+// persist - flat's numbering, a grid of (multiprocessors x waves) blocks striding over it;
+// general - one element a thread, 64-bit indices: any dims, any alignment, any size.
+enum Variant : int { kTile2d = 0, kFlat = 1, kPersist = 2, kGeneral = 3, kVariantCount = 4 };
+inline std::vector<std::string> variant_names() { return {"tile2d", "flat", "persist", "general"}; }
+
+// One table row, for the built-in tables: arch range, s band, s*h band, dims requirement,
+// variant, then the launch configuration (src/core/dispatch.h LaunchConfig) and a note.
+inline DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sxh0, int64_t sxh1, DimsReq dims, int variant,
+                       int threads, int block, int unroll, int waves, int early, int lanes, const char* note,
+                       int evict_first = 0, int split = 0, int wide = 0) {
+  DispatchRow r;
+  r.arch_min = a0; r.arch_max = a1;
+  r.s_min = s0; r.s_max = s1; r.sxh_min = sxh0; r.sxh_max = sxh1;
+  r.dims = dims; r.variant = variant;
+  r.cfg.threads = threads; r.cfg.block = block; r.cfg.unroll = unroll; r.cfg.waves = waves; r.cfg.early = early;
+  r.cfg.lanes = lanes; r.cfg.evict_first = evict_first; r.cfg.split = lanes == 32 ? 1 : split; r.cfg.wide = wide;
+  r.note = note;
+  return r;
+}
+
+// This build's vendor table (one vendor per build): src/cuda/cuda_table.cpp or src/hip/hip_table.cpp.
+DispatchTable* table();
+// The parse-time check of a row (gpu_backend.cu: the unrolls the kernels are compiled for).
+bool row_check(const DispatchRow& r, std::string* why);
+
+}  // namespace gpu
+}  // namespace mlakv

@@ -1,0 +1,367 @@
+// The shared GPU host layer (src/gpu/gpu_backend.cu) as the HIP backend, with the HIP table
+// (src/hip/hip_table.cpp), over fake AMD devices (fake_vendor.h): table selection per gfx target,
+// routing by where memory lives, the PDL rule, plan text, register limits, launch failures, the
+// caller's current device, and - since the fake launch runs the kernel bodies on the host - the
+// bytes of every built-in row, compared with the reference backend's.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <mlakv/mlakv.h>
+
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fake_vendor.h"
+#include "test_util.h"
+
+namespace {
+
+using tu::Buf;
+
+// The fake machine: the devices every test sees (the backend caches them on first use).
+enum FakeDev { kMi300 = 0, kMi355 = 1, kMi250 = 2, kMi300Small = 3 };
+void install_devices() {
+  auto& s = mlakv::fake::state();
+  s.devices = {{942, 304, "AMD Instinct MI300X", 1024},
+               {950, 256, "AMD Instinct MI355X", 1024},
+               {910, 110, "AMD Instinct MI250X", 1024},
+               {942, 304, "MI300X with a 256-thread register limit", 256}};
+}
+
+// Host memory the fake runtime calls device memory. Never freed: the backend remembers verified
+// device ranges per thread (as it does for real device memory), and host memory that malloc handed
+// out again at a freed fake-device address would pass for device memory.
+struct DeviceBuf {
+  Buf& buf;
+  explicit DeviceBuf(size_t bytes) : buf(*new Buf(bytes)) {
+    auto& s = mlakv::fake::state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.memory.push_back({reinterpret_cast<uintptr_t>(buf.data()), reinterpret_cast<uintptr_t>(buf.data()) + bytes});
+  }
+  uint8_t* data() { return buf.data(); }
+};
+
+// One DeepSeek-shaped (or other dims) call: k_nope and v the halves of one [s, h, dn + dv] tensor.
+struct Call {
+  int64_t s = 8, h = 16, dn = 128, dr = 64, dv = 128;
+  mlakv_dtype in = MLAKV_DTYPE_BF16, out = MLAKV_DTYPE_E4M3FN;
+  size_t misalign = 0;  // bytes added to the input base, whole elements (misaligned: the general path)
+  int device = kMi300;
+  mlakv_backend backend = MLAKV_BACKEND_AUTO;
+  int pdl = MLAKV_PDL_AUTO;
+  void* stream = nullptr;
+};
+
+struct Result {
+  mlakv_status st = MLAKV_OK;
+  std::string plan, error;
+  size_t bad = 0;
+  bool outputs_untouched = false;
+};
+
+// Runs c on the fake device (inputs and outputs in fake device memory) and on the reference backend
+// (host copies of the same inputs), and compares every output byte, padding past the end included.
+Result run(const Call& c) {
+  const int e = tu::dtype_size(c.in);
+  const int64_t w = c.dn + c.dv, dk = c.dn + c.dr;
+  const size_t n_kv = size_t(c.s * c.h * w), n_pe = size_t(c.s * c.dr);
+  const size_t n_ko = size_t(c.s * c.h * dk), n_vo = size_t(c.s * c.h * c.dv);
+  DeviceBuf kv(n_kv * size_t(e) + c.misalign), pe(n_pe * size_t(e)), ko(n_ko + 1), vo(n_vo + 1);
+  tu::Rng rng(uint64_t(c.s * 1000003 + c.h * 7 + c.dn + c.device));
+  for (size_t i = 0; i < n_kv; ++i) kv.buf.put(e, int64_t(i) + int64_t(c.misalign) / e, tu::to_raw(c.in, double(int32_t(rng.u32())) / double(1 << 24)));
+  for (size_t i = 0; i < n_pe; ++i) pe.buf.put(e, int64_t(i), tu::to_raw(c.in, double(int32_t(rng.u32())) / double(1 << 22)));
+  std::vector<uint8_t> kv_host(kv.data(), kv.data() + kv.buf.size()), pe_host(pe.data(), pe.data() + pe.buf.size());
+  auto make = [&](void* kvp, void* pep, void* kop, void* vop, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    uint8_t* base = static_cast<uint8_t*>(kvp) + c.misalign;
+    a.k_nope = tu::tensor3(base, c.in, c.s, c.h, c.dn, c.h * w, w);
+    a.v = tu::tensor3(base + c.dn * e, c.in, c.s, c.h, c.dv, c.h * w, w);
+    a.k_pe = tu::tensor2(pep, c.in, c.s, c.dr, c.dr);
+    a.k_out = tu::tensor3(kop, c.out, c.s, c.h, dk, c.h * dk, dk);
+    a.v_out = tu::tensor3(vop, c.out, c.s, c.h, c.dv, c.h * c.dv, c.dv);
+    a.k_scale_inv = 1.0f / 0.0375f;
+    a.v_scale_inv = 1.0f / 0.021f;
+    a.backend = b;
+    a.device = c.device;
+    a.pdl = c.pdl;
+    a.stream = c.stream;
+    return a;
+  };
+  const mlakv_pack_args g = make(kv.data(), pe.data(), ko.data(), vo.data(), c.backend);
+  Result r;
+  r.plan = tu::plan_text(g);
+  r.st = mlakv_pack_fp8(&g);
+  r.error = mlakv_last_error();
+  r.outputs_untouched = tu::all_bytes(ko.data(), n_ko + 1, tu::kPoison) && tu::all_bytes(vo.data(), n_vo + 1, tu::kPoison);
+  if (r.st != MLAKV_OK) return r;
+  std::vector<uint8_t> rk(n_ko + 1, tu::kPoison), rv(n_vo + 1, tu::kPoison);
+  const mlakv_pack_args ra = make(kv_host.data(), pe_host.data(), rk.data(), rv.data(), MLAKV_BACKEND_REFERENCE);
+  REQUIRE_MESSAGE(mlakv_pack_fp8(&ra) == MLAKV_OK, mlakv_last_error());
+  r.bad = tu::diff_bytes(ko.data(), rk.data(), n_ko + 1, nullptr) + tu::diff_bytes(vo.data(), rv.data(), n_vo + 1, nullptr);
+  return r;
+}
+
+// The built-in HIP table's rows, as printed.
+struct Row {
+  long a0, a1, s0, s1, x0, x1;  // -1: unbounded
+  std::string dims, line;
+};
+std::vector<Row> builtin_rows() {
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+  size_t need = 0;
+  mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, nullptr, 0, &need);
+  std::string text(need, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &text[0], text.size(), nullptr) == MLAKV_OK);
+  std::vector<Row> rows;
+  std::istringstream in(text.c_str());
+  std::string line;
+  while (std::getline(in, line)) {
+    Row r{};
+    char s1[24] = {0}, x1[24] = {0}, dims[8] = {0};
+    if (std::sscanf(line.c_str(), "arch=%ld-%ld s=%ld-%23s sxh=%ld-%23s dims=%7s", &r.a0, &r.a1, &r.s0, s1, &r.x0, x1, dims) != 7)
+      continue;
+    r.s1 = s1[0] == '*' ? -1 : std::atol(s1);
+    r.x1 = x1[0] == '*' ? -1 : std::atol(x1);
+    r.dims = dims;
+    r.line = line;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("fake AMD devices: the hip backend is listed, usable, with its gfx targets") {
+  bool found = false;
+  for (int i = 0; i < mlakv_backend_count(); ++i) {
+    mlakv_backend_info info = MLAKV_BACKEND_INFO_INIT;
+    REQUIRE(mlakv_backend_get_info(i, &info) == MLAKV_OK);
+    if (info.backend != MLAKV_BACKEND_HIP) continue;
+    found = true;
+    CHECK(std::string(info.name) == "hip");
+    CHECK(info.compiled == 1);
+    CHECK(info.usable == 1);
+    CHECK(info.device_count == 4);
+    const std::string detail = info.detail;
+    CHECK(detail.find("AMD Instinct MI300X (gfx942)") != std::string::npos);
+    CHECK(detail.find("(gfx950)") != std::string::npos);
+    CHECK(detail.find("AMD Instinct MI250X (gfx90a)") != std::string::npos);
+  }
+  CHECK(found);
+  CHECK(std::string(mlakv_version_string()).find("hip") != std::string::npos);
+}
+
+TEST_CASE("gfx target names and the tables' arch numbers") {
+  using mlakv::gpu::rt::arch_name;
+  using mlakv::gpu::rt::gfx_arch;
+  CHECK(gfx_arch("gfx942:sramecc+:xnack-") == 942);
+  CHECK(gfx_arch("gfx950") == 950);
+  CHECK(gfx_arch("gfx90a:sramecc+:xnack-") == 910);
+  CHECK(gfx_arch("gfx1030") == 1030);
+  CHECK(gfx_arch("gfx1100") == 1100);
+  CHECK(gfx_arch("sm_90") == 0);
+  CHECK(gfx_arch("gfx") == 0);
+  for (const char* n : {"gfx942", "gfx950", "gfx90a", "gfx90c", "gfx908", "gfx1030", "gfx1100", "gfx1201"}) {
+    CAPTURE(n);
+    CHECK(arch_name(gfx_arch(n)) == n);
+  }
+}
+
+TEST_CASE("every built-in HIP row at both ends of its band, on the device it is for: plan and bytes") {
+  const std::vector<Row> rows = builtin_rows();
+  REQUIRE(rows.size() >= 4);
+  struct Dev { int index, arch; } devs[] = {{kMi300, 942}, {kMi355, 950}, {kMi250, 910}};
+  int runs = 0;
+  for (const Dev& d : devs)
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      if (r.dims != "x8" || d.arch < r.a0 || d.arch > r.a1) continue;
+      for (long sxh : {r.x0, r.x1}) {
+        if (sxh < 1 || sxh > 200000) sxh = sxh < 1 ? r.x0 : 200000;  // the last band: a size inside it
+        long h = 0;
+        for (long cand : {16L, 8L, 4L, 2L, 1L})
+          if (sxh % cand == 0) { h = cand; break; }
+        const long s = sxh / h;
+        if (s < r.s0 || (r.s1 >= 0 && s > r.s1)) continue;
+        size_t first = 0;  // the row the walk takes at this size (an earlier one may shadow it)
+        while (first < rows.size() && !(d.arch >= rows[first].a0 && d.arch <= rows[first].a1 && s >= rows[first].s0 &&
+                                         (rows[first].s1 < 0 || s <= rows[first].s1) && sxh >= rows[first].x0 &&
+                                         (rows[first].x1 < 0 || sxh <= rows[first].x1)))
+          ++first;
+        if (first != i) continue;
+        Call c;
+        c.s = s;
+        c.h = h;
+        c.device = d.index;
+        const Result res = run(c);
+        INFO("row: " << r.line << "\ndevice arch " << d.arch << " s=" << s << " h=" << h << "\nplan: " << res.plan);
+        REQUIRE(res.st == MLAKV_OK);
+        CHECK(res.bad == 0);
+        CHECK(res.plan.find("backend=hip arch=" + std::to_string(d.arch)) != std::string::npos);
+        CHECK(res.plan.find("pdl=n/a") != std::string::npos);
+        const std::string band = "sxh=" + std::to_string(r.x0) + "-" + (r.x1 < 0 ? std::string("*") : std::to_string(r.x1));
+        CHECK(res.plan.find(band) != std::string::npos);
+        CHECK(res.plan.find(d.arch == 910 ? "generic AMD" : d.arch == 942 ? "gfx942" : "gfx950") != std::string::npos);
+        ++runs;
+      }
+    }
+  MESSAGE(runs << " sizes run on fake gfx942 / gfx950 / gfx90a");
+  CHECK(runs >= 8);
+}
+
+TEST_CASE("odd dims, misaligned pointers, other dtypes and formats: the general path or x8 units, same bytes") {
+  Call c;
+  c.s = 5;
+  c.h = 3;
+  SUBCASE("dims not multiples of 8: the general kernel") {
+    c.dn = 12; c.dr = 6; c.dv = 10;
+    const Result r = run(c);
+    REQUIRE(r.st == MLAKV_OK);
+    CHECK(r.bad == 0);
+    CHECK(r.plan.find("variant=general") != std::string::npos);
+  }
+  SUBCASE("a misaligned input base (2 bytes past 16): the general kernel") {
+    c.misalign = 2;
+    const Result r = run(c);
+    REQUIRE(r.st == MLAKV_OK);
+    CHECK(r.bad == 0);
+    CHECK(r.plan.find("variant=general") != std::string::npos);
+  }
+  SUBCASE("other x8 dims: x8 units") {
+    c.dn = 64; c.dr = 32; c.dv = 64;
+    const Result r = run(c);
+    REQUIRE(r.st == MLAKV_OK);
+    CHECK(r.bad == 0);
+    CHECK(r.plan.find("units=x8") != std::string::npos);
+  }
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes) {
+      CAPTURE(tu::dtype_name(in));
+      CAPTURE(tu::dtype_name(out));
+      Call d;
+      d.s = 33;
+      d.h = 4;
+      d.in = in;
+      d.out = out;
+      const Result r = run(d);
+      REQUIRE(r.st == MLAKV_OK);
+      CHECK(r.bad == 0);
+    }
+}
+
+TEST_CASE("routing: fake device memory goes to hip, host memory to the reference backend") {
+  Call c;
+  c.s = 4;
+  c.h = 2;
+  const Result on_device = run(c);
+  REQUIRE(on_device.st == MLAKV_OK);
+  CHECK(on_device.plan.rfind("backend=hip", 0) == 0);
+  // the same call on host memory: AUTO takes the reference backend; explicit hip refuses it
+  Buf kv(size_t(4 * 2 * 256 * 2)), pe(size_t(4 * 64 * 2)), ko(size_t(4 * 2 * 192)), vo(size_t(4 * 2 * 128));
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, 4, 2, 128, 512, 256);
+  a.v = tu::tensor3(kv.data() + 256, MLAKV_DTYPE_BF16, 4, 2, 128, 512, 256);
+  a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, 4, 64, 64);
+  a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, 4, 2, 192, 384, 192);
+  a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, 4, 2, 128, 256, 128);
+  CHECK(tu::plan_text(a).rfind("backend=reference", 0) == 0);
+  a.backend = MLAKV_BACKEND_HIP;
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
+  CHECK(std::string(mlakv_last_error()).find("host memory the GPU cannot reach") != std::string::npos);
+  CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
+  // device memory, but k_out's allocation is shorter than its span: refused before anything runs
+  DeviceBuf dkv(kv.size()), dpe(pe.size()), dko(64), dvo(vo.size());
+  a.k_nope.data = dkv.data();
+  a.v.data = dkv.data() + 256;
+  a.k_pe.data = dpe.data();
+  a.k_out.data = dko.data();
+  a.v_out.data = dvo.data();
+  CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_MEMORY_SPACE);
+  CHECK(std::string(mlakv_last_error()).find("k_out: its 1536 bytes") != std::string::npos);
+  CHECK(tu::all_bytes(dko.data(), 64, tu::kPoison));
+}
+
+TEST_CASE("PDL does not exist on AMD: every mode is accepted and the plan says n/a") {
+  for (int pdl : {MLAKV_PDL_AUTO, MLAKV_PDL_ON, MLAKV_PDL_OFF}) {
+    Call c;
+    c.s = 3;
+    c.h = 2;
+    c.pdl = pdl;
+    c.backend = MLAKV_BACKEND_HIP;
+    const Result r = run(c);
+    REQUIRE(r.st == MLAKV_OK);
+    CHECK(r.plan.find("pdl=n/a") != std::string::npos);
+  }
+}
+
+TEST_CASE("a row asking for more threads than the device's kernels allow does not hold") {
+  // device 3 reports a 256-thread limit for every kernel: a 1024-thread row is passed over
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP,
+                                   "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=flat threads=1024 lanes=16  # too many\n"
+                                   "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=flat threads=192 lanes=16  # runs\n") ==
+          MLAKV_OK);
+  Call c;
+  c.s = 6;
+  c.h = 4;
+  c.device = kMi300Small;
+  Result r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("threads=192") != std::string::npos);
+  CHECK(r.plan.find("# runs") != std::string::npos);
+  c.device = kMi300;  // no such limit there: the first row runs
+  r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("threads=1024") != std::string::npos);
+  // and where no row holds: MLAKV_ERR_NO_TABLE_ROW, nothing written or launched
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, "arch=0-100000 variant=flat threads=1024 lanes=16\n") == MLAKV_OK);
+  const size_t launches = mlakv::fake::state().launches.size();
+  c.device = kMi300Small;
+  r = run(c);
+  CHECK(r.st == MLAKV_ERR_NO_TABLE_ROW);
+  CHECK(r.error.find("gfx942") != std::string::npos);
+  CHECK(r.outputs_untouched);
+  CHECK(mlakv::fake::state().launches.size() == launches);
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+}
+
+TEST_CASE("a failed launch is MLAKV_ERR_LAUNCH with the runtime's message; the caller's device is restored") {
+  mlakv::fake::t_current = kMi250;  // the caller's current device
+  mlakv::fake::state().fail_launches = 1;
+  Call c;
+  c.s = 2;
+  c.h = 2;
+  c.device = kMi300;
+  const Result r = run(c);
+  CHECK(r.st == MLAKV_ERR_LAUNCH);
+  CHECK(r.error.find("hip kernel launch") != std::string::npos);
+  CHECK(r.outputs_untouched);
+  CHECK(mlakv::fake::t_current == kMi250);
+  const Result ok = run(c);  // the next one launches, on device 0, and the caller's device stays
+  CHECK(ok.st == MLAKV_OK);
+  CHECK(ok.bad == 0);
+  CHECK(mlakv::fake::state().launches.back().device == kMi300);
+  CHECK(mlakv::fake::t_current == kMi250);
+  mlakv::fake::t_current = 0;
+}
+
+TEST_CASE("the launch path: one launch on the caller's stream") {
+  const size_t before = mlakv::fake::state().launches.size();
+  int stream_tag = 0;
+  Call c;
+  c.s = 64;
+  c.h = 8;
+  c.stream = &stream_tag;  // an opaque stream handle, handed through untouched
+  const Result r = run(c);  // the reference comparison runs on the host: no launch
+  REQUIRE(r.st == MLAKV_OK);
+  REQUIRE(mlakv::fake::state().launches.size() == before + 1);
+  CHECK(mlakv::fake::state().launches.back().stream == &stream_tag);
+}
+
+int main(int argc, char** argv) {
+  install_devices();
+  doctest::Context ctx(argc, argv);
+  return ctx.run();
+}
