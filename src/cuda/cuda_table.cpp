@@ -65,8 +65,7 @@ std::vector<DispatchRow> builtin_rows() {
       row(100, 109, 9, U, 49153, U, X8, kFlat, 256, 1, 1, 0, 0, 8, gb300, 0, 0, 0),
       // ---- generic: sm_80, sm_89, sm_120 and anything newer
       row(80, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 2, 0, 0, 16, "generic"),
-      // ---- any dims, any alignment
-      row(0, 100000, 1, U, 1, U, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path"),
+      catch_all_row(),
   };
 }
 

@@ -32,6 +32,11 @@ inline DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sxh0, int
   return r;
 }
 
+// The last row of every GPU table: any arch, dims and alignment, on the general kernel.
+inline DispatchRow catch_all_row() {
+  return row(0, 100000, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path");
+}
+
 // This build's vendor table (one vendor per build): src/cuda/cuda_table.cpp or src/hip/hip_table.cpp.
 DispatchTable* table();
 // The parse-time check of a row (gpu_backend.cu: the unrolls the kernels are compiled for).

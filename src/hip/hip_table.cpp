@@ -40,8 +40,7 @@ std::vector<DispatchRow> builtin_rows() {
       row(950, 950, 1, U, 32769, U, X8, kFlat, 256, 1, 2, 0, 0, 8, mi355),
       // ---- generic: gfx90a, gfx940/941, RDNA and anything newer
       row(0, 100000, 1, U, 1, U, X8, kFlat, 256, 1, 1, 0, 0, 16, "generic AMD: estimate, not measured on AMD hardware"),
-      // ---- any dims, any alignment
-      row(0, 100000, 1, U, 1, U, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path"),
+      catch_all_row(),
   };
 }
 

@@ -9,6 +9,7 @@
 set -euo pipefail
 hipcc=$1 src=$2 out=$3 archs=$4
 build="$out/build"
+mkdir -p "$out"
 t0=$(date +%s)
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLAKV_WITH_CUDA=OFF -DMLAKV_WITH_HIP=ON \
       -DMLAKV_HIPCC="$hipcc" -DMLAKV_HIP_ARCHITECTURES="${archs//,/;}" -DMLAKV_WARNINGS_AS_ERRORS=ON \
