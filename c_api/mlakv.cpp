@@ -250,6 +250,7 @@ MLAKV_API const char* mlakv_status_string(mlakv_status s) {
     case MLAKV_ERR_MEMORY_SPACE: return "MLAKV_ERR_MEMORY_SPACE: memory not reachable from the backend";
     case MLAKV_ERR_INTERNAL: return "MLAKV_ERR_INTERNAL: internal error";
     case MLAKV_ERR_NO_TABLE_ROW: return "MLAKV_ERR_NO_TABLE_ROW: no dispatch table row can run this call";
+    case MLAKV_ERR_TABLE_DEVICE: return "MLAKV_ERR_TABLE_DEVICE: the table file was measured on another device";
     default: return "MLAKV_ERR_UNKNOWN: unknown status code";
   }
 }
@@ -317,6 +318,7 @@ MLAKV_API mlakv_status mlakv_dispatch_table_set(mlakv_backend backend, const cha
     if (!text) return report(MLAKV_ERR_NULL_POINTER, "text is NULL");
     std::string err;
     if (!b->table->set_from_text(text, &err)) return report(MLAKV_ERR_TABLE_PARSE, err);
+    if (b->clear_device_tables) b->clear_device_tables();
     return report(MLAKV_OK, "");
   });
 }
@@ -327,7 +329,21 @@ MLAKV_API mlakv_status mlakv_dispatch_table_reset(mlakv_backend backend) {
     const Backend* b = table_backend(backend, &st);
     if (!b) return st;
     b->table->reset();
+    if (b->clear_device_tables) b->clear_device_tables();
     return report(MLAKV_OK, "");
+  });
+}
+
+MLAKV_API mlakv_status mlakv_dispatch_table_load(mlakv_backend backend, const char* path) {
+  return guarded([&]() -> mlakv_status {
+    mlakv_status st = MLAKV_OK;
+    const Backend* b = table_backend(backend, &st);
+    if (!b) return st;
+    if (!path) return report(MLAKV_ERR_NULL_POINTER, "path is NULL");
+    if (!b->load_table)
+      return report(MLAKV_ERR_INVALID_ARGUMENT, std::string("backend '") + b->name + "' has no per-device tables (GPU backends do)");
+    std::string why;
+    return report(b->load_table(path, &why), why);
   });
 }
 

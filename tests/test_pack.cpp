@@ -1087,7 +1087,7 @@ TEST_CASE("version and status strings") {
   CHECK(std::string(mlakv_version_string()).rfind(ver, 0) == 0);
   CHECK(std::string(mlakv_version_string()).find("reference") != std::string::npos);
   std::vector<std::string> seen;
-  for (mlakv_status st = 0; st <= MLAKV_ERR_NO_TABLE_ROW; ++st) {
+  for (mlakv_status st = 0; st <= MLAKV_ERR_TABLE_DEVICE; ++st) {
     CAPTURE(st);
     const char* s = mlakv_status_string(st);
     REQUIRE(s != nullptr);
@@ -1097,7 +1097,7 @@ TEST_CASE("version and status strings") {
   }
   CHECK(std::string(mlakv_status_string(MLAKV_ERR_SHAPE)).rfind("MLAKV_ERR_SHAPE", 0) == 0);
   CHECK(std::string(mlakv_status_string(MLAKV_ERR_INTERNAL)).rfind("MLAKV_ERR_INTERNAL", 0) == 0);
-  for (mlakv_status st : {-1, MLAKV_ERR_NO_TABLE_ROW + 1, 99, 1 << 30, INT32_MIN}) {
+  for (mlakv_status st : {-1, MLAKV_ERR_TABLE_DEVICE + 1, 99, 1 << 30, INT32_MIN}) {
     CAPTURE(st);
     const char* s = mlakv_status_string(st);
     REQUIRE(s != nullptr);

@@ -60,6 +60,7 @@ typedef int32_t mlakv_status;
 #define MLAKV_ERR_MEMORY_SPACE        18  /* a pointer is not accessible from the chosen backend  */
 #define MLAKV_ERR_INTERNAL            19  /* a bug in mlakv; please report it                     */
 #define MLAKV_ERR_NO_TABLE_ROW        20  /* no row of the backend's dispatch table can run the call */
+#define MLAKV_ERR_TABLE_DEVICE        21  /* a table file was measured on a device this backend does not have */
 
 /* ---- data types ------------------------------------------------------------------------ */
 typedef int32_t mlakv_dtype;
@@ -199,8 +200,19 @@ MLAKV_API mlakv_status mlakv_dispatch_table_get(mlakv_backend backend, char* buf
  * text in the format mlakv_dispatch_table_get prints. On a parse error the old table stays and
  * mlakv_last_error() names the line. Thread-safe with respect to concurrent mlakv_pack_fp8. */
 MLAKV_API mlakv_status mlakv_dispatch_table_set(mlakv_backend backend, const char* text);
-/* Restores the built-in table. */
+/* Restores the built-in table (and forgets every device's loaded table file). */
 MLAKV_API mlakv_status mlakv_dispatch_table_reset(mlakv_backend backend);
+
+/* GPU backends: per-device tables. Loads a table file written by mlakv-tune (its header names the
+ * device it was measured on: backend, arch, SM/CU count, L2 size, name) and applies it to every
+ * device of this process that matches; rows are tried in the file first, then the backend's table.
+ * A malformed or hostile file is MLAKV_ERR_TABLE_PARSE and a file for another device
+ * MLAKV_ERR_TABLE_DEVICE; either way nothing changes. Without a call, each device looks once, when
+ * first used, for the file MLAKV_TABLE names, then for its own file in MLAKV_TABLE_DIR (default
+ * $XDG_CACHE_HOME/mlakv, else $HOME/.cache/mlakv), where `mlakv-tune --install` puts it; a file
+ * that does not apply is ignored for it, and the plan text says why. mlakv_dispatch_table_set and
+ * _reset forget loaded tables. Plans name the table they use (table=built-in, set, or the file). */
+MLAKV_API mlakv_status mlakv_dispatch_table_load(mlakv_backend backend, const char* path);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -19,6 +19,9 @@ struct Plan {
   int arch = 0;
   PdlState pdl = kPdlOff;
   const char* units = nullptr;  // GPU vector variants: the unit layout the row gives this call
+  const char* table = nullptr;  // the file of the device's loaded table the row came from (nullptr:
+                                // the backend's table)
+  const char* table_note = nullptr;  // why a device's table file is not in force (nullptr: nothing to say)
   // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
   // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).
   alignas(16) unsigned char launch[512];
@@ -48,6 +51,11 @@ struct Backend {
   // and pointer alignment (c_api/mlakv.cpp reuses plans across calls that differ only in those).
   // nullptr: the backend's plans hold no pointers (pack() reads them from p).
   void (*rebind)(const PackProblem& p, Plan* plan);
+  // GPU backends: installs a table file (core/table_file.h) for the devices it was measured on
+  // (MLAKV_ERR_TABLE_DEVICE when none is here), and forgets every device's loaded table.
+  // nullptr for backends without per-device tables.
+  mlakv_status (*load_table)(const char* path, std::string* why);
+  void (*clear_device_tables)();
 };
 
 // True if any compiled, usable GPU backend says the pointer is device-only memory.

@@ -42,6 +42,7 @@ namespace {
 std::atomic<uint64_t> g_generation{0};
 }
 uint64_t table_generation() { return g_generation.load(std::memory_order_acquire); }
+void bump_table_generation() { g_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 DispatchTable::DispatchTable(std::vector<std::string> variant_names, RowCheck check, std::vector<DispatchRow> builtin)
     : names_(std::move(variant_names)), check_(check), builtin_(std::move(builtin)), current_(&builtin_) {}
@@ -89,6 +90,7 @@ const Key kKeys[] = {
      }},
     {"s", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->s_min, &r->s_max); }},
     {"sxh", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->sxh_min, &r->sxh_max); }},
+    {"l2", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->l2_min, &r->l2_max); }},
     {"dims", [](const std::string& v, DispatchRow* r) {
        for (int d = 0; d < kDimsReqCount; ++d)
          if (v == dims_req_name(DimsReq(d))) { r->dims = DimsReq(d); return true; }
@@ -115,6 +117,10 @@ const char* renamed(const std::string& key) {  // keys of mlakv 0.1.0's first ta
 std::string DispatchTable::row_text(const DispatchRow& r) const {
   std::ostringstream o;
   o << "arch=" << r.arch_min << '-' << r.arch_max << ' ';
+  if (r.l2_min != 0 || r.l2_max != kUnbounded) {
+    put_range(o, "l2", r.l2_min, r.l2_max);
+    o << ' ';
+  }
   put_range(o, "s", r.s_min, r.s_max);
   o << ' ';
   put_range(o, "sxh", r.sxh_min, r.sxh_max);
@@ -184,12 +190,11 @@ bool DispatchTable::parse_row(const std::string& text, DispatchRow* r, bool* emp
   return !check_ || check_(*r, why);
 }
 
-bool DispatchTable::set_from_text(const char* text, std::string* error) {
-  if (!text) { *error = "table text is NULL"; return false; }
-  auto rows = std::make_unique<std::vector<DispatchRow>>();
+bool DispatchTable::parse_rows(const std::string& text, std::vector<DispatchRow>* rows, std::string* error,
+                               int first_line) const {
   std::istringstream in(text);
   std::string line, why;
-  for (int lineno = 1; std::getline(in, line); ++lineno) {
+  for (int lineno = first_line; std::getline(in, line); ++lineno) {
     DispatchRow r;
     bool empty = false;
     if (!parse_row(line, &r, &empty, &why)) {
@@ -198,6 +203,13 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
     }
     if (!empty) rows->push_back(std::move(r));
   }
+  return true;
+}
+
+bool DispatchTable::set_from_text(const char* text, std::string* error) {
+  if (!text) { *error = "table text is NULL"; return false; }
+  auto rows = std::make_unique<std::vector<DispatchRow>>();
+  if (!parse_rows(text, rows.get(), error)) return false;
   if (rows->empty()) { *error = "dispatch table text has no rows"; return false; }
   std::lock_guard<std::mutex> lock(mu_);
   current_.store(rows.get(), std::memory_order_release);

@@ -55,24 +55,35 @@ struct LaunchConfig {
 
 constexpr int64_t kUnbounded = INT64_MAX;
 
+// What rows may ask of the device a call runs on: its arch number (SM major*10+minor for CUDA,
+// gfx major*100+minor*10+stepping for HIP, 0 for the host) and its last-level cache in MiB (which
+// tells GPUs of one arch apart: an H100's 50 MiB from an H200's 60).
+struct DeviceKey {
+  int arch = 0;
+  int64_t l2_mib = 0;
+};
+
 struct DispatchRow {
-  int arch_min = 0, arch_max = 0;  // SM version major*10+minor (90 = sm_90); reference: 0-0
+  int arch_min = 0, arch_max = 0;
   int64_t s_min = 1, s_max = kUnbounded;
   int64_t sxh_min = 1, sxh_max = kUnbounded;  // s*h band
+  int64_t l2_min = 0, l2_max = kUnbounded;    // the device's L2 in MiB (text: l2=, printed when set)
   DimsReq dims = DimsReq::Any;
   int variant = 0;  // index into the backend's variant names
   LaunchConfig cfg;
   std::string note;  // free text after '#', printed back (e.g. "measured H100 2026-11-24")
 
   // The row's own conditions (not its variant's limits).
-  bool matches(int arch, const PackProblem& p) const {
-    return arch >= arch_min && arch <= arch_max && p.s >= s_min && p.s <= s_max && p.sxh() >= sxh_min &&
-           p.sxh() <= sxh_max && dims_req_holds(dims, p);
+  bool matches(const DeviceKey& d, const PackProblem& p) const {
+    return d.arch >= arch_min && d.arch <= arch_max && d.l2_mib >= l2_min && d.l2_mib <= l2_max && p.s >= s_min &&
+           p.s <= s_max && p.sxh() >= sxh_min && p.sxh() <= sxh_max && dims_req_holds(dims, p);
   }
 };
 
-// Incremented whenever any backend's table is replaced or reset (cached plans compare it).
+// Incremented whenever any backend's table (or a device's loaded table) changes: cached plans
+// compare it.
 uint64_t table_generation();
+void bump_table_generation();
 
 // A backend's table: the built-in rows plus the replaceable current ones. Readers are lock-free
 // (an atomic pointer to an immutable vector); replaced tables are kept alive until exit so a
@@ -85,16 +96,25 @@ class DispatchTable {
   DispatchTable(std::vector<std::string> variant_names, RowCheck check, std::vector<DispatchRow> builtin);
   const std::vector<DispatchRow>& rows() const { return *current_.load(std::memory_order_acquire); }
   const std::vector<std::string>& variant_names() const { return names_; }
-  // The first row that matches and whose variant can run the call (can_run(row) -> bool: the
-  // backend's limits); nullptr if none.
+  bool is_builtin() const { return current_.load(std::memory_order_acquire) == &builtin_; }
+  // The first row of `rows` that matches and whose variant can run the call (can_run(row) ->
+  // bool: the backend's limits); nullptr if none.
   template <class CanRun>
-  const DispatchRow* select(int arch, const PackProblem& p, CanRun&& can_run) const {
-    for (const DispatchRow& r : rows())
-      if (r.matches(arch, p) && can_run(r)) return &r;
+  static const DispatchRow* select(const std::vector<DispatchRow>& rows, const DeviceKey& d, const PackProblem& p,
+                                   CanRun&& can_run) {
+    for (const DispatchRow& r : rows)
+      if (r.matches(d, p) && can_run(r)) return &r;
     return nullptr;
+  }
+  template <class CanRun>
+  const DispatchRow* select(const DeviceKey& d, const PackProblem& p, CanRun&& can_run) const {
+    return select(rows(), d, p, can_run);
   }
   std::string to_text() const;
   std::string row_text(const DispatchRow& r) const;
+  // Parses rows in this table's format (its variants, its backend's row check); lines are numbered
+  // from first_line in error messages. false with *error on the first bad line.
+  bool parse_rows(const std::string& text, std::vector<DispatchRow>* rows, std::string* error, int first_line = 1) const;
   // Parses text; on success replaces the rows, on failure leaves them and fills *error.
   bool set_from_text(const char* text, std::string* error);
   void reset();

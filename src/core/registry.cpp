@@ -20,11 +20,11 @@ mlakv_status absent_pack(const PackProblem&, const Plan&, std::string* why) { re
 
 #ifndef MLAKV_WITH_CUDA
 const Backend kCudaAbsent = {MLAKV_BACKEND_CUDA, "cuda", false, probe_absent, absent_memory,
-                             absent_plan, absent_pack, nullptr, nullptr, nullptr};
+                             absent_plan, absent_pack, nullptr, nullptr, nullptr, nullptr, nullptr};
 #endif
 #ifndef MLAKV_WITH_HIP
 const Backend kHipAbsent = {MLAKV_BACKEND_HIP, "hip", false, probe_absent, absent_memory,
-                            absent_plan, absent_pack, nullptr, nullptr, nullptr};
+                            absent_plan, absent_pack, nullptr, nullptr, nullptr, nullptr, nullptr};
 #endif
 
 const Backend* const* list() {
@@ -71,8 +71,10 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   std::ostringstream o;
   o << "backend=" << b.name << " arch=" << plan.arch << " s=" << p.s << " h=" << p.h
     << " dims=" << p.d_nope << "," << p.d_rope << "," << p.d_v << " " << in_names[int(p.in_type)]
-    << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " | "
-    << b.table->row_text(plan.row);
+    << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " table="
+    << (plan.table ? plan.table : b.table->is_builtin() ? "built-in" : "set");
+  if (plan.table_note) o << " (" << plan.table_note << ")";
+  o << " | " << b.table->row_text(plan.row);
   if (plan.units) o << " | units=" << plan.units;
   return o.str();
 }

@@ -8,12 +8,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
 
 #include "core/backend.h"
+#include "core/table_file.h"
 #include "gpu/gpu_backend.h"
 #include "gpu/pack_kernels.cuh"
 
@@ -134,16 +138,79 @@ const Global& global() {
 
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = kVariantCount * 3 * 4 * kUnits * 3;
+
+// A table file loaded for a device (core/table_file.h). Never freed: a plan may point at it.
+struct DeviceTable {
+  std::vector<DispatchRow> rows;
+  std::string source;  // the file
+};
+std::mutex g_loaded_mu;
+std::vector<std::unique_ptr<DeviceTable>> g_loaded;  // every table ever loaded
+
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
   std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
-  int arch = 0;        // the tables' arch number (vendor header)
+  DeviceKey key;       // arch (the vendor header's numbering) and L2 for the table walk
   int units = 0;       // multiprocessors / compute units
   int image_arch = 0;  // CUDA: the arch of the code the driver loaded for our kernels
+  TableDevice table_device;                   // what a table file must name to apply here
+  std::atomic<const DeviceTable*> loaded{nullptr};
+  std::string table_note;                     // why the environment's table file is not in force
 };
 DeviceInfo g_devices[kMaxDevices];
+
+const DeviceTable* keep(std::vector<DispatchRow> rows, const std::string& source) {
+  auto t = std::make_unique<DeviceTable>();
+  t->rows = std::move(rows);
+  t->source = source;
+  std::lock_guard<std::mutex> lock(g_loaded_mu);
+  g_loaded.push_back(std::move(t));
+  return g_loaded.back().get();
+}
+
+// Reads and parses a table file; false + *why (the file's own problem) on failure.
+bool read_table(const std::string& path, TableDevice* device, std::vector<DispatchRow>* rows, std::string* why) {
+  std::string text;
+  if (!read_table_file(path, &text, why)) return false;
+  if (!parse_table_file(text, *table(), device, rows, why)) {
+    *why = path + ": " + *why;
+    return false;
+  }
+  return true;
+}
+
+// A device's table from the environment, when it is first used: the file MLAKV_TABLE names if it
+// was measured on this device, else this device's own file in the cache directory.
+void load_environment_table(DeviceInfo& d) {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("MLAKV_TABLE")) if (*env) candidates.push_back(env);
+  const std::string dir = table_cache_dir();
+  if (!dir.empty()) candidates.push_back(dir + "/" + d.table_device.file_name());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const std::string& path = candidates[i];
+    const bool from_env = i == 0 && std::getenv("MLAKV_TABLE") && *std::getenv("MLAKV_TABLE");
+    if (!from_env) {  // the cache directory's file need not exist
+      if (std::FILE* f = std::fopen(path.c_str(), "rb")) std::fclose(f);
+      else continue;
+    }
+    TableDevice device;
+    std::vector<DispatchRow> rows;
+    std::string why;
+    if (!read_table(path, &device, &rows, &why)) {
+      d.table_note += (d.table_note.empty() ? "" : "; ") + std::string("rejected ") + why;
+      continue;
+    }
+    if (!(device == d.table_device)) {
+      if (from_env) d.table_note += (d.table_note.empty() ? "" : "; ") + std::string("MLAKV_TABLE=") + path +
+                                    " was measured on another device (" + device.line() + ")";
+      continue;
+    }
+    d.loaded.store(keep(std::move(rows), path), std::memory_order_release);
+    return;
+  }
+}
 
 DeviceInfo* device_info(int dev) {
   if (dev < 0 || dev >= kMaxDevices || dev >= global().count) return nullptr;
@@ -162,12 +229,48 @@ DeviceInfo* device_info(int dev) {
       rt::clear_error();  // no image for this device in the fat binary
       return;
     }
-    d.arch = prop.arch;
+    d.key.arch = prop.arch;
+    d.key.l2_mib = prop.l2_bytes >> 20;
     d.units = prop.units;
+    d.table_device = {rt::kName, prop.arch, prop.units, d.key.l2_mib, table_device_name(prop.name)};
+    load_environment_table(d);
     d.ok = true;
   });
   d.done.store(true, std::memory_order_release);
   return d.ok ? &d : nullptr;
+}
+
+// mlakv_dispatch_table_load: the file, for every device of this process it was measured on.
+mlakv_status load_table(const char* path, std::string* why) {
+  TableDevice device;
+  std::vector<DispatchRow> rows;
+  if (!read_table(path, &device, &rows, why)) return MLAKV_ERR_TABLE_PARSE;
+  if (device.backend != rt::kName) {
+    *why = std::string(path) + " is a table of the " + device.backend + " backend, not " + rt::kName;
+    return MLAKV_ERR_TABLE_DEVICE;
+  }
+  const DeviceTable* t = nullptr;
+  std::string here;
+  for (int i = 0; i < global().count && i < kMaxDevices; ++i) {
+    DeviceInfo* d = device_info(i);
+    if (!d) continue;
+    here += "; device " + std::to_string(i) + ": " + d->table_device.line();
+    if (!(d->table_device == device)) continue;
+    if (!t) t = keep(rows, path);
+    d->loaded.store(t, std::memory_order_release);
+  }
+  if (!t) {
+    *why = std::string(path) + " was measured on " + device.line() + ", which this process does not have" + here;
+    return MLAKV_ERR_TABLE_DEVICE;
+  }
+  bump_table_generation();
+  return MLAKV_OK;
+}
+
+void clear_device_tables() {
+  for (int i = 0; i < global().count && i < kMaxDevices; ++i)
+    if (DeviceInfo* d = device_info(i)) d->loaded.store(nullptr, std::memory_order_release);
+  bump_table_generation();
 }
 
 // ---- Backend functions
@@ -396,25 +499,30 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
            " does not exist or has no kernel image in this build";
     return MLAKV_ERR_DEVICE;
   }
+  // the device's loaded table first (a file measured on it), then the backend's
   Choice c;
   bool device_error = false;
-  const DispatchRow* r =
-      table()->select(d->arch, p, [&](const DispatchRow& row) { return can_run(row, p, d, &c, &device_error); });
+  auto can = [&](const DispatchRow& row) { return can_run(row, p, d, &c, &device_error); };
+  const DeviceTable* dt = d->loaded.load(std::memory_order_acquire);
+  const DispatchRow* r = dt ? DispatchTable::select(dt->rows, d->key, p, can) : nullptr;
+  out->table = r ? dt->source.c_str() : nullptr;
+  out->table_note = d->table_note.empty() ? nullptr : d->table_note.c_str();
+  if (!r && !device_error) r = table()->select(d->key, p, can);
   if (device_error) {
     *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
   if (!r) {
-    *why = "no row of the " + std::string(rt::kName) + " dispatch table can run this call on " + rt::arch_name(d->arch) +
-           " (arch " + std::to_string(d->arch) + ", s = " + std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
+    *why = "no row of the " + std::string(rt::kName) + " dispatch table can run this call on " + rt::arch_name(d->key.arch) +
+           " (arch " + std::to_string(d->key.arch) + ", s = " + std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
            "); a table should end with a catch-all row, e.g. 'arch=0-100000 s=1-* sxh=1-* dims=any variant=general "
            "threads=256'";
     return MLAKV_ERR_NO_TABLE_ROW;
   }
   out->row = *r;
-  out->arch = d->arch;
+  out->arch = d->key.arch;
   out->pdl = !rt::kHasPdl ? kPdlUnavailable
-             : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->arch, d->image_arch) ? kPdlOn : kPdlOff;
+             : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->key.arch, d->image_arch) ? kPdlOn : kPdlOff;
   out->units = r->variant == kGeneral ? nullptr : units_name(c.units);
   make_launch(p, *r, c, *d, new (out->launch) Launch);
   return MLAKV_OK;
@@ -455,7 +563,8 @@ bool row_check(const DispatchRow& r, std::string* why) {
 
 const Backend& MLAKV_GPU_BACKEND_ENTRY() {
   static const Backend b = {gpu::rt::kBackend, gpu::rt::kName, true, gpu::probe, gpu::check_memory, gpu::plan,
-                            gpu::pack, gpu::table(), gpu::is_device_only, gpu::rebind};
+                            gpu::pack, gpu::table(), gpu::is_device_only, gpu::rebind, gpu::load_table,
+                            gpu::clear_device_tables};
   return b;
 }
 

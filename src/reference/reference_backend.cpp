@@ -168,8 +168,10 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = 0;
   out->pdl = kPdlOff;
   out->units = nullptr;
+  out->table = nullptr;
+  out->table_note = nullptr;
   // both variants run every shape, stride and alignment: the first matching row runs
-  const DispatchRow* row = reference::table()->select(0, p, [](const DispatchRow&) { return true; });
+  const DispatchRow* row = reference::table()->select(DeviceKey(), p, [](const DispatchRow&) { return true; });
   if (!row) {
     *why = "no row of the reference dispatch table matches this call (arch 0, s = " + std::to_string(p.s) +
            ", s*h = " + std::to_string(p.sxh()) + "); a table should end with a catch-all row, e.g. "
@@ -199,7 +201,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
 
 const Backend& reference_backend() {
   static const Backend b = {MLAKV_BACKEND_REFERENCE, "reference", true, probe, check_memory,
-                            plan, pack, reference::table(), nullptr, nullptr};
+                            plan, pack, reference::table(), nullptr, nullptr, nullptr, nullptr};
   return b;
 }
 

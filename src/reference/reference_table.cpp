@@ -6,12 +6,19 @@
 namespace mlakv {
 namespace reference {
 
+namespace {
+DispatchRow row(DimsReq dims, Variant v, const char* note) {  // arch 0-0, every s and s*h
+  DispatchRow r;
+  r.dims = dims;
+  r.variant = v;
+  r.note = note;
+  return r;
+}
+}  // namespace
+
 DispatchTable* table() {
   static DispatchTable t(variant_names(), nullptr,
-                         {
-                             {0, 0, 1, kUnbounded, 1, kUnbounded, DimsReq::X8, kVector, {}, "vectorised row loops"},
-                             {0, 0, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kStrided, {}, "general path"},
-                         });
+                         {row(DimsReq::X8, kVector, "vectorised row loops"), row(DimsReq::Any, kStrided, "general path")});
   return &t;
 }
 

@@ -58,6 +58,7 @@ struct Device {
   int units;                 // compute units
   std::string name;
   int max_threads = 1024;    // what every kernel's attributes report on this device
+  int64_t l2_mib = 256;      // last-level cache
 };
 struct Launch {
   const void* fn;
@@ -109,6 +110,7 @@ inline Status set_device(int d) {
 
 struct DeviceProps {
   int arch = 0, units = 0;
+  int64_t l2_bytes = 0;
   std::string name;
 };
 inline Status device_props(int dev, DeviceProps* p) {
@@ -116,6 +118,7 @@ inline Status device_props(int dev, DeviceProps* p) {
   const fake::Device& d = fake::state().devices[size_t(dev)];
   p->arch = d.arch;
   p->units = d.units;
+  p->l2_bytes = d.l2_mib << 20;
   p->name = d.name;
   return kOk;
 }

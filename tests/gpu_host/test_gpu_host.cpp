@@ -7,7 +7,10 @@
 #include <doctest/doctest.h>
 #include <mlakv/mlakv.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -131,6 +134,74 @@ std::vector<Row> builtin_rows() {
 }
 
 }  // namespace
+
+// ---- per-device table files (the environment's are found when a device is first used) -----------------------------------------------------------------------
+namespace {
+
+std::string g_dir;  // the test's table directory (MLAKV_TABLE_DIR)
+
+std::string write_file(const std::string& name, const std::string& text) {
+  const std::string path = g_dir + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+const char* kRowsMarked =  // a distinctive row, then the catch-all
+    "arch=900-1000 s=1-* sxh=1-* dims=x8 variant=flat threads=320 lanes=16 split=1  # %s\n"
+    "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+
+std::string table_text(const std::string& device_line, const char* mark) {
+  char rows[512];
+  std::snprintf(rows, sizeof rows, kRowsMarked, mark);
+  return "# measured by a test\nmlakv-table 1\n" + device_line + "\n" + rows;
+}
+
+// Files the devices find on their own when first used (written before any mlakv call): MI355X's
+// through MLAKV_TABLE, MI250X's in MLAKV_TABLE_DIR under its own name, and a broken one for the
+// MI300X with the register limit.
+void install_environment_tables() {
+  char tmpl[] = "/tmp/mlakv-gpu-host-XXXXXX";
+  g_dir = mkdtemp(tmpl);
+  const std::string mi355 = write_file("mi355.table", table_text("device backend=hip arch=950 units=256 l2=256 name=AMD_Instinct_MI355X", "from MLAKV_TABLE"));
+  write_file("hip-AMD_Instinct_MI250X-arch910-110u-256mib.table",
+             table_text("device backend=hip arch=910 units=110 l2=256 name=AMD_Instinct_MI250X", "from the cache directory"));
+  write_file("hip-MI300X_with_a_256-thread_register_limit-arch942-304u-256mib.table",
+             "mlakv-table 1\ndevice backend=hip arch=942 units=304 l2=256 name=MI300X_with_a_256-thread_register_limit\n"
+             "arch=942-942 variant=flat threads=33\n");
+  setenv("MLAKV_TABLE", mi355.c_str(), 1);
+  setenv("MLAKV_TABLE_DIR", g_dir.c_str(), 1);
+}
+
+}  // namespace
+
+TEST_CASE("table files from the environment apply to the device they were measured on") {
+  Call c;
+  c.s = 8;
+  c.h = 4;
+  c.device = kMi355;
+  Result r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("table=" + g_dir + "/mi355.table") != std::string::npos);
+  CHECK(r.plan.find("# from MLAKV_TABLE") != std::string::npos);
+  c.device = kMi250;
+  r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("# from the cache directory") != std::string::npos);
+  c.device = kMi300;  // no file of its own; MLAKV_TABLE's is for another device: the built-in table
+  r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.plan.find("table=built-in (MLAKV_TABLE=") != std::string::npos);
+  CHECK(r.plan.find("was measured on another device") != std::string::npos);
+  CHECK(r.plan.find("gfx942 (MI300X)") != std::string::npos);
+  c.device = kMi300Small;  // its file is broken: rejected, the built-in table stays, the plan says why
+  r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.plan.find("table=built-in") != std::string::npos);
+  CHECK(r.plan.find("rejected") != std::string::npos);
+  CHECK(r.plan.find("bad value in 'threads=33'") != std::string::npos);
+}
 
 TEST_CASE("fake AMD devices: the hip backend is listed, usable, with its gfx targets") {
   bool found = false;
@@ -360,8 +431,86 @@ TEST_CASE("the launch path: one launch on the caller's stream") {
   CHECK(mlakv::fake::state().launches.back().stream == &stream_tag);
 }
 
+TEST_CASE("mlakv_dispatch_table_load: the device's file applies to it alone; bad files change nothing") {
+  const std::string mi300 = "device backend=hip arch=942 units=304 l2=256 name=AMD_Instinct_MI300X";
+  const std::string good = write_file("mi300.table", table_text(mi300, "loaded for the MI300X"));
+  REQUIRE(mlakv_dispatch_table_load(MLAKV_BACKEND_HIP, good.c_str()) == MLAKV_OK);
+  Call c;
+  c.s = 8;
+  c.h = 4;
+  c.device = kMi300;
+  Result r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("table=" + good) != std::string::npos);
+  CHECK(r.plan.find("# loaded for the MI300X") != std::string::npos);
+  // a call the file has no row for (its rows end on a catch-all, so none here): the walk goes on
+  c.dn = 12; c.dr = 6; c.dv = 10;
+  r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+
+  struct Bad { const char* what; std::string text; mlakv_status st; };
+  const std::string endless(5000, 'x');
+  const Bad bad[] = {
+      {"empty", "", MLAKV_ERR_TABLE_PARSE},
+      {"no header", mi300 + "\narch=0-100000 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"another version", "mlakv-table 2\n" + mi300 + "\narch=0-100000 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"no device line", "mlakv-table 1\narch=0-100000 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"a device field missing", "mlakv-table 1\ndevice backend=hip arch=942 units=304 name=X\narch=0-100000 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"an absurd number", "mlakv-table 1\ndevice backend=hip arch=99999999999999999999 units=304 l2=256 name=X\narch=0-100000 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"an absurd row", "mlakv-table 1\n" + mi300 + "\narch=0-100000 s=1-99999999999999999999999 variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"an unknown key", "mlakv-table 1\n" + mi300 + "\narch=0-100000 colour=blue variant=general\n", MLAKV_ERR_TABLE_PARSE},
+      {"no rows", "mlakv-table 1\n" + mi300 + "\n# nothing\n", MLAKV_ERR_TABLE_PARSE},
+      {"an endless line", "mlakv-table 1\n" + mi300 + "\n" + endless + "\n", MLAKV_ERR_TABLE_PARSE},
+      {"binary", std::string("mlakv-table 1\n\0\x01\xff", 17), MLAKV_ERR_TABLE_PARSE},
+      {"huge", "mlakv-table 1\n" + mi300 + "\n" + std::string(1 << 21, '#'), MLAKV_ERR_TABLE_PARSE},
+      {"another device", table_text("device backend=hip arch=942 units=228 l2=256 name=AMD_Instinct_MI300A", "x"), MLAKV_ERR_TABLE_DEVICE},
+      {"another backend", table_text("device backend=cuda arch=90 units=132 l2=60 name=NVIDIA_H200", "x"), MLAKV_ERR_TABLE_DEVICE},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.what);
+    const std::string path = write_file("bad.table", b.text);
+    CHECK(mlakv_dispatch_table_load(MLAKV_BACKEND_HIP, path.c_str()) == b.st);
+    CHECK(std::strlen(mlakv_last_error()) > 0);
+  }
+  CHECK(mlakv_dispatch_table_load(MLAKV_BACKEND_HIP, (g_dir + "/missing.table").c_str()) == MLAKV_ERR_TABLE_PARSE);
+  CHECK(mlakv_dispatch_table_load(MLAKV_BACKEND_HIP, nullptr) == MLAKV_ERR_NULL_POINTER);
+  CHECK(mlakv_dispatch_table_load(MLAKV_BACKEND_REFERENCE, good.c_str()) == MLAKV_ERR_INVALID_ARGUMENT);
+  c = Call();
+  c.s = 8;
+  c.h = 4;
+  r = run(c);  // the good file is still in force
+  CHECK(r.plan.find("table=" + good) != std::string::npos);
+  // reset forgets loaded tables (the environment's too)
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+  r = run(c);
+  CHECK(r.plan.find("table=built-in") != std::string::npos);
+  c.device = kMi355;
+  r = run(c);
+  CHECK(r.plan.find("table=built-in") != std::string::npos);
+}
+
+TEST_CASE("rows on the device's L2 size") {
+  // MI300X here reports 256 MiB: a row for l2=0-128 does not hold, one for l2=200-300 does
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP,
+                                   "arch=942-942 l2=0-128 variant=flat threads=128 lanes=16  # small cache\n"
+                                   "arch=942-942 l2=200-300 variant=flat threads=256 lanes=16  # large cache\n"
+                                   "arch=0-100000 variant=general\n") == MLAKV_OK);
+  Call c;
+  c.s = 8;
+  c.h = 4;
+  const Result r = run(c);
+  REQUIRE(r.st == MLAKV_OK);
+  CHECK(r.bad == 0);
+  CHECK(r.plan.find("arch=942-942 l2=200-300 s=1-*") != std::string::npos);
+  CHECK(r.plan.find("table=set") != std::string::npos);
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+}
+
 int main(int argc, char** argv) {
   install_devices();
+  install_environment_tables();
   doctest::Context ctx(argc, argv);
   return ctx.run();
 }

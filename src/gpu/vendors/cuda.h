@@ -118,6 +118,7 @@ inline Status set_device(int d) { return cudaSetDevice(d); }
 // A device as the tables see it: arch = SM major*10 + minor (sm_90 -> 90), units = multiprocessors.
 struct DeviceProps {
   int arch = 0, units = 0;
+  int64_t l2_bytes = 0;
   std::string name;
 };
 inline Status device_props(int dev, DeviceProps* p) {
@@ -126,6 +127,7 @@ inline Status device_props(int dev, DeviceProps* p) {
   if (e != kOk) return e;
   p->arch = prop.major * 10 + prop.minor;
   p->units = prop.multiProcessorCount;
+  p->l2_bytes = prop.l2CacheSize;
   p->name = prop.name;
   return kOk;
 }

@@ -94,6 +94,7 @@ inline Status set_device(int d) { return hipSetDevice(d); }
 
 struct DeviceProps {
   int arch = 0, units = 0;  // units: compute units
+  int64_t l2_bytes = 0;
   std::string name;
 };
 inline Status device_props(int dev, DeviceProps* p) {
@@ -102,6 +103,7 @@ inline Status device_props(int dev, DeviceProps* p) {
   if (e != kOk) return e;
   p->arch = gfx_arch(prop.gcnArchName);
   p->units = prop.multiProcessorCount;
+  p->l2_bytes = prop.l2CacheSize;
   p->name = prop.name;
   return kOk;
 }
