@@ -10,6 +10,7 @@ import "C"
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"unsafe"
 )
 
@@ -133,6 +134,7 @@ const (
 	ErrMemorySpace        Status = 18 // a pointer is not accessible from the chosen backend
 	ErrInternal           Status = 19 // a bug in mlakv; please report it
 	ErrNoTableRow         Status = 20 // no row of the backend's dispatch table can run the call
+	ErrTableDevice        Status = 21 // a table file was measured on a device this backend does not have
 )
 
 var statusText = [...]struct{ name, text string }{
@@ -157,6 +159,7 @@ var statusText = [...]struct{ name, text string }{
 	{"MLAKV_ERR_MEMORY_SPACE", "memory not reachable from the backend"},
 	{"MLAKV_ERR_INTERNAL", "internal error in mlakv; please report it"},
 	{"MLAKV_ERR_NO_TABLE_ROW", "no dispatch table row can run this call"},
+	{"MLAKV_ERR_TABLE_DEVICE", "the table file was measured on another device"},
 }
 
 // String returns the C name of the status ("MLAKV_ERR_SHAPE"), or "MLAKV_STATUS(n)" for a
@@ -312,12 +315,32 @@ func SetDispatchTable(b Backend, text string) error {
 	return callErr("SetDispatchTable", st, lastErrorIf(st))
 }
 
-// ResetDispatchTable restores the backend's built-in dispatch table.
+// ResetDispatchTable restores the backend's built-in dispatch table (and forgets every device's
+// loaded table file).
 func ResetDispatchTable(b Backend) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	st := C.mlakv_dispatch_table_reset(C.mlakv_backend(b))
 	return callErr("ResetDispatchTable", st, lastErrorIf(st))
+}
+
+// LoadDispatchTable loads a per-device table file written by mlakv-tune (its header names the
+// device it was measured on) and applies it to every device of this process that matches; its
+// rows are tried first, then the backend's table. GPU backends only: the reference backend has
+// no per-device tables ([ErrInvalidArgument]). A malformed file is [ErrTableParse], a file for
+// another device [ErrTableDevice]; either way nothing changes. [SetDispatchTable] and
+// [ResetDispatchTable] forget loaded tables.
+func LoadDispatchTable(b Backend, path string) error {
+	if i := strings.IndexByte(path, 0); i >= 0 {
+		return &Error{Op: "LoadDispatchTable", Status: ErrInvalidArgument,
+			Message: fmt.Sprintf("the path holds a NUL byte at offset %d", i)}
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st := C.mlakv_dispatch_table_load(C.mlakv_backend(b), cpath)
+	return callErr("LoadDispatchTable", st, lastErrorIf(st))
 }
 
 func lastErrorIf(st C.mlakv_status) string {
@@ -369,4 +392,5 @@ func _() {
 	_ = x[int(C.MLAKV_ERR_MEMORY_SPACE)-int(ErrMemorySpace)]
 	_ = x[int(C.MLAKV_ERR_INTERNAL)-int(ErrInternal)]
 	_ = x[int(C.MLAKV_ERR_NO_TABLE_ROW)-int(ErrNoTableRow)]
+	_ = x[int(C.MLAKV_ERR_TABLE_DEVICE)-int(ErrTableDevice)]
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -116,10 +117,16 @@ func TestNames(t *testing.T) {
 		}
 	}
 	if ErrShape.String() != "MLAKV_ERR_SHAPE" || ErrNoTableRow.String() != "MLAKV_ERR_NO_TABLE_ROW" ||
-		OK.String() != "MLAKV_OK" || Status(99).String() != "MLAKV_STATUS(99)" {
-		t.Errorf("status names: %v %v %v %v", ErrShape, ErrNoTableRow, OK, Status(99))
+		ErrTableDevice.String() != "MLAKV_ERR_TABLE_DEVICE" || ErrTableDevice != 21 ||
+		OK.String() != "MLAKV_OK" || Status(99).String() != "MLAKV_STATUS(99)" || Status(22).String() != "MLAKV_STATUS(22)" {
+		t.Errorf("status names: %v %v %v %v %v", ErrShape, ErrNoTableRow, ErrTableDevice, OK, Status(99))
 	}
-	for s := Status(0); s <= ErrNoTableRow; s++ {
+	var e *Error
+	if err := error(&Error{Op: "LoadDispatchTable", Status: Status(21)}); !errors.Is(err, ErrTableDevice) ||
+		!errors.As(err, &e) || !strings.HasPrefix(err.Error(), "mlakv.LoadDispatchTable: MLAKV_ERR_TABLE_DEVICE: ") {
+		t.Errorf("status 21: %v", err)
+	}
+	for s := Status(0); s <= ErrTableDevice; s++ {
 		if !strings.HasPrefix(s.Error(), s.String()+": ") || len(s.Error()) < len(s.String())+5 {
 			t.Errorf("Status(%d).Error() = %q", int32(s), s.Error())
 		}
@@ -220,6 +227,64 @@ func TestDispatchTable(t *testing.T) {
 				t.Errorf("DispatchTable(cuda) in a build without CUDA: %v", err)
 			}
 		}
+	}
+}
+
+func TestLoadDispatchTable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-table.txt")
+	var e *Error
+
+	// the reference backend has no per-device tables (GPU backends do)
+	err := LoadDispatchTable(BackendReference, missing)
+	if !errors.As(err, &e) || e.Status != ErrInvalidArgument || e.Op != "LoadDispatchTable" ||
+		!strings.Contains(e.Message, "per-device tables") {
+		t.Errorf("LoadDispatchTable(reference): %v", err)
+	}
+	if !errors.Is(err, ErrInvalidArgument) || int32(e.Status) != 11 {
+		t.Errorf("LoadDispatchTable(reference): status %v", err)
+	}
+
+	// an unknown backend code, and BackendAuto (no table of its own)
+	if err := LoadDispatchTable(Backend(7), missing); !errors.As(err, &e) || e.Status != ErrNoSuchBackend || int32(e.Status) != 12 {
+		t.Errorf("LoadDispatchTable(7): %v", err)
+	}
+	if err := LoadDispatchTable(BackendAuto, missing); !errors.Is(err, ErrNoSuchBackend) {
+		t.Errorf("LoadDispatchTable(auto): %v", err)
+	}
+
+	// a NUL inside the path is caught in Go
+	if err := LoadDispatchTable(BackendReference, "a\x00b"); !errors.As(err, &e) || e.Status != ErrInvalidArgument ||
+		!strings.Contains(e.Message, "NUL") {
+		t.Errorf("LoadDispatchTable with a NUL byte: %v", err)
+	}
+
+	// GPU backends not compiled into this library are unavailable
+	bs, err := Backends()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sawCUDA := false
+	for _, b := range bs {
+		if b.Backend == BackendReference || b.Compiled {
+			if b.Backend == BackendCUDA {
+				sawCUDA = true
+				t.Logf("SKIPPED: the cuda backend is compiled into this library")
+			}
+			continue
+		}
+		err := LoadDispatchTable(b.Backend, missing)
+		if !errors.As(err, &e) || e.Status != ErrBackendUnavailable || !strings.Contains(e.Message, b.Name) {
+			t.Errorf("LoadDispatchTable(%s) in a build without it: %v", b.Name, err)
+		}
+		if b.Backend == BackendCUDA {
+			sawCUDA = true
+			if int32(e.Status) != 13 || e.Status.String() != "MLAKV_ERR_BACKEND_UNAVAILABLE" {
+				t.Errorf("LoadDispatchTable(cuda): %v", err)
+			}
+		}
+	}
+	if !sawCUDA {
+		t.Errorf("Backends() does not list cuda: %+v", bs)
 	}
 }
 

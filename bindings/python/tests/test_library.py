@@ -50,13 +50,13 @@ def test_pack_args_init_defaults_match_binding_defaults():
 
 
 def test_status_string_and_names_for_every_status():
-    for code in range(0, 21):
+    for code in range(0, 22):
         text = mlakv.status_string(code)
         assert text.split(":")[0] == mlakv.STATUS_NAMES[code]
     assert "UNKNOWN" in mlakv.status_string(999)
 
 
-@pytest.mark.parametrize("code", list(range(1, 21)))
+@pytest.mark.parametrize("code", list(range(1, 22)))
 def test_every_status_has_its_error_class(code):
     cls = mlakv.error_class(code)
     assert issubclass(cls, mlakv.Error) and cls is not mlakv.Error
@@ -77,6 +77,10 @@ def test_error_class_specifics():
     assert mlakv.error_class(8) is mlakv.OverlapError
     assert mlakv.error_class(3) is mlakv.DtypeError
     assert mlakv.error_class(20) is mlakv.NoTableRowError
+    assert mlakv.error_class(21) is mlakv.TableDeviceError
+    assert mlakv.TableDeviceError.status == 21
+    assert mlakv.STATUS_NAMES[21] == "MLAKV_ERR_TABLE_DEVICE"
+    assert mlakv.TableDeviceError(21, "x").name == "MLAKV_ERR_TABLE_DEVICE"
     assert issubclass(mlakv.ShapeError, ValueError)
     assert issubclass(mlakv.DtypeError, TypeError)
     assert mlakv.error_class(12345) is mlakv.Error  # a status appended by a newer library
@@ -146,6 +150,47 @@ def test_dispatch_table_errors():
             with pytest.raises(mlakv.BackendUnavailableError) as ei:
                 mlakv.get_dispatch_table(b.name)
             assert ei.value.status == 13 and b.name in ei.value.message
+
+
+def test_load_dispatch_table_errors(tmp_path):
+    missing = tmp_path / "no-such-table.txt"
+    # the reference backend has no per-device tables (GPU backends do); str or PathLike paths
+    for path in (str(missing), missing):
+        with pytest.raises(mlakv.InvalidArgumentError) as ei:
+            mlakv.load_dispatch_table("reference", path)
+        assert ei.value.status == 11 and ei.value.name == "MLAKV_ERR_INVALID_ARGUMENT"
+        assert ei.value.message and "per-device tables" in ei.value.message
+        assert ei.value.function == "mlakv_dispatch_table_load"
+    with pytest.raises(mlakv.InvalidArgumentError):
+        mlakv.load_dispatch_table(mlakv.BACKEND_REFERENCE, missing)
+    # an unknown backend code, and AUTO (no table of its own)
+    with pytest.raises(mlakv.NoSuchBackendError) as ei:
+        mlakv.load_dispatch_table(7, missing)
+    assert ei.value.status == 12
+    with pytest.raises(mlakv.NoSuchBackendError):
+        mlakv.load_dispatch_table("auto", missing)
+    with pytest.raises(mlakv.InvalidArgumentError):
+        mlakv.load_dispatch_table("no-such-name", missing)
+    # a NUL byte in the path: refused before the C call
+    with pytest.raises(mlakv.InvalidArgumentError) as ei:
+        mlakv.load_dispatch_table("reference", str(missing) + "\0x")
+    assert ei.value.function is None and "NUL" in ei.value.message
+    # GPU backends that are not compiled into this library: unavailable
+    for b in mlakv.backends():
+        if b.name != "reference" and not b.compiled:
+            with pytest.raises(mlakv.BackendUnavailableError) as ei:
+                mlakv.load_dispatch_table(b.name, missing)
+            assert ei.value.status == 13 and b.name in ei.value.message
+
+
+def test_load_dispatch_table_cuda_not_compiled(tmp_path):
+    cuda = next(b for b in mlakv.backends() if b.backend == mlakv.BACKEND_CUDA)
+    if cuda.compiled:
+        pytest.skip("the cuda backend is compiled into this library")
+    with pytest.raises(mlakv.BackendUnavailableError) as ei:
+        mlakv.load_dispatch_table("cuda", tmp_path / "table.txt")
+    assert ei.value.status == 13 and ei.value.name == "MLAKV_ERR_BACKEND_UNAVAILABLE"
+    assert ei.value.message and "cuda" in ei.value.message
 
 
 # ---- finding the library ------------------------------------------------------------------------
@@ -274,6 +319,7 @@ int32_t mlakv_backend_get_info(int32_t i, void* p) { return 11; }
 int32_t mlakv_dispatch_table_get(int32_t b, char* buf, size_t n, size_t* k) { return 12; }
 int32_t mlakv_dispatch_table_set(int32_t b, const char* t) { return 12; }
 int32_t mlakv_dispatch_table_reset(int32_t b) { return 12; }
+int32_t mlakv_dispatch_table_load(int32_t b, const char* p) { return 12; }
 """
 
 

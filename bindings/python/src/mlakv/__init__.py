@@ -16,8 +16,9 @@ first use, so ``import mlakv`` never fails for want of it.
 """
 from __future__ import annotations
 
+import os
 from collections import namedtuple
-from typing import Any, List
+from typing import Any, List, Union
 
 from . import _capi, _core
 from ._capi import (BACKEND_AUTO, BACKEND_CUDA, BACKEND_HIP, BACKEND_REFERENCE, DTYPE_BF16,
@@ -29,19 +30,21 @@ from ._errors import (AlignmentError, BackendUnavailableError, BufferTooSmallErr
                       LibraryError, LibraryNotFoundError, MemorySpaceError, NoSuchBackendError,
                       NoTableRowError, NullPointerError, OverlapError, RankError, ShapeError,
                       SizeOverflowError, STATUS_NAMES, StrideError, StructSizeError,
-                      TableParseError, UnsupportedDimsError, error_class)
+                      TableDeviceError, TableParseError, UnsupportedDimsError, error_class)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "pack_fp8", "plan", "backends", "version", "version_string", "library_path", "load_library",
-    "get_dispatch_table", "set_dispatch_table", "reset_dispatch_table", "clear_cache",
+    "get_dispatch_table", "set_dispatch_table", "reset_dispatch_table", "load_dispatch_table",
+    "clear_cache",
     "BackendInfo", "status_string", "STATUS_NAMES",
     "Error", "LibraryError", "LibraryNotFoundError", "NullPointerError", "StructSizeError",
     "DtypeError", "RankError", "ShapeError", "StrideError", "AlignmentError", "OverlapError",
     "SizeOverflowError", "UnsupportedDimsError", "InvalidArgumentError", "NoSuchBackendError",
     "BackendUnavailableError", "DeviceError", "LaunchError", "BufferTooSmallError",
-    "TableParseError", "MemorySpaceError", "InternalError", "NoTableRowError", "error_class",
+    "TableParseError", "MemorySpaceError", "InternalError", "NoTableRowError",
+    "TableDeviceError", "error_class",
     "BACKEND_AUTO", "BACKEND_REFERENCE", "BACKEND_CUDA", "BACKEND_HIP",
     "DTYPE_BF16", "DTYPE_FP16", "DTYPE_FP32", "DTYPE_E4M3FN", "DTYPE_E5M2", "DTYPE_E4M3FNUZ",
     "DTYPE_E5M2FNUZ", "PDL_AUTO", "PDL_ON", "PDL_OFF", "FLAG_TRUST_POINTERS",
@@ -114,6 +117,21 @@ def reset_dispatch_table(backend: Any = "cuda") -> None:
     L = _capi.lib()
     L.check(L.lib.mlakv_dispatch_table_reset(_core.backend_code(backend)),
             "mlakv_dispatch_table_reset")
+
+
+def load_dispatch_table(backend: Any, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Loads a per-device table file written by ``mlakv-tune`` (its header names the device it
+    was measured on) and applies it to every device of this process that matches (GPU backends;
+    the reference backend has none: :class:`InvalidArgumentError`). A malformed file is
+    :class:`TableParseError`, a file for another device :class:`TableDeviceError`; either way
+    nothing changes. :func:`set_dispatch_table` and :func:`reset_dispatch_table` forget loaded
+    tables."""
+    L = _capi.lib()
+    b = _core.backend_code(backend)
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise _core.err(InvalidArgumentError, "path %r contains a NUL byte" % (path,))
+    L.check(L.lib.mlakv_dispatch_table_load(b, raw), "mlakv_dispatch_table_load")
 
 
 # documentation of the generic entry points (defined in _core)

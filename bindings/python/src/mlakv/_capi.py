@@ -171,6 +171,8 @@ class Library:
             L.mlakv_dispatch_table_set.restype = ctypes.c_int32
             L.mlakv_dispatch_table_reset.argtypes = [ctypes.c_int32]
             L.mlakv_dispatch_table_reset.restype = ctypes.c_int32
+            L.mlakv_dispatch_table_load.argtypes = [ctypes.c_int32, ctypes.c_char_p]
+            L.mlakv_dispatch_table_load.restype = ctypes.c_int32
         except AttributeError as e:
             raise LibraryError("%s is not a usable libmlakv: a symbol is missing (%s)" % (path, e))
         self.version = int(L.mlakv_version())

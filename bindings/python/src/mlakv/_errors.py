@@ -21,7 +21,7 @@ __all__ = [
     "UnsupportedDimsError", "InvalidArgumentError", "NoSuchBackendError",
     "BackendUnavailableError", "DeviceError", "LaunchError", "BufferTooSmallError",
     "TableParseError", "MemorySpaceError", "InternalError", "NoTableRowError",
-    "STATUS_NAMES", "error_class",
+    "TableDeviceError", "STATUS_NAMES", "error_class",
 ]
 
 
@@ -29,7 +29,7 @@ class Error(Exception):
     """A failed mlakv call.
 
     Attributes:
-        status:  the mlakv status code (``int``, 1..20 today; see ``mlakv.h``).
+        status:  the mlakv status code (``int``, 1..21 today; see ``mlakv.h``).
         name:    the status' name, e.g. ``"MLAKV_ERR_SHAPE"``.
         message: what went wrong: ``mlakv_last_error()``'s text for a failure reported by the
                  library, the binding's own text for one found before the call.
@@ -159,6 +159,12 @@ class NoTableRowError(Error):
     status = 20
 
 
+class TableDeviceError(Error):
+    """21 MLAKV_ERR_TABLE_DEVICE: a table file was measured on a device this backend does not
+    have."""
+    status = 21
+
+
 class LibraryError(OSError):
     """The shared library could not be loaded, or it does not match this binding (ABI)."""
 
@@ -189,6 +195,7 @@ STATUS_NAMES: Dict[int, str] = {
     18: "MLAKV_ERR_MEMORY_SPACE",
     19: "MLAKV_ERR_INTERNAL",
     20: "MLAKV_ERR_NO_TABLE_ROW",
+    21: "MLAKV_ERR_TABLE_DEVICE",
 }
 
 _CLASSES: Dict[int, Type[Error]] = {
@@ -197,7 +204,7 @@ _CLASSES: Dict[int, Type[Error]] = {
         AlignmentError, OverlapError, SizeOverflowError, UnsupportedDimsError,
         InvalidArgumentError, NoSuchBackendError, BackendUnavailableError, DeviceError,
         LaunchError, BufferTooSmallError, TableParseError, MemorySpaceError, InternalError,
-        NoTableRowError)
+        NoTableRowError, TableDeviceError)
 }
 
 

@@ -84,6 +84,8 @@ pub const MLAKV_ERR_MEMORY_SPACE: mlakv_status = 18;
 pub const MLAKV_ERR_INTERNAL: mlakv_status = 19;
 /// No row of the backend's dispatch table can run the call.
 pub const MLAKV_ERR_NO_TABLE_ROW: mlakv_status = 20;
+/// A table file was measured on a device this backend does not have.
+pub const MLAKV_ERR_TABLE_DEVICE: mlakv_status = 21;
 
 // ---- data types -----------------------------------------------------------------------------
 
@@ -330,6 +332,12 @@ extern "C" {
     /// Replaces the backend's dispatch table with rows parsed from `text` (NUL-terminated).
     pub fn mlakv_dispatch_table_set(backend: mlakv_backend, text: *const c_char) -> mlakv_status;
 
-    /// Restores the backend's built-in dispatch table.
+    /// Restores the backend's built-in dispatch table (and forgets every device's loaded table
+    /// file).
     pub fn mlakv_dispatch_table_reset(backend: mlakv_backend) -> mlakv_status;
+
+    /// GPU backends: loads a table file written by `mlakv-tune` (`path` NUL-terminated) and
+    /// applies it to every device of this process it was measured on. A malformed file is
+    /// [`MLAKV_ERR_TABLE_PARSE`], a file for another device [`MLAKV_ERR_TABLE_DEVICE`].
+    pub fn mlakv_dispatch_table_load(backend: mlakv_backend, path: *const c_char) -> mlakv_status;
 }

@@ -85,7 +85,7 @@ fn rust_values() -> BTreeMap<String, i64> {
         MLAKV_ERR_SIZE_OVERFLOW, MLAKV_ERR_UNSUPPORTED_DIMS, MLAKV_ERR_INVALID_ARGUMENT,
         MLAKV_ERR_NO_SUCH_BACKEND, MLAKV_ERR_BACKEND_UNAVAILABLE, MLAKV_ERR_DEVICE,
         MLAKV_ERR_LAUNCH, MLAKV_ERR_BUFFER_TOO_SMALL, MLAKV_ERR_TABLE_PARSE,
-        MLAKV_ERR_MEMORY_SPACE, MLAKV_ERR_INTERNAL, MLAKV_ERR_NO_TABLE_ROW,
+        MLAKV_ERR_MEMORY_SPACE, MLAKV_ERR_INTERNAL, MLAKV_ERR_NO_TABLE_ROW, MLAKV_ERR_TABLE_DEVICE,
         MLAKV_DTYPE_INVALID, MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32,
         MLAKV_DTYPE_E4M3FN, MLAKV_DTYPE_E5M2, MLAKV_DTYPE_E4M3FNUZ, MLAKV_DTYPE_E5M2FNUZ,
         MLAKV_BACKEND_AUTO, MLAKV_BACKEND_REFERENCE, MLAKV_BACKEND_CUDA, MLAKV_BACKEND_HIP,
@@ -199,8 +199,8 @@ fn layout_matches_the_c_compiler() {
         "layout mismatches:\n{}",
         problems.join("\n")
     );
-    // 3 structs and 4 typedefs (size + align each), 27 fields (offset + size each), 43 constants.
-    assert_eq!(c.len(), 2 * 7 + 2 * 27 + 43, "unexpected number of entries");
+    // 3 structs and 4 typedefs (size + align each), 27 fields (offset + size each), 44 constants.
+    assert_eq!(c.len(), 2 * 7 + 2 * 27 + 44, "unexpected number of entries");
     println!("layout: {} entries match the C compiler", c.len());
 }
 
@@ -271,5 +271,17 @@ fn raw_calls_work() {
         );
         assert_eq!(st, MLAKV_OK);
         assert_eq!(buf[needed - 1], 0);
+
+        // Per-device table files: the reference backend has none; a NULL path is an error.
+        let path = b"/nonexistent/mlakv-table.txt\0";
+        let st = mlakv_dispatch_table_load(
+            MLAKV_BACKEND_REFERENCE,
+            path.as_ptr() as *const std::os::raw::c_char,
+        );
+        assert_eq!(st, MLAKV_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            mlakv_dispatch_table_load(MLAKV_BACKEND_REFERENCE, std::ptr::null()),
+            MLAKV_ERR_NULL_POINTER
+        );
     }
 }

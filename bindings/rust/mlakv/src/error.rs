@@ -52,6 +52,9 @@ pub enum Status {
     Internal,
     /// 20, `MLAKV_ERR_NO_TABLE_ROW`: no row of the backend's dispatch table can run the call.
     NoTableRow,
+    /// 21, `MLAKV_ERR_TABLE_DEVICE`: a table file was measured on a device this backend does not
+    /// have.
+    TableDevice,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -81,6 +84,7 @@ impl Status {
             sys::MLAKV_ERR_MEMORY_SPACE => Status::MemorySpace,
             sys::MLAKV_ERR_INTERNAL => Status::Internal,
             sys::MLAKV_ERR_NO_TABLE_ROW => Status::NoTableRow,
+            sys::MLAKV_ERR_TABLE_DEVICE => Status::TableDevice,
             other => Status::Unknown(other),
         }
     }
@@ -108,6 +112,7 @@ impl Status {
             Status::MemorySpace => sys::MLAKV_ERR_MEMORY_SPACE,
             Status::Internal => sys::MLAKV_ERR_INTERNAL,
             Status::NoTableRow => sys::MLAKV_ERR_NO_TABLE_ROW,
+            Status::TableDevice => sys::MLAKV_ERR_TABLE_DEVICE,
             Status::Unknown(code) => code,
         }
     }
@@ -136,6 +141,7 @@ impl Status {
             Status::MemorySpace => "MLAKV_ERR_MEMORY_SPACE",
             Status::Internal => "MLAKV_ERR_INTERNAL",
             Status::NoTableRow => "MLAKV_ERR_NO_TABLE_ROW",
+            Status::TableDevice => "MLAKV_ERR_TABLE_DEVICE",
             Status::Unknown(_) => "MLAKV_ERR_UNKNOWN",
         }
     }

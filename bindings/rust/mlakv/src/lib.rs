@@ -99,6 +99,7 @@ pub use mlakv_sys as sys;
 
 use std::ffi::CString;
 use std::fmt;
+use std::path::Path;
 
 use error::{check, cstr_to_string};
 
@@ -215,10 +216,53 @@ pub fn set_dispatch_table(backend: Backend, text: &str) -> Result<()> {
     check(unsafe { sys::mlakv_dispatch_table_set(backend.code(), text.as_ptr()) })
 }
 
-/// Restores the backend's built-in dispatch table.
+/// Restores the backend's built-in dispatch table (and forgets every device's loaded table
+/// file).
 pub fn reset_dispatch_table(backend: Backend) -> Result<()> {
     // SAFETY: no pointers.
     check(unsafe { sys::mlakv_dispatch_table_reset(backend.code()) })
+}
+
+/// GPU backends: per-device tables. Loads a table file written by `mlakv-tune` (its header names
+/// the device it was measured on) and applies it to every device of this process that matches;
+/// their rows are tried first, then the backend's table. A malformed file is
+/// [`Status::TableParse`], a file for another device [`Status::TableDevice`]; either way nothing
+/// changes. The reference backend has no per-device tables ([`Status::InvalidArgument`]).
+/// [`set_dispatch_table`] and [`reset_dispatch_table`] forget loaded tables.
+pub fn load_dispatch_table(backend: Backend, path: &Path) -> Result<()> {
+    let path = CString::new(path_bytes(path)?).map_err(|e| {
+        Error::new(
+            Status::InvalidArgument,
+            format!(
+                "load_dispatch_table: the path holds a NUL byte at offset {}",
+                e.nul_position()
+            ),
+        )
+    })?;
+    // SAFETY: path is NUL-terminated and outlives the call.
+    check(unsafe { sys::mlakv_dispatch_table_load(backend.code(), path.as_ptr()) })
+}
+
+/// The bytes of a path as the C library receives them.
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(path.as_os_str().as_bytes().to_vec())
+}
+
+/// The bytes of a path as the C library receives them (UTF-8 outside Unix).
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Result<Vec<u8>> {
+    match path.to_str() {
+        Some(text) => Ok(text.as_bytes().to_vec()),
+        None => Err(Error::new(
+            Status::InvalidArgument,
+            format!(
+                "load_dispatch_table: the path {:?} is not valid UTF-8",
+                path
+            ),
+        )),
+    }
 }
 
 /// Compiles the Rust code blocks of `bindings/rust/README.md` as doc-tests, so that the README's

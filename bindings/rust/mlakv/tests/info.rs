@@ -99,7 +99,7 @@ fn dispatch_tables_read_replace_and_reset() {
 
 #[test]
 fn status_names_and_descriptions() {
-    for code in 1..=20 {
+    for code in 1..=21 {
         let status = Status::from_code(code);
         assert_eq!(status.code(), code);
         assert_ne!(status, Status::Unknown(code));
@@ -113,6 +113,64 @@ fn status_names_and_descriptions() {
     }
     assert_eq!(Status::from_code(5), Status::Shape);
     assert_eq!(Status::from_code(8), Status::Overlap);
-    assert_eq!(Status::from_code(21), Status::Unknown(21));
-    assert!(!Status::Unknown(21).description().is_empty());
+    assert_eq!(Status::from_code(21), Status::TableDevice);
+    assert_eq!(Status::TableDevice.code(), 21);
+    assert_eq!(Status::TableDevice.name(), "MLAKV_ERR_TABLE_DEVICE");
+    assert!(Status::TableDevice
+        .description()
+        .starts_with("MLAKV_ERR_TABLE_DEVICE"));
+    assert_eq!(Status::from_code(22), Status::Unknown(22));
+    assert!(!Status::Unknown(22).description().is_empty());
+}
+
+#[test]
+fn load_dispatch_table_errors() {
+    let missing = std::env::temp_dir().join("mlakv-rust-test-no-such-table.txt");
+
+    // the reference backend has no per-device tables (GPU backends do)
+    let e = mlakv::load_dispatch_table(Backend::Reference, &missing).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument, "{}", e);
+    assert_eq!(e.code(), 11);
+    assert!(e.message().contains("per-device tables"), "{}", e);
+
+    // an unknown backend code, and Auto (no table of its own)
+    let e = mlakv::load_dispatch_table(Backend::Other(7), &missing).unwrap_err();
+    assert_eq!(e.status(), Status::NoSuchBackend, "{}", e);
+    assert_eq!(e.code(), 12);
+    let e = mlakv::load_dispatch_table(Backend::Auto, &missing).unwrap_err();
+    assert_eq!(e.status(), Status::NoSuchBackend, "{}", e);
+
+    // a NUL inside the path is caught in Rust
+    let e =
+        mlakv::load_dispatch_table(Backend::Reference, std::path::Path::new("a\0b")).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(e.message().contains("NUL"), "{}", e);
+
+    // GPU backends not compiled into this library are unavailable
+    for b in mlakv::backends().unwrap() {
+        if b.backend != Backend::Reference && !b.compiled {
+            let e = mlakv::load_dispatch_table(b.backend, &missing).unwrap_err();
+            assert_eq!(e.status(), Status::BackendUnavailable, "{}", e);
+            assert!(e.message().contains(&b.name), "{}", e);
+        }
+    }
+}
+
+#[test]
+fn load_dispatch_table_cuda_not_compiled() {
+    let list = mlakv::backends().unwrap();
+    let cuda = list.iter().find(|b| b.backend == Backend::Cuda);
+    match cuda {
+        Some(info) if info.compiled => {
+            println!("SKIPPED: the cuda backend is compiled into this library");
+        }
+        _ => {
+            let path = std::env::temp_dir().join("mlakv-rust-test-table.txt");
+            let e = mlakv::load_dispatch_table(Backend::Cuda, &path).unwrap_err();
+            assert_eq!(e.status(), Status::BackendUnavailable, "{}", e);
+            assert_eq!(e.code(), 13);
+            assert_eq!(e.status().name(), "MLAKV_ERR_BACKEND_UNAVAILABLE");
+            assert!(!e.message().is_empty());
+        }
+    }
 }
