@@ -11,6 +11,7 @@
 #   bench       the C++ benchmark (bench/mlakv_bench)
 #   triton      mlakv beside the Triton baseline (bench/triton_baseline.py), TRITON_ARGS to narrow it
 #   ab          .carry/lib against .carry/base (another build) in one process, on AB_SIZES
+#   tune        mlakv-tune on this GPU (TUNE_ARGS), its table and report in $OUT/tune
 # Usage: bash scripts/gpu_verify.sh [steps]   (comma list; default: all but ab)
 # Logs and JSON go to $OUT (default /tmp/mlakv-gpu); the step logs are packed into $OUT/logs.tgz.
 set -uo pipefail
@@ -55,6 +56,7 @@ has python && step python bash bindings/python/run_tests.sh "$PWD/$ART"  # .carr
 has hostcost && step hostcost python3 bench/python_host_cost.py --lib "$MLAKV_LIBRARY" --json "$OUT/python_host_cost.json"
 has bench && step bench "$ART/bin/mlakv_bench" ${BENCH_ARGS:-} --json "$OUT/bench.json"
 has triton && step triton python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --out "$OUT/triton_compare.json" ${TRITON_ARGS:-}
+has tune && step tune "$ART/bin/mlakv-tune" --out "$OUT/tune" ${TUNE_ARGS:-}
 has ab && step ab python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --lib-b "$ART/base/libmlakv.so" --no-sweep \
   --sizes "${AB_SIZES:-16:1,16:64,16:384,16:1024,16:16384,128:1,128:8,128:128,128:384,128:2048,128:16384}" \
   --out "$OUT/ab.json"
