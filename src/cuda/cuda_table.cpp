@@ -7,7 +7,9 @@
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
-//          evidence for each band in docs/perf-notes.md);
+//          evidence for each band in docs/perf-notes.md); beyond ~80 MB, rows for GPUs with an
+//          L2 of 55 MiB or more (the H200's 60; the H100 has 50) from mlakv-tune on an H200
+//          (bench/results/h200-tune.md);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
@@ -26,6 +28,7 @@ constexpr int64_t U = kUnbounded;
 std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
   const char* h100 = "sm_90: H100 sweep, docs/perf-notes.md";
+  const char* h200 = "sm_90, L2 >= 55 MiB: mlakv-tune on an H200, bench/results/h200-tune.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
@@ -47,6 +50,10 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 37889, 43008, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
       row(90, 99, 1, U, 43009, 55296, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
       row(90, 99, 1, U, 55297, 57344, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
+      // H200 (L2 >= 55 MiB) beyond ~80 MB: 1024-thread blocks, 16 then 8 lanes a row (mlakv-tune)
+      with_l2(row(90, 99, 1, U, 92682, 185363, X8, kFlat, 1024, 1, 1, 0, 1, 16, h200), 55, U),
+      with_l2(row(90, 99, 1, U, 185364, 370727, X8, kFlat, 1024, 1, 1, 0, 1, 16, h200, 0, 1), 55, U),
+      with_l2(row(90, 99, 1, U, 370728, U, X8, kFlat, 1024, 1, 1, 0, 1, 8, h200), 55, U),
       row(90, 99, 1, U, 57345, 98304, X8, kFlat, 256, 1, 1, 0, 1, 16, h100),
       // beyond L2: a warp a row with 4-element units (8-byte loads, 4-byte stores), 256 threads
       row(90, 99, 1, U, 98305, U, X8, kFlat, 256, 1, 1, 0, 1, 32, h100),

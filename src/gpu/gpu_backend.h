@@ -32,6 +32,13 @@ inline DispatchRow row(int a0, int a1, int64_t s0, int64_t s1, int64_t sxh0, int
   return r;
 }
 
+// A row for devices whose L2 lies in [lo, hi] MiB only (GPUs of one arch told apart).
+inline DispatchRow with_l2(DispatchRow r, int64_t lo, int64_t hi) {
+  r.l2_min = lo;
+  r.l2_max = hi;
+  return r;
+}
+
 // The last row of every GPU table: any arch, dims and alignment, on the general kernel.
 inline DispatchRow catch_all_row() {
   return row(0, 100000, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path");

@@ -8,10 +8,13 @@
 #include <doctest/doctest.h>
 #include <mlakv/mlakv.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -378,13 +381,14 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, dev));
   const int arch = prop.major * 10 + prop.minor;
+  const long l2_mib = long(prop.l2CacheSize) >> 20;
   REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA) == MLAKV_OK);
   size_t need = 0;
   mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, nullptr, 0, &need);
   std::string text(need, '\0');
   REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_CUDA, &text[0], text.size(), nullptr) == MLAKV_OK);
   struct Row {
-    long a0, a1, s0, s1, sh0, sh1;  // -1: unbounded
+    long a0, a1, s0, s1, sh0, sh1, l0, l1;  // -1: unbounded
     bool x8;
     std::string line;
   };
@@ -393,8 +397,16 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   std::string line;
   while (std::getline(lines, line)) {
     Row r{};
-    char s1[24] = {0}, sh1[24] = {0};
-    if (std::sscanf(line.c_str(), "arch=%ld-%ld s=%ld-%23s sxh=%ld-%23s", &r.a0, &r.a1, &r.s0, s1, &r.sh0, sh1) != 6) continue;
+    char s1[24] = {0}, sh1[24] = {0}, l1[24] = {0};
+    r.l1 = -1;  // rows on the device's L2 size: "arch=A-B l2=L-M s=..." (the l2 field is printed when set)
+    const size_t l2_at = line.find(" l2=");
+    std::string rest = line;
+    if (l2_at != std::string::npos && l2_at < line.find(" s=")) {
+      if (std::sscanf(line.c_str() + l2_at, " l2=%ld-%23s", &r.l0, l1) != 2) continue;
+      r.l1 = l1[0] == '*' ? -1 : std::atol(l1);
+      rest = line.substr(0, l2_at) + line.substr(line.find(" s=", l2_at));
+    }
+    if (std::sscanf(rest.c_str(), "arch=%ld-%ld s=%ld-%23s sxh=%ld-%23s", &r.a0, &r.a1, &r.s0, s1, &r.sh0, sh1) != 6) continue;
     r.s1 = s1[0] == '*' ? -1 : std::atol(s1);
     r.sh1 = sh1[0] == '*' ? -1 : std::atol(sh1);
     r.x8 = line.find("dims=x8") != std::string::npos;
@@ -403,12 +415,13 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   }
   REQUIRE(table.size() > 2);
   auto holds = [&](const Row& r, long s, long sh) {
-    return arch >= r.a0 && arch <= r.a1 && s >= r.s0 && (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1);
+    return arch >= r.a0 && arch <= r.a1 && l2_mib >= r.l0 && (r.l1 < 0 || l2_mib <= r.l1) && s >= r.s0 &&
+           (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1);
   };
   int rows = 0, runs = 0;
   for (size_t i = 0; i < table.size(); ++i) {
     const Row& r = table[i];
-    if (!r.x8 || arch < r.a0 || arch > r.a1) continue;
+    if (!r.x8 || arch < r.a0 || arch > r.a1 || l2_mib < r.l0 || (r.l1 >= 0 && l2_mib > r.l1)) continue;
     const std::string band = "sxh=" + std::to_string(r.sh0) + "-" + (r.sh1 < 0 ? std::string("*") : std::to_string(r.sh1));
     bool ran = false;
     for (long sh : {r.sh0, r.sh1}) {
@@ -436,6 +449,65 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   }
   MESSAGE(rows << " rows of the built-in table ran for sm_" << arch << ", " << runs << " sizes");
   CHECK(rows > 0);
+}
+
+TEST_CASE("cuda: a table file measured on this device applies to it and never changes bytes") {
+  GPU_ONLY();
+  // a file like mlakv-tune's, for this device: rows for three s*h bands, the rest falling through
+  // to the built-in table; each band's calls must name the file's row and give the reference's bytes
+  int dev = 0;
+  CK(cudaGetDevice(&dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  std::string name = prop.name;
+  for (char& ch : name)
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-')) ch = '_';
+  const int arch = prop.major * 10 + prop.minor;
+  auto device_line = [&](int units) {
+    return "device backend=cuda arch=" + std::to_string(arch) + " units=" + std::to_string(units) +
+           " l2=" + std::to_string(prop.l2CacheSize >> 20) + " name=" + name + "\n";
+  };
+  const std::string rows =
+      "arch=" + std::to_string(arch) + "-" + std::to_string(arch) +
+      " sxh=1-600 dims=ds variant=flat threads=512 lanes=32  # file row A\n"
+      "arch=0-100000 sxh=601-5000 dims=x8 variant=tile2d threads=256 block=16 lanes=16 split=1  # file row B\n"
+      "arch=0-100000 sxh=5001-20000 dims=x8 variant=persist threads=256 unroll=2 waves=2 lanes=8  # file row C\n";
+  char path[] = "/tmp/mlakv-table-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  { std::ofstream(path) << "# a test's table\nmlakv-table 1\n" << device_line(prop.multiProcessorCount) << rows; }
+  REQUIRE_MESSAGE(mlakv_dispatch_table_load(MLAKV_BACKEND_CUDA, path) == MLAKV_OK, mlakv_last_error());
+  struct Sz { int64_t s, h; const char* row; } sizes[] = {
+      {1, 16, "# file row A"}, {37, 16, "# file row A"}, {64, 16, "# file row B"}, {300, 16, "# file row B"},
+      {64, 128, "# file row C"}, {150, 128, "# file row C"}, {4096, 16, nullptr}};
+  for (const Sz& z : sizes) {
+    Case c;
+    c.s = z.s;
+    c.h = z.h;
+    c.in = z.s % 2 ? MLAKV_DTYPE_FP16 : MLAKV_DTYPE_BF16;
+    std::string plan;
+    const size_t bad = run_case(c, &plan);
+    INFO("s=" << z.s << " h=" << z.h << " plan: " << plan);
+    CHECK(bad == 0);
+    if (z.row) {
+      CHECK(plan.find(std::string("table=") + path) != std::string::npos);
+      CHECK(plan.find(z.row) != std::string::npos);
+    } else {
+      CHECK(plan.find("table=built-in") != std::string::npos);  // beyond the file's rows
+    }
+  }
+  // a file for another device changes nothing
+  { std::ofstream(path) << "mlakv-table 1\n" << device_line(prop.multiProcessorCount + 1) << rows; }
+  CHECK(mlakv_dispatch_table_load(MLAKV_BACKEND_CUDA, path) == MLAKV_ERR_TABLE_DEVICE);
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA) == MLAKV_OK);
+  Case c;
+  c.s = 37;
+  c.h = 16;
+  std::string plan;
+  CHECK(run_case(c, &plan) == 0);
+  CHECK(plan.find("table=built-in") != std::string::npos);
+  std::remove(path);
 }
 
 TEST_CASE("cuda: large sizes") {
