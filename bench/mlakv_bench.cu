@@ -31,58 +31,27 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.cuh"
 #include "gpu/vendor.h"
 #include "gpu/pack_kernels.cuh"  // kern::Params: the size of the bare launch's parameter block
 
 namespace {
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
-
-constexpr int64_t DN = 128, DR = 64, DV = 128, W = DN + DV;
-
-struct Set {  // one set of input/output buffers
-  void *kv, *pe, *k, *v;
-};
+using bench::check;
+using bench::DN;
+using bench::DR;
+using bench::DV;
+using bench::Set;
+using bench::Timer;
+using bench::W;
 
 struct Size {
   int64_t h, s;
-  double bytes() const { return double(s * h * W * 2 + s * DR * 2 + s * h * (DN + DR + DV)); }
+  double bytes() const { return bench::bytes_moved(s, h); }
 };
 
-mlakv_tensor t3(void* p, mlakv_dtype dt, int64_t a, int64_t b, int64_t c, int64_t sa, int64_t sb) {
-  mlakv_tensor t = MLAKV_TENSOR_INIT;
-  t.data = p; t.dtype = dt; t.ndim = 3;
-  t.shape[0] = a; t.shape[1] = b; t.shape[2] = c;
-  t.strides[0] = sa; t.strides[1] = sb; t.strides[2] = 1;
-  return t;
-}
-
 mlakv_pack_args make_args(const Size& z, const Set& b, const float* sc, cudaStream_t st) {
-  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-  a.k_nope = t3(b.kv, MLAKV_DTYPE_BF16, z.s, z.h, DN, z.h * W, W);
-  a.v = t3(static_cast<uint16_t*>(b.kv) + DN, MLAKV_DTYPE_BF16, z.s, z.h, DV, z.h * W, W);
-  a.k_pe = t3(b.pe, MLAKV_DTYPE_BF16, z.s, 1, DR, DR, DR);
-  a.k_out = t3(b.k, MLAKV_DTYPE_E4M3FN, z.s, z.h, DN + DR, z.h * (DN + DR), DN + DR);
-  a.v_out = t3(b.v, MLAKV_DTYPE_E4M3FN, z.s, z.h, DV, z.h * DV, DV);
-  a.k_scale_inv_ptr = sc;
-  a.v_scale_inv_ptr = sc + 1;
-  a.backend = MLAKV_BACKEND_CUDA;
-  a.stream = st;
-  return a;
-}
-
-void check(mlakv_status s, const char* what) {
-  if (s != MLAKV_OK) {
-    std::fprintf(stderr, "%s: %s (%s)\n", what, mlakv_status_string(s), mlakv_last_error());
-    std::exit(1);
-  }
+  return bench::make_args(z.s, z.h, MLAKV_DTYPE_BF16, b, sc, st);
 }
 
 // The launch floor: an empty kernel that only takes part in PDL, with a parameter block the size
@@ -112,55 +81,13 @@ __global__ void naive_quant(const uint16_t* x, int64_t row_stride, int64_t off, 
   }
 }
 
-struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
-  Timer() {
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-  }
-  // µs per call: capture `calls` invocations of f(i) into one graph, replay it until ~target_ms.
-  template <class F>
-  double graph_us(int calls, F&& f, double target_ms = 15.0) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < calls; ++i) f(i);
-    CK(cudaStreamEndCapture(st, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    CK(cudaGraphLaunch(ge, st));  // warm-up
-    CK(cudaStreamSynchronize(st));
-    CK(cudaEventRecord(e0, st));
-    CK(cudaGraphLaunch(ge, st));
-    CK(cudaEventRecord(e1, st));
-    CK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    const int reps = std::max(3, std::min(200, int(target_ms / std::max(ms, 1e-3f))));
-    std::vector<float> t;
-    for (int r = 0; r < reps; ++r) {
-      CK(cudaEventRecord(e0, st));
-      CK(cudaGraphLaunch(ge, st));
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms);
-    }
-    CK(cudaGraphExecDestroy(ge));
-    CK(cudaGraphDestroy(g));
-    std::sort(t.begin(), t.end());
-    return 1e3 * t[t.size() / 2] / calls;
-  }
-};
-
 struct Candidate {
   std::string name;   // printable
   std::string table;  // a table forcing it: its row, then the catch-all (see kCatchAll)
 };
 // Ends every candidate's table: a candidate row that cannot run a size (its kernel's register
 // limit, say) leaves the call to this row, and the sweep skips the candidate for that size.
-constexpr const char* kCatchAll = "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256  # catch-all\n";
+using bench::kCatchAll;
 
 std::vector<Candidate> candidates(const Size& z, const std::string& only) {
   std::vector<Candidate> c;
@@ -346,19 +273,6 @@ void install_table(const std::string& path) {
     std::exit(2);
   }
   std::printf("dispatch table from %s\n", path.c_str());
-}
-
-// The clocks idle at a few hundred MHz: bring them up before anything is timed.
-void warm_up(cudaStream_t st) {
-  void* w;
-  const size_t n = size_t(256) << 20;
-  CK(cudaMalloc(&w, n));
-  const auto t0 = std::chrono::steady_clock::now();
-  while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) {
-    for (int i = 0; i < 20; ++i) CK(cudaMemsetAsync(w, i, n, st));
-    CK(cudaStreamSynchronize(st));
-  }
-  CK(cudaFree(w));
 }
 
 // Host cost of one eager mlakv_pack_fp8 (h = 16, s = 1) against a bare launch, in five cases.
@@ -571,7 +485,7 @@ int main(int argc, char** argv) {
   std::printf("device: %s (sm_%d%d, %d SMs, L2 %d MB), driver API %d, mlakv %s\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, prop.l2CacheSize >> 20, driver, mlakv_version_string());
   Timer T;
-  warm_up(T.st);
+  bench::warm_up(T.st);
   float* d_sc;
   CK(cudaMalloc(&d_sc, 8));
   const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};

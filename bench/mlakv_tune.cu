@@ -40,28 +40,20 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "bench_util.cuh"
 #include "core/table_file.h"
 
 namespace {
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                           \
-    }                                                                                         \
-  } while (0)
+using bench::check;
+using bench::DN;
+using bench::DR;
+using bench::DV;
+using bench::Set;
+using bench::Timer;
+using bench::W;
 
-void check(mlakv_status s, const char* what) {
-  if (s != MLAKV_OK) {
-    std::fprintf(stderr, "mlakv-tune: %s: %s (%s)\n", what, mlakv_status_string(s), mlakv_last_error());
-    std::exit(1);
-  }
-}
-
-constexpr int64_t DN = 128, DR = 64, DV = 128, W = DN + DV;
-constexpr const char* kCatchAll = "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256  # catch-all\n";
+using bench::kCatchAll;
 
 struct Opts {
   bool quick = false, cold = false, install = false;
@@ -151,77 +143,16 @@ __global__ void fill_inputs(uint16_t* x, int64_t n, uint32_t seed, uint16_t base
   }
 }
 
-struct Set {
-  void *kv = nullptr, *pe = nullptr, *k = nullptr, *v = nullptr;
-};
-
 struct Size {
   int64_t h, s;
   mlakv_dtype in;
-  double bytes() const { return double(s * h * W * 2 + s * DR * 2 + s * h * (DN + DR + DV)); }
+  double bytes() const { return bench::bytes_moved(s, h); }
   int64_t sxh() const { return s * h; }
 };
 
 mlakv_pack_args make_args(const Size& z, const Set& b, const float* sc, cudaStream_t st, int device) {
-  auto t3 = [](void* p, mlakv_dtype dt, int64_t a, int64_t bb, int64_t c, int64_t sa, int64_t sb) {
-    mlakv_tensor t = MLAKV_TENSOR_INIT;
-    t.data = p; t.dtype = dt; t.ndim = 3;
-    t.shape[0] = a; t.shape[1] = bb; t.shape[2] = c;
-    t.strides[0] = sa; t.strides[1] = sb; t.strides[2] = 1;
-    return t;
-  };
-  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-  a.k_nope = t3(b.kv, z.in, z.s, z.h, DN, z.h * W, W);
-  a.v = t3(static_cast<uint16_t*>(b.kv) + DN, z.in, z.s, z.h, DV, z.h * W, W);
-  a.k_pe = t3(b.pe, z.in, z.s, 1, DR, DR, DR);
-  a.k_out = t3(b.k, MLAKV_DTYPE_E4M3FN, z.s, z.h, DN + DR, z.h * (DN + DR), DN + DR);
-  a.v_out = t3(b.v, MLAKV_DTYPE_E4M3FN, z.s, z.h, DV, z.h * DV, DV);
-  a.k_scale_inv_ptr = sc;
-  a.v_scale_inv_ptr = sc + 1;
-  a.backend = MLAKV_BACKEND_CUDA;
-  a.device = device;
-  a.stream = st;
-  return a;
+  return bench::make_args(z.s, z.h, z.in, b, sc, st, device);
 }
-
-struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
-  Timer() {
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-  }
-  // µs per call: `calls` calls of f(i) captured into one graph, replayed until about target_ms,
-  // the median replay
-  template <class F>
-  double graph_us(int calls, F&& f, double target_ms = 4.0) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < calls; ++i) f(i);
-    CK(cudaStreamEndCapture(st, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    CK(cudaGraphLaunch(ge, st));
-    CK(cudaStreamSynchronize(st));
-    std::vector<float> t;
-    float total = 0;
-    while (t.size() < 3 || (total < target_ms && t.size() < 50)) {
-      float ms = 0;
-      CK(cudaEventRecord(e0, st));
-      CK(cudaGraphLaunch(ge, st));
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      CK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms);
-      total += ms;
-    }
-    CK(cudaGraphExecDestroy(ge));
-    CK(cudaGraphDestroy(g));
-    std::sort(t.begin(), t.end());
-    return 1e3 * t[t.size() / 2] / calls;
-  }
-};
 
 void progress(size_t done, size_t total, const std::string& what) {
   const int w = 30, n = total ? int(w * done / total) : w;
@@ -265,7 +196,7 @@ struct Problem {
   double time(Timer& T, const std::string& candidate) {
     if (candidate.empty()) check(mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA), "reset");
     else check(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, table_text_for(candidate).c_str()), "candidate table");
-    return T.graph_us(calls, [&](int i) { check(mlakv_pack_fp8(&args[size_t(i) % args.size()]), "pack"); });
+    return T.graph_us(calls, [&](int i) { check(mlakv_pack_fp8(&args[size_t(i) % args.size()]), "pack"); }, 4.0);
   }
   // whether a candidate's row holds here (else the catch-all would run: nothing to time)
   bool holds(const std::string& candidate) {
@@ -435,14 +366,7 @@ int main(int argc, char** argv) {
   CK(cudaMalloc(&d_sc, 8));
   const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};
   CK(cudaMemcpy(d_sc, sc, 8, cudaMemcpyHostToDevice));
-  {  // bring the clocks up before anything is timed
-    void* w;
-    CK(cudaMalloc(&w, size_t(256) << 20));
-    const auto t0 = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) CK(cudaMemsetAsync(w, 1, size_t(256) << 20, T.st));
-    CK(cudaStreamSynchronize(T.st));
-    CK(cudaFree(w));
-  }
+  bench::warm_up(T.st);
   const auto t_start = std::chrono::steady_clock::now();
   std::vector<Measured> ms;
   for (size_t i = 0; i < sizes.size(); ++i) {
