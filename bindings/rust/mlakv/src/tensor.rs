@@ -158,6 +158,55 @@ fn raw_tensor(data: *mut c_void, dtype: Dtype, g: &Geometry) -> sys::mlakv_tenso
     }
 }
 
+/// The read-only accessors and `Debug` that `Tensor` and `TensorMut` share (both wrap a
+/// `sys::mlakv_tensor` in `raw` and remember whether it views a Rust slice).
+macro_rules! view_common {
+    ($ty:ident) => {
+        impl $ty<'_> {
+            /// The element type.
+            pub fn dtype(&self) -> Option<Dtype> {
+                Dtype::from_code(self.raw.dtype)
+            }
+
+            /// The shape (`ndim` entries).
+            pub fn shape(&self) -> &[i64] {
+                &self.raw.shape[..self.raw.ndim as usize]
+            }
+
+            /// The strides in elements (`ndim` entries).
+            pub fn strides(&self) -> &[i64] {
+                &self.raw.strides[..self.raw.ndim as usize]
+            }
+
+            /// Whether this is a view of a Rust slice (host memory) rather than of a raw pointer.
+            pub fn is_slice_view(&self) -> bool {
+                self.host_slice
+            }
+
+            /// The C view.
+            pub fn as_raw(&self) -> &sys::mlakv_tensor {
+                &self.raw
+            }
+
+            pub(crate) fn into_raw(self) -> (sys::mlakv_tensor, bool) {
+                (self.raw, self.host_slice)
+            }
+        }
+
+        impl fmt::Debug for $ty<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("data", &self.raw.data)
+                    .field("dtype", &self.dtype())
+                    .field("shape", &self.shape())
+                    .field("strides", &self.strides())
+                    .field("slice_view", &self.host_slice)
+                    .finish()
+            }
+        }
+    };
+}
+
 /// An input view (`k_nope`, `k_pe` or `v`): borrowed, read-only memory of bf16, fp16 or fp32.
 ///
 /// Made from a slice ([`Tensor::new`], [`Tensor::contiguous`], [`Tensor::from_bits`]), which is
@@ -241,48 +290,9 @@ impl<'a> Tensor<'a> {
             _borrow: PhantomData,
         })
     }
-
-    /// The element type.
-    pub fn dtype(&self) -> Option<Dtype> {
-        Dtype::from_code(self.raw.dtype)
-    }
-
-    /// The shape (`ndim` entries).
-    pub fn shape(&self) -> &[i64] {
-        &self.raw.shape[..self.raw.ndim as usize]
-    }
-
-    /// The strides in elements (`ndim` entries).
-    pub fn strides(&self) -> &[i64] {
-        &self.raw.strides[..self.raw.ndim as usize]
-    }
-
-    /// Whether this is a view of a Rust slice (host memory) rather than of a raw pointer.
-    pub fn is_slice_view(&self) -> bool {
-        self.host_slice
-    }
-
-    /// The C view.
-    pub fn as_raw(&self) -> &sys::mlakv_tensor {
-        &self.raw
-    }
-
-    pub(crate) fn into_raw(self) -> (sys::mlakv_tensor, bool) {
-        (self.raw, self.host_slice)
-    }
 }
 
-impl fmt::Debug for Tensor<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tensor")
-            .field("data", &self.raw.data)
-            .field("dtype", &self.dtype())
-            .field("shape", &self.shape())
-            .field("strides", &self.strides())
-            .field("slice_view", &self.host_slice)
-            .finish()
-    }
-}
+view_common!(Tensor);
 
 /// An output view (`k_out` or `v_out`): borrowed, writable FP8 memory, one byte per element.
 ///
@@ -347,48 +357,9 @@ impl<'a> TensorMut<'a> {
             _borrow: PhantomData,
         })
     }
-
-    /// The element type.
-    pub fn dtype(&self) -> Option<Dtype> {
-        Dtype::from_code(self.raw.dtype)
-    }
-
-    /// The shape (`ndim` entries).
-    pub fn shape(&self) -> &[i64] {
-        &self.raw.shape[..self.raw.ndim as usize]
-    }
-
-    /// The strides in elements (`ndim` entries).
-    pub fn strides(&self) -> &[i64] {
-        &self.raw.strides[..self.raw.ndim as usize]
-    }
-
-    /// Whether this is a view of a Rust slice (host memory) rather than of a raw pointer.
-    pub fn is_slice_view(&self) -> bool {
-        self.host_slice
-    }
-
-    /// The C view.
-    pub fn as_raw(&self) -> &sys::mlakv_tensor {
-        &self.raw
-    }
-
-    pub(crate) fn into_raw(self) -> (sys::mlakv_tensor, bool) {
-        (self.raw, self.host_slice)
-    }
 }
 
-impl fmt::Debug for TensorMut<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TensorMut")
-            .field("data", &self.raw.data)
-            .field("dtype", &self.dtype())
-            .field("shape", &self.shape())
-            .field("strides", &self.strides())
-            .field("slice_view", &self.host_slice)
-            .finish()
-    }
-}
+view_common!(TensorMut);
 
 #[cfg(test)]
 mod tests {
