@@ -18,7 +18,7 @@ struct KernelSet {
 std::vector<KernelSet> kernel_sets() {
   std::vector<KernelSet> sets = {{"base", &mlakv::row_kernels_base()}};
 #if MLAKV_TEST_HAVE_AVX2_KERNELS
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) sets.push_back({"avx2", &mlakv::row_kernels_avx2()});
+  if (mlakv::cpu_has_avx2_f16c()) sets.push_back({"avx2", &mlakv::row_kernels_avx2()});
 #endif
   return sets;
 }

@@ -20,6 +20,8 @@ struct RowKernels {
 const RowKernels& row_kernels_base();
 #if defined(__x86_64__) || defined(_M_X64)
 const RowKernels& row_kernels_avx2();
+// Whether this CPU and OS run the AVX2 + F16C set (x86-64; false elsewhere).
+bool cpu_has_avx2_f16c();
 #endif
 // The best set this CPU runs.
 const RowKernels& row_kernels();
