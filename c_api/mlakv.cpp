@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <pthread.h>
 #include <string>
 
 #include "core/backend.h"
@@ -35,18 +36,44 @@ uint32_t align_sig(const mlakv_pack_args& a) {
   return sig;
 }
 
-// Everything per thread in one thread_local (one TLS lookup per call in a shared library): the
-// last error, and two memo slots: the last successful call's (cur) and a scratch slot that a call
-// with new arguments is validated and planned into directly, becoming cur if it succeeds.
+// Everything per thread in one object: the last error, and two memo slots: the last successful
+// call's (cur) and a scratch slot that a call with new arguments is validated and planned into
+// directly, becoming cur if it succeeds.
 struct ThreadState {
   std::string last_error;
   Memo memo[2];
   int cur = 0;
 };
-thread_local ThreadState t_state;
+
+// The thread's state lives on the heap behind a trivially destructible thread_local pointer, and a
+// thread-exit hook (a pthread key) deletes it. So it outlives every call the thread can make: the
+// C++ runtime runs no destructor for it (a thread_local object would be destroyed at exit() before
+// the atexit handlers and static destructors that may still call mlakv), and the main thread's
+// state is never freed. A call after the hook ran (from another key's destructor) gets a new one.
+thread_local ThreadState* t_state = nullptr;
+pthread_key_t g_state_key;
+bool g_state_key_ok = false;
+
+void free_state(void* p) {
+  delete static_cast<ThreadState*>(p);
+  t_state = nullptr;
+}
+
+ThreadState* state() {
+  if (ThreadState* s = t_state) return s;
+  static const bool key_once = (g_state_key_ok = pthread_key_create(&g_state_key, free_state) == 0);
+  (void)key_once;
+  ThreadState* s = new (std::nothrow) ThreadState;
+  if (!s) return nullptr;
+  if (g_state_key_ok) pthread_setspecific(g_state_key, s);
+  t_state = s;
+  return s;
+}
 
 mlakv_status report(mlakv_status st, const std::string& why) {
-  std::string& e = t_state.last_error;
+  ThreadState* ts = state();
+  if (!ts) return st;  // out of memory: the status alone
+  std::string& e = ts->last_error;
   if (st == MLAKV_OK) {
     if (!e.empty()) e.clear();
   } else {
@@ -91,8 +118,8 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
     if (!b) { *why = "no such backend"; return MLAKV_ERR_NO_SUCH_BACKEND; }
     int n = 0;
     const char* detail = "";
-    if (!b->compiled || !b->probe(&n, &detail)) {
-      *why = std::string("backend '") + b->name + "' is not usable: " + detail;
+    if (!b->probe(&n, &detail) || !b->compiled) {  // (an absent backend's probe says it is absent)
+      *why = std::string("backend '") + b->name + "' is not usable: " + (detail && *detail ? detail : "no reason given");
       return MLAKV_ERR_BACKEND_UNAVAILABLE;
     }
     if (!(p.flags & MLAKV_FLAG_TRUST_POINTERS)) {
@@ -103,11 +130,17 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
     return b->plan(p, plan, why);
   }
   std::string reasons;
+  bool any_usable = false;
   for (int i = 0; i < backend_count(); ++i) {
     const Backend& b = backend_at(i);
     int n = 0;
     const char* detail = "";
-    if (!b.compiled || !b.probe(&n, &detail)) continue;
+    if (!b.compiled) continue;
+    if (!b.probe(&n, &detail)) {
+      reasons += std::string(reasons.empty() ? "" : "; ") + b.name + ": " + detail;
+      continue;
+    }
+    any_usable = true;
     std::string w;
     if (b.check_memory(p, 0, &w) != MLAKV_OK) {
       reasons += std::string(reasons.empty() ? "" : "; ") + b.name + ": " + w;
@@ -116,6 +149,10 @@ mlakv_status route(const PackProblem& p, mlakv_backend requested, const Backend*
     *out = &b;
     *first = reasons.empty();
     return b.plan(p, plan, why);
+  }
+  if (!any_usable) {
+    *why = "no backend of this build can run here (" + reasons + ")";
+    return MLAKV_ERR_BACKEND_UNAVAILABLE;
   }
   *why = "no usable backend can reach this memory (" + reasons + ")";
   return MLAKV_ERR_MEMORY_SPACE;
@@ -155,7 +192,9 @@ MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args) {
 
 MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
   return guarded([&]() -> mlakv_status {
-    ThreadState& ts = t_state;
+    ThreadState* tsp = state();
+    if (!tsp) return MLAKV_ERR_INTERNAL;  // no memory for this thread's state
+    ThreadState& ts = *tsp;
     std::string why;
     // The same argument bytes as this thread's last successful call (a layer loop on reused
     // buffers, a decode loop, a benchmark): validation, routing, the memory check and the plan
@@ -237,7 +276,7 @@ MLAKV_API const char* mlakv_status_string(mlakv_status s) {
     case MLAKV_ERR_SHAPE: return "MLAKV_ERR_SHAPE: shapes disagree";
     case MLAKV_ERR_STRIDE: return "MLAKV_ERR_STRIDE: unsupported or aliasing strides";
     case MLAKV_ERR_ALIGNMENT: return "MLAKV_ERR_ALIGNMENT: a pointer is misaligned for its element type";
-    case MLAKV_ERR_OVERLAP: return "MLAKV_ERR_OVERLAP: an output overlaps another tensor";
+    case MLAKV_ERR_OVERLAP: return "MLAKV_ERR_OVERLAP: an output shares memory with another operand";
     case MLAKV_ERR_SIZE_OVERFLOW: return "MLAKV_ERR_SIZE_OVERFLOW: a size overflows 64 bits or the address space";
     case MLAKV_ERR_UNSUPPORTED_DIMS: return "MLAKV_ERR_UNSUPPORTED_DIMS: a head dimension is unsupported";
     case MLAKV_ERR_INVALID_ARGUMENT: return "MLAKV_ERR_INVALID_ARGUMENT: an enum value or flag is out of range";
@@ -251,11 +290,15 @@ MLAKV_API const char* mlakv_status_string(mlakv_status s) {
     case MLAKV_ERR_INTERNAL: return "MLAKV_ERR_INTERNAL: internal error";
     case MLAKV_ERR_NO_TABLE_ROW: return "MLAKV_ERR_NO_TABLE_ROW: no dispatch table row can run this call";
     case MLAKV_ERR_TABLE_DEVICE: return "MLAKV_ERR_TABLE_DEVICE: the table file was measured on another device";
+    case MLAKV_ERR_OVERLAP_UNDECIDED: return "MLAKV_ERR_OVERLAP_UNDECIDED: could not decide whether an output overlaps another operand";
     default: return "MLAKV_ERR_UNKNOWN: unknown status code";
   }
 }
 
-MLAKV_API const char* mlakv_last_error(void) { return t_state.last_error.c_str(); }
+MLAKV_API const char* mlakv_last_error(void) {
+  ThreadState* ts = state();
+  return ts ? ts->last_error.c_str() : "out of host memory";
+}
 
 MLAKV_API int32_t mlakv_version(void) { return MLAKV_VERSION; }
 

@@ -3,12 +3,16 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 namespace mlakv {
 namespace {
 
 constexpr int64_t kMaxHeadDim = int64_t(1) << 20;
+// No tensor can span more bytes than this: the largest user address space of any 64-bit platform
+// (x86-64 with 5-level paging: 2^56) is smaller. Byte arithmetic on spans below it cannot overflow.
+constexpr int64_t kMaxSpan = int64_t(1) << 57;
 
 bool mul_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_mul_overflow(a, b, r); }
 bool add_ok(int64_t a, int64_t b, int64_t* r) { return !__builtin_add_overflow(a, b, r); }
@@ -80,18 +84,24 @@ mlakv_status check_dtypes(const mlakv_pack_args& a, std::string* why) {
   return MLAKV_OK;
 }
 
-// Rank, non-negative extents and strides, inner stride 1.
-mlakv_status check_layout(const char* name, const mlakv_tensor& t, int rank_lo, int rank_hi, std::string* why) {
+// Rank and non-negative extents.
+mlakv_status check_extents(const char* name, const mlakv_tensor& t, int rank_lo, int rank_hi, std::string* why) {
   if (t.ndim < rank_lo || t.ndim > rank_hi) {
     *why = std::string(name) + ": ndim is " + std::to_string(t.ndim) + ", expected " +
            (rank_lo == rank_hi ? std::to_string(rank_lo) : std::to_string(rank_lo) + " or " + std::to_string(rank_hi));
     return MLAKV_ERR_RANK;
   }
-  for (int i = 0; i < t.ndim; ++i) {
+  for (int i = 0; i < t.ndim; ++i)
     if (t.shape[i] < 0) {
       *why = std::string(name) + ": negative extent " + std::to_string(t.shape[i]) + " in dim " + std::to_string(i);
       return MLAKV_ERR_SHAPE;
     }
+  return MLAKV_OK;
+}
+
+// Non-negative strides, inner stride 1 (not asked of an empty call, which reads and writes nothing).
+mlakv_status check_strides(const char* name, const mlakv_tensor& t, std::string* why) {
+  for (int i = 0; i < t.ndim; ++i) {
     if (t.strides[i] < 0) {
       *why = std::string(name) + ": negative stride " + std::to_string(t.strides[i]) + " in dim " + std::to_string(i);
       return MLAKV_ERR_STRIDE;
@@ -105,13 +115,21 @@ mlakv_status check_layout(const char* name, const mlakv_tensor& t, int rank_lo, 
   return MLAKV_OK;
 }
 
-mlakv_status check_layouts(const mlakv_pack_args& a, std::string* why) {
+mlakv_status check_ranks(const mlakv_pack_args& a, std::string* why) {
   const mlakv_tensor* t[kTensorCount];
   arg_tensors(a, t);
   for (int i = 0; i < kTensorCount; ++i) {
     const int lo = i == kKPe ? 2 : 3;  // k_pe: [s, D_rope] or [s, 1, D_rope]
-    if (mlakv_status st = check_layout(kOperandNames[i], *t[i], lo, 3, why)) return st;
+    if (mlakv_status st = check_extents(kOperandNames[i], *t[i], lo, 3, why)) return st;
   }
+  return MLAKV_OK;
+}
+
+mlakv_status check_all_strides(const mlakv_pack_args& a, std::string* why) {
+  const mlakv_tensor* t[kTensorCount];
+  arg_tensors(a, t);
+  for (int i = 0; i < kTensorCount; ++i)
+    if (mlakv_status st = check_strides(kOperandNames[i], *t[i], why)) return st;
   return MLAKV_OK;
 }
 
@@ -166,6 +184,11 @@ mlakv_status make_operand(OperandId id, const mlakv_tensor& t, int64_t n_t, int6
     *why = std::string(kOperandNames[id]) + ": shape " + dims_text(t) + " with its strides spans more than 64-bit offsets";
     return MLAKV_ERR_SIZE_OVERFLOW;
   }
+  if (o->bytes > kMaxSpan) {
+    *why = std::string(kOperandNames[id]) + ": shape " + dims_text(t) + " with its strides spans " +
+           std::to_string(o->bytes) + " bytes, more than any address space holds (2^57)";
+    return MLAKV_ERR_SIZE_OVERFLOW;
+  }
   return MLAKV_OK;
 }
 
@@ -184,6 +207,11 @@ mlakv_status make_operands(const mlakv_pack_args& a, PackProblem* p, std::string
 }
 
 // ---- overlap ------------------------------------------------------------------------------------------
+// Exact answers. Two operands share a byte iff some difference of their row offsets falls strictly
+// between -row_b and row_a: a question about a few integer variables in boxes, decided by counting
+// lattice points (floor sums), not by enumerating rows.
+
+using i128 = __int128;
 
 // An operand in bytes at its address: n_t x n_h rows of `row` bytes at byte strides st, sh.
 struct Lattice {
@@ -194,85 +222,137 @@ Lattice lattice(const Operand& o) {
   return {reinterpret_cast<uintptr_t>(o.ptr), o.n_t, o.n_h, o.st * o.esize, o.sh * o.esize, o.row * o.esize, o.bytes};
 }
 
-// Rows of one output must not alias each other: with the outer dims sorted by stride, each
-// stride must cover the extent of everything inside it.
-bool self_disjoint(const Lattice& r) {
-  struct D { int64_t n, st; };
-  D d[2] = {{r.n_t, r.st}, {r.n_h, r.sh}};
-  if (d[0].st > d[1].st) std::swap(d[0], d[1]);
-  int64_t covered = r.row;
-  for (const D& x : d) {
-    if (x.n <= 1) continue;
-    if (x.st < covered) return false;
-    int64_t c;
-    if (!mul_ok(x.st, x.n, &c)) return false;
-    covered = c;
+i128 floor_div(i128 a, i128 b) {  // b > 0
+  const i128 q = a / b;
+  return q - (a % b != 0 && a < 0);
+}
+i128 pos_mod(i128 a, i128 m) { return a - floor_div(a, m) * m; }  // m > 0: in [0, m)
+
+// Sum over k in [0, n) of floor((a*k + b) / m), for n >= 0, m > 0, 0 <= a, b < m. Each round swaps
+// the roles of the two axes of the lattice points under the line (the Euclidean algorithm), so it
+// takes O(log m) rounds; with spans below 2^57 every value fits in 128 bits.
+i128 floor_sum(i128 n, i128 m, i128 a, i128 b) {
+  i128 sum = 0;
+  for (;;) {
+    if (a >= m) { sum += n * (n - 1) / 2 * (a / m); a %= m; }
+    if (b >= m) { sum += n * (b / m); b %= m; }
+    const i128 top = a * n + b;  // the points under the line, counted from the other axis
+    if (top < m) return sum;
+    n = top / m;
+    b = top % m;
+    std::swap(m, a);
   }
-  return true;
 }
 
-int64_t gcd64(int64_t a, int64_t b) {
-  while (b) { int64_t t = a % b; a = b; b = t; }
-  return a;
+// Some integer i in [i0, i1] with lo < i*c < hi (c >= 0)?
+bool hits1(i128 c, i128 i0, i128 i1, i128 lo, i128 hi) {
+  if (i0 > i1) return false;
+  if (c == 0) return lo < 0 && 0 < hi;
+  return std::max(i0, floor_div(lo, c) + 1) <= std::min(i1, -floor_div(-hi, c) - 1);
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+// Some integers i in [i0, i1], j in [j0, j1] with lo < i*S + j*s < hi (S, s >= 0)?
+bool hits2(i128 S, i128 i0, i128 i1, i128 s, i128 j0, i128 j1, i128 lo, i128 hi) {
+  if (i0 > i1 || j0 > j1 || hi - lo < 2) return false;
+  if (S == 0) return hits1(s, j0, j1, lo, hi);
+  if (s == 0) return hits1(S, i0, i1, lo, hi);
+  // A solution on the boundary j = j0 or j = j1?
+  if (hits1(S, i0, i1, lo - j0 * s, hi - j0 * s) || hits1(S, i0, i1, lo - j1 * s, hi - j1 * s)) return true;
+  // Otherwise every solution has j0 < j < j1, and for an i with i*S in (lo - (j1-1)s, hi - (j0+1)s)
+  // any j in the window (lo - iS, hi - iS)/s lies there (the window reaching past j0 or j1 would
+  // contain j0 or j1 itself). So: is the window of some such i non-empty?
+  const i128 ia = std::max(i0, floor_div(lo - (j1 - 1) * s, S) + 1);
+  const i128 ib = std::min(i1, -floor_div(-(hi - (j0 + 1) * s), S) - 1);
+  if (ia > ib) return false;
+  // The window holds an integer iff the first value >= lo + 1 congruent to iS mod s, which is
+  // lo + 1 + ((iS - (lo + 1)) mod s), is <= hi - 1.
+  const i128 w = hi - lo - 2;
+  if (w >= s - 1) return true;
+  // count k in [0, K) with (A k + B) mod s <= w, where i = ia + k
+  const i128 K = ib - ia + 1, A = pos_mod(S, s), B = pos_mod(ia * S - (lo + 1), s);
+  const i128 count = floor_sum(K, s, A, B) - (floor_sum(K, s, A, B - w - 1 + s) - K);
+  return count > 0;
+}
 
-// Exact test for two operands with the same row lattice (same extents and strides), e.g. k_out and
-// v_out as two parts of one [s, h, D_k + D_v] buffer, padded or not: a byte is shared iff some
-// lattice difference di*S + dj*s (|di| < N, |dj| < n) lies in (-len_b - d, len_a - d), where d is
-// the distance between the bases. Returns 1 disjoint, 0 overlapping, -1 not this case.
-int same_lattice_disjoint(const Lattice& a, const Lattice& b) {
-  if (a.n_t != b.n_t || a.n_h != b.n_h || a.st != b.st || a.sh != b.sh) return -1;
-  int64_t S = a.n_t > 1 ? a.st : 0, N = a.n_t, s = a.n_h > 1 ? a.sh : 0, n = a.n_h;
-  if (s > S) { std::swap(S, s); std::swap(N, n); }  // S: the outer (larger) stride
-  const int64_t d = int64_t(b.base - a.base);       // |d| < both spans here
-  const int64_t lo = -b.row - d, hi = a.row - d;    // open interval
-  int64_t di_lo = 0, di_hi = 0;
-  if (S > 0) {
-    di_lo = std::max<int64_t>(-(N - 1), floor_div(lo - (n - 1) * s, S));
-    di_hi = std::min<int64_t>(N - 1, floor_div(hi + (n - 1) * s, S) + 1);
-    if (di_hi - di_lo > 64) return 0;  // not worth enumerating: call it overlap
-  }
-  for (int64_t di = di_lo; di <= di_hi; ++di) {
-    const int64_t base = di * S;
-    if (s == 0) {
-      if (lo < base && base < hi) return 0;
+// A term c*x, x in [x0, x1], of a sum of such terms.
+struct Term {
+  i128 c, x0, x1;
+};
+
+enum class Overlap { kNo, kYes, kUnknown };
+
+// Some choice of each term's x with lo < sum of c*x < hi? Terms with c < 0 are mirrored, terms with
+// equal c merged (their sum takes every value between its ends), fixed terms moved into lo/hi; up
+// to two free terms are decided exactly, more by enumerating the smallest ones within a budget.
+Overlap hits(Term* t, int n, i128 lo, i128 hi) {
+  Term u[4];
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    Term x = t[i];
+    if (x.c < 0) x = {-x.c, -x.x1, -x.x0};
+    if (x.c == 0 || x.x0 == x.x1) {  // fixed contribution
+      lo -= x.c * x.x0;
+      hi -= x.c * x.x0;
       continue;
     }
-    // dj with lo < base + dj*s < hi
-    const int64_t dj_lo = std::max<int64_t>(-(n - 1), floor_div(lo - base, s) + 1);
-    const int64_t dj_hi = std::min<int64_t>(n - 1, -floor_div(-(hi - base), s) - 1);
-    if (dj_lo <= dj_hi) return 0;
+    int j = 0;
+    while (j < m && u[j].c != x.c) ++j;
+    if (j < m) { u[j].x0 += x.x0; u[j].x1 += x.x1; }
+    else u[m++] = x;
   }
-  return 1;
+  if (m == 0) return lo < 0 && 0 < hi ? Overlap::kYes : Overlap::kNo;
+  if (m == 1) return hits1(u[0].c, u[0].x0, u[0].x1, lo, hi) ? Overlap::kYes : Overlap::kNo;
+  if (m == 2) return hits2(u[0].c, u[0].x0, u[0].x1, u[1].c, u[1].x0, u[1].x1, lo, hi) ? Overlap::kYes : Overlap::kNo;
+  // three or four free terms: enumerate all but the two widest
+  std::sort(u, u + m, [](const Term& a, const Term& b) { return a.x1 - a.x0 < b.x1 - b.x0; });
+  i128 combos = 1;
+  for (int i = 0; i < m - 2; ++i) combos *= u[i].x1 - u[i].x0 + 1;
+  if (combos > (i128(1) << 16)) return Overlap::kUnknown;
+  const Term& p = u[m - 2];
+  const Term& q = u[m - 1];
+  for (i128 a = u[0].x0; a <= u[0].x1; ++a)
+    for (i128 b = m == 4 ? u[1].x0 : 0; b <= (m == 4 ? u[1].x1 : 0); ++b) {
+      const i128 off = u[0].c * a + (m == 4 ? u[1].c * b : 0);
+      if (hits2(p.c, p.x0, p.x1, q.c, q.x0, q.x1, lo - off, hi - off)) return Overlap::kYes;
+    }
+  return Overlap::kNo;
 }
 
-// True when no byte belongs to both. Exact when the spans are disjoint or the two share one row
-// lattice; otherwise proves disjointness modulo the common period of both operands' row strides,
-// and reports overlap if it cannot.
-bool disjoint(const Lattice& a, const Lattice& b) {
-  if (a.span == 0 || b.span == 0) return true;
-  if (a.base + uint64_t(a.span) <= b.base || b.base + uint64_t(b.span) <= a.base) return true;
-  const int same = same_lattice_disjoint(a, b);
-  if (same >= 0) return same == 1;
+// Two distinct rows of one output share a byte?
+bool self_overlaps(const Lattice& r) {
+  // rows (t, h) and (t + dt, h + dh): |dt*st + dh*sh| < row with (dt, dh) != 0; by symmetry dt > 0,
+  // or dt = 0 and dh > 0
+  const i128 row = r.row;
+  if (hits1(r.sh, 1, r.n_h - 1, -row, row)) return true;
+  return hits2(r.st, 1, r.n_t - 1, r.sh, -(r.n_h - 1), r.n_h - 1, -row, row);
+}
+
+// Whether a and b share a byte. kUnknown only for two operands with more than two independent
+// dimensions between them whose smaller extents are all large (not a layout tensors have).
+Overlap overlaps(const Lattice& a, const Lattice& b) {
+  if (a.span == 0 || b.span == 0) return Overlap::kNo;
+  if (a.base + uint64_t(a.span) <= b.base || b.base + uint64_t(b.span) <= a.base) return Overlap::kNo;
+  // row (ta, ha) of a at ta*st_a + ha*sh_a, row (tb, hb) of b at d + tb*st_b + hb*sh_b: they share a
+  // byte iff -row_b < d + tb*st_b + hb*sh_b - ta*st_a - ha*sh_a < row_a
+  const i128 d = i128(b.base) - i128(a.base);
+  Term t[4] = {{b.st, 0, b.n_t - 1}, {b.sh, 0, b.n_h - 1}, {-i128(a.st), 0, a.n_t - 1}, {-i128(a.sh), 0, a.n_h - 1}};
+  const Overlap o = hits(t, 4, -i128(b.row) - d, i128(a.row) - d);
+  if (o != Overlap::kUnknown) return o;
+  // Undecided: still disjoint if the rows sit apart modulo the common period of all four strides.
   int64_t p = 0;
-  if (a.n_t > 1) p = gcd64(p, a.st);
-  if (a.n_h > 1) p = gcd64(p, a.sh);
-  if (b.n_t > 1) p = gcd64(p, b.st);
-  if (b.n_h > 1) p = gcd64(p, b.sh);
-  if (p == 0 || a.row + b.row > p) return false;
+  for (int64_t x : {a.n_t > 1 ? a.st : 0, a.n_h > 1 ? a.sh : 0, b.n_t > 1 ? b.st : 0, b.n_h > 1 ? b.sh : 0})
+    p = std::gcd(p, x);
+  if (p == 0 || a.row + b.row > p) return Overlap::kUnknown;
   const int64_t ra = int64_t(a.base % uint64_t(p)), rb = int64_t(b.base % uint64_t(p));
-  // arcs [ra, ra+la) and [rb, rb+lb) on a circle of length p
-  const int64_t d = ((rb - ra) % p + p) % p;  // start of b relative to a
-  return d >= a.row && d + b.row <= p;
+  const int64_t off = ((rb - ra) % p + p) % p;  // start of b relative to a on a circle of length p
+  return off >= a.row && off + b.row <= p ? Overlap::kNo : Overlap::kUnknown;
 }
 
 mlakv_status check_outputs_self_disjoint(const PackProblem& p, std::string* why) {
   if (p.empty()) return MLAKV_OK;
   for (OperandId o : {kKOut, kVOut}) {
     const Lattice r = lattice(p.op[o]);
-    if (!self_disjoint(r)) {
+    if (self_overlaps(r)) {
       *why = std::string(kOperandNames[o]) + ": its strides make rows alias each other (token stride " +
              std::to_string(r.st) + " B, head stride " + std::to_string(r.sh) + " B, row " + std::to_string(r.row) + " B)";
       return MLAKV_ERR_STRIDE;
@@ -318,8 +398,12 @@ mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std
 mlakv_status validate_geometry(const mlakv_pack_args& a, PackProblem* p, std::string* why) {
   *p = PackProblem();
   mlakv_status st;
-  if ((st = check_enums(a, why)) || (st = check_dtypes(a, why)) || (st = check_layouts(a, why)) ||
-      (st = check_shapes(a, p, why)) || (st = make_operands(a, p, why)) || (st = check_outputs_self_disjoint(*p, why)))
+  if ((st = check_enums(a, why)) || (st = check_dtypes(a, why)) || (st = check_ranks(a, why)) ||
+      (st = check_shapes(a, p, why)))
+    return st;
+  // an empty call touches no memory: its strides (and, in validate_pointers, pointers) are not asked about
+  if (!p->empty() &&
+      ((st = check_all_strides(a, why)) || (st = make_operands(a, p, why)) || (st = check_outputs_self_disjoint(*p, why))))
     return st;
   const mlakv_dtype in_dt = a.k_nope.dtype;
   p->in_type = in_dt == MLAKV_DTYPE_BF16 ? InType::BF16 : in_dt == MLAKV_DTYPE_FP16 ? InType::FP16 : InType::FP32;
@@ -333,6 +417,13 @@ mlakv_status validate_geometry(const mlakv_pack_args& a, PackProblem* p, std::st
 mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::string* why) {
   const void* ptr[kOperandCount];
   arg_pointers(a, ptr);
+  if (p->empty()) {  // touches no memory: no pointer is asked about
+    for (int i = 0; i < kOperandCount; ++i) p->op[i].ptr = ptr[i];
+    p->k_scale_inv = a.k_scale_inv;
+    p->v_scale_inv = a.v_scale_inv;
+    p->stream = a.stream;
+    return MLAKV_OK;
+  }
   Lattice r[kOperandCount];
   // ---- NULL (allowed for an empty call, and for the optional scale pointers), alignment, address space
   for (int i = 0; i < kOperandCount; ++i) {
@@ -341,7 +432,7 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::st
     r[i].base = reinterpret_cast<uintptr_t>(ptr[i]);
     const bool tensor = i < kTensorCount;
     if (!ptr[i]) {
-      if (!tensor || p->empty()) continue;
+      if (!tensor) continue;
       *why = std::string(kOperandNames[i]) + ".data is NULL";
       return MLAKV_ERR_NULL_POINTER;
     }
@@ -356,13 +447,21 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::st
     }
   }
   // ---- overlap: an output may share no byte with any other operand
-  if (!p->empty())
-    for (OperandId o : {kKOut, kVOut})
-      for (int i = 0; i < kOperandCount; ++i)
-        if (i != o && !(i == kKOut && o == kVOut) && ptr[i] && !disjoint(r[o], r[i])) {
-          *why = std::string(kOperandNames[o]) + " overlaps " + kOperandNames[i] + " in memory";
-          return MLAKV_ERR_OVERLAP;
-        }
+  for (OperandId o : {kKOut, kVOut})
+    for (int i = 0; i < kOperandCount; ++i) {
+      if (i == o || (i == kKOut && o == kVOut) || !ptr[i]) continue;
+      const Overlap x = overlaps(r[o], r[i]);
+      if (x == Overlap::kYes) {
+        *why = std::string(kOperandNames[o]) + " overlaps " + kOperandNames[i] + " in memory";
+        return MLAKV_ERR_OVERLAP;
+      }
+      if (x == Overlap::kUnknown) {
+        *why = std::string(kOperandNames[o]) + " and " + kOperandNames[i] +
+               ": their spans interleave and mlakv could not decide whether they share a byte (both have large "
+               "token and head extents with unrelated strides)";
+        return MLAKV_ERR_OVERLAP_UNDECIDED;
+      }
+    }
   for (int i = 0; i < kOperandCount; ++i) p->op[i].ptr = ptr[i];
   p->k_scale_inv = a.k_scale_inv;
   p->v_scale_inv = a.v_scale_inv;

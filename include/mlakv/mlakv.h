@@ -45,9 +45,9 @@ typedef int32_t mlakv_status;
 #define MLAKV_ERR_DTYPE                3  /* unsupported or mismatched dtype                      */
 #define MLAKV_ERR_RANK                 4  /* a tensor has the wrong number of dimensions          */
 #define MLAKV_ERR_SHAPE                5  /* shapes disagree with each other                      */
-#define MLAKV_ERR_STRIDE               6  /* negative stride, inner stride != 1, self-aliasing out */
+#define MLAKV_ERR_STRIDE               6  /* negative stride, inner stride != 1, two rows of an output share a byte */
 #define MLAKV_ERR_ALIGNMENT            7  /* a pointer is not aligned to its element size         */
-#define MLAKV_ERR_OVERLAP              8  /* an output overlaps an input or the other output      */
+#define MLAKV_ERR_OVERLAP              8  /* an output shares a byte with an input, a scale or the other output */
 #define MLAKV_ERR_SIZE_OVERFLOW        9  /* a size or offset does not fit in 64 bits / address space */
 #define MLAKV_ERR_UNSUPPORTED_DIMS    10  /* a head dimension is zero or too large                */
 #define MLAKV_ERR_INVALID_ARGUMENT    11  /* an enum value or flag is out of range                */
@@ -61,6 +61,9 @@ typedef int32_t mlakv_status;
 #define MLAKV_ERR_INTERNAL            19  /* a bug in mlakv; please report it                     */
 #define MLAKV_ERR_NO_TABLE_ROW        20  /* no row of the backend's dispatch table can run the call */
 #define MLAKV_ERR_TABLE_DEVICE        21  /* a table file was measured on a device this backend does not have */
+#define MLAKV_ERR_OVERLAP_UNDECIDED   22  /* an output and another operand interleave in a way mlakv cannot
+                                             decide (more than two large, unrelated strides): not proven
+                                             disjoint, so refused; no overlap was found */
 
 /* ---- data types ------------------------------------------------------------------------ */
 typedef int32_t mlakv_dtype;

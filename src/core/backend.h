@@ -19,9 +19,10 @@ struct Plan {
   int arch = 0;
   PdlState pdl = kPdlOff;
   const char* units = nullptr;  // GPU vector variants: the unit layout the row gives this call
-  const char* table = nullptr;  // the file of the device's loaded table the row came from (nullptr:
-                                // the backend's table)
-  const char* table_note = nullptr;  // why a device's table file is not in force (nullptr: nothing to say)
+  std::string table;            // the file of the device's loaded table the row came from (empty: the
+                                // backend's table); a copy, like the row
+  const char* table_note = nullptr;  // why a device's table file is not in force (nullptr: nothing to
+                                     // say); static storage of the backend, never freed
   // Backend-private launch data computed by plan() (GPU backends: kernel, grid, parameters), so
   // pack() only launches; a repeated call reuses the whole plan (c_api/mlakv.cpp).
   alignas(16) unsigned char launch[512];

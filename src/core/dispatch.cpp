@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <sstream>
+#include <memory>
+#include <thread>
 
 namespace mlakv {
 
@@ -43,6 +45,33 @@ std::atomic<uint64_t> g_generation{0};
 }
 uint64_t table_generation() { return g_generation.load(std::memory_order_acquire); }
 void bump_table_generation() { g_generation.fetch_add(1, std::memory_order_acq_rel); }
+
+// ---- readers and retirement (dispatch.h) -----------------------------------------------------------
+namespace {
+std::atomic<uint64_t> g_epoch{0};
+std::atomic<int64_t> g_readers[2];
+std::mutex g_retire_mu;
+}  // namespace
+
+ReadSection::ReadSection() {
+  for (;;) {
+    const uint64_t e = g_epoch.load(std::memory_order_seq_cst);
+    parity_ = unsigned(e & 1);
+    g_readers[parity_].fetch_add(1, std::memory_order_seq_cst);
+    if (g_epoch.load(std::memory_order_seq_cst) == e) return;  // registered in the epoch it read
+    g_readers[parity_].fetch_sub(1, std::memory_order_release);  // a writer flipped meanwhile: again
+  }
+}
+ReadSection::~ReadSection() { g_readers[parity_].fetch_sub(1, std::memory_order_release); }
+
+// Readers registered in the current epoch may hold the unpublished pointer; readers that register
+// after the flip load the published one. Flip, then wait for the old epoch's readers to leave.
+void wait_for_readers() {
+  std::lock_guard<std::mutex> lock(g_retire_mu);
+  const uint64_t e = g_epoch.load(std::memory_order_seq_cst);
+  g_epoch.store(e + 1, std::memory_order_seq_cst);
+  while (g_readers[e & 1].load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+}
 
 DispatchTable::DispatchTable(std::vector<std::string> variant_names, RowCheck check, std::vector<DispatchRow> builtin)
     : names_(std::move(variant_names)), check_(check), builtin_(std::move(builtin)), current_(&builtin_) {}
@@ -137,7 +166,8 @@ std::string DispatchTable::to_text() const {
   std::string out =
       "# first row that holds runs; arch = SM major*10+minor (0 = host); s and sxh = s*h are inclusive "
       "ranges\n";
-  for (const DispatchRow& r : rows()) out += row_text(r) + "\n";
+  ReadSection rs;
+  for (const DispatchRow& r : *current_.load(std::memory_order_acquire)) out += row_text(r) + "\n";
   return out;
 }
 
@@ -211,17 +241,17 @@ bool DispatchTable::set_from_text(const char* text, std::string* error) {
   auto rows = std::make_unique<std::vector<DispatchRow>>();
   if (!parse_rows(text, rows.get(), error)) return false;
   if (rows->empty()) { *error = "dispatch table text has no rows"; return false; }
-  std::lock_guard<std::mutex> lock(mu_);
-  current_.store(rows.get(), std::memory_order_release);
-  kept_.push_back(std::move(rows));
-  g_generation.fetch_add(1, std::memory_order_acq_rel);
+  replace(rows.release());
   return true;
 }
 
-void DispatchTable::reset() {
+void DispatchTable::reset() { replace(&builtin_); }
+
+void DispatchTable::replace(const std::vector<DispatchRow>* rows) {
   std::lock_guard<std::mutex> lock(mu_);
-  current_.store(&builtin_, std::memory_order_release);
+  const std::vector<DispatchRow>* old = current_.exchange(rows, std::memory_order_acq_rel);
   g_generation.fetch_add(1, std::memory_order_acq_rel);
+  if (old != &builtin_) retire(old);
 }
 
 }  // namespace mlakv

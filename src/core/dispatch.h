@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include <atomic>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -85,20 +84,45 @@ struct DispatchRow {
 uint64_t table_generation();
 void bump_table_generation();
 
+// Replaceable tables (a backend's current rows, a device's loaded file) are read without locks:
+// a reader holds a ReadSection for the few microseconds it walks one, and a writer that replaced
+// one calls retire() to free the old copy once every reader that could have seen it has left. Two
+// reader counts alternate by epoch, so a steady stream of new readers cannot hold a writer up.
+// A ReadSection must not call retire() (set, reset and load never run inside one).
+class ReadSection {
+ public:
+  ReadSection();
+  ~ReadSection();
+  ReadSection(const ReadSection&) = delete;
+  ReadSection& operator=(const ReadSection&) = delete;
+
+ private:
+  unsigned parity_;
+};
+// Waits until no reader that started before the call can still hold what its caller unpublished.
+void wait_for_readers();
+// Deletes `old` once no reader can hold it (the caller has already published its replacement).
+template <class T>
+void retire(const T* old) {
+  if (!old) return;
+  wait_for_readers();
+  delete old;
+}
+
 // A backend's table: the built-in rows plus the replaceable current ones. Readers are lock-free
-// (an atomic pointer to an immutable vector); replaced tables are kept alive until exit so a
-// concurrent reader never sees freed memory.
+// (an atomic pointer to an immutable vector, read inside a ReadSection); a replaced table is freed
+// as soon as no reader can hold it. The object itself is never destroyed (see the backends'
+// table() functions): calls made while the process exits still find it.
 class DispatchTable {
  public:
   // A backend's parse-time check of a row's variant and configuration (e.g. the unrolls its kernels
   // are compiled for); false with *why set rejects the row. nullptr: every row is accepted.
   using RowCheck = bool (*)(const DispatchRow& r, std::string* why);
   DispatchTable(std::vector<std::string> variant_names, RowCheck check, std::vector<DispatchRow> builtin);
-  const std::vector<DispatchRow>& rows() const { return *current_.load(std::memory_order_acquire); }
   const std::vector<std::string>& variant_names() const { return names_; }
   bool is_builtin() const { return current_.load(std::memory_order_acquire) == &builtin_; }
   // The first row of `rows` that matches and whose variant can run the call (can_run(row) ->
-  // bool: the backend's limits); nullptr if none.
+  // bool: the backend's limits); nullptr if none. The caller keeps `rows` alive.
   template <class CanRun>
   static const DispatchRow* select(const std::vector<DispatchRow>& rows, const DeviceKey& d, const PackProblem& p,
                                    CanRun&& can_run) {
@@ -106,9 +130,13 @@ class DispatchTable {
       if (r.matches(d, p) && can_run(r)) return &r;
     return nullptr;
   }
+  // select() on the current rows, copying the chosen row into *out (false: none).
   template <class CanRun>
-  const DispatchRow* select(const DeviceKey& d, const PackProblem& p, CanRun&& can_run) const {
-    return select(rows(), d, p, can_run);
+  bool select_copy(const DeviceKey& d, const PackProblem& p, CanRun&& can_run, DispatchRow* out) const {
+    ReadSection rs;
+    const DispatchRow* r = select(*current_.load(std::memory_order_acquire), d, p, can_run);
+    if (r) *out = *r;
+    return r != nullptr;
   }
   std::string to_text() const;
   std::string row_text(const DispatchRow& r) const;
@@ -121,13 +149,13 @@ class DispatchTable {
 
  private:
   bool parse_row(const std::string& line, DispatchRow* r, bool* empty, std::string* why) const;
+  void replace(const std::vector<DispatchRow>* rows);
 
   std::vector<std::string> names_;
   RowCheck check_;
   std::vector<DispatchRow> builtin_;
   std::atomic<const std::vector<DispatchRow>*> current_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<std::vector<DispatchRow>>> kept_;
+  std::mutex mu_;  // one writer at a time
 };
 
 }  // namespace mlakv

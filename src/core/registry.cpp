@@ -72,7 +72,7 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   o << "backend=" << b.name << " arch=" << plan.arch << " s=" << p.s << " h=" << p.h
     << " dims=" << p.d_nope << "," << p.d_rope << "," << p.d_v << " " << in_names[int(p.in_type)]
     << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " table="
-    << (plan.table ? plan.table : b.table->is_builtin() ? "built-in" : "set");
+    << (!plan.table.empty() ? plan.table.c_str() : b.table->is_builtin() ? "built-in" : "set");
   if (plan.table_note) o << " (" << plan.table_note << ")";
   o << " | " << b.table->row_text(plan.row);
   if (plan.units) o << " | units=" << plan.units;

@@ -79,8 +79,8 @@ std::vector<DispatchRow> builtin_rows() {
 }  // namespace
 
 DispatchTable* table() {
-  static DispatchTable t(variant_names(), row_check, builtin_rows());
-  return &t;
+  static DispatchTable* const t = new DispatchTable(variant_names(), row_check, builtin_rows());  // never destroyed
+  return t;
 }
 
 }  // namespace gpu

@@ -115,7 +115,7 @@ struct Global {
   std::string detail;
 };
 const Global& global() {
-  static const Global g = [] {
+  static const Global* const g = new Global([] {  // never destroyed: calls at exit still find it
     Global r;
     const rt::Status e = rt::device_count(&r.count);
     if (e != rt::kOk || r.count <= 0) {
@@ -132,20 +132,20 @@ const Global& global() {
       else rt::clear_error();
     }
     return r;
-  }();
-  return g;
+  }());
+  return *g;
 }
 
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = kVariantCount * 3 * 4 * kUnits * 3;
 
-// A table file loaded for a device (core/table_file.h). Never freed: a plan may point at it.
+// A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
+// is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
 struct DeviceTable {
   std::vector<DispatchRow> rows;
   std::string source;  // the file
 };
-std::mutex g_loaded_mu;
-std::vector<std::unique_ptr<DeviceTable>> g_loaded;  // every table ever loaded
+std::mutex g_loaded_mu;  // one writer of the devices' loaded tables at a time
 
 struct DeviceInfo {
   std::once_flag once;
@@ -159,15 +159,14 @@ struct DeviceInfo {
   std::atomic<const DeviceTable*> loaded{nullptr};
   std::string table_note;                     // why the environment's table file is not in force
 };
-DeviceInfo g_devices[kMaxDevices];
+// Never destroyed (calls at exit still find them); value-initialised, so every count starts at 0.
+DeviceInfo* const g_devices = new DeviceInfo[kMaxDevices]();
 
-const DeviceTable* keep(std::vector<DispatchRow> rows, const std::string& source) {
-  auto t = std::make_unique<DeviceTable>();
-  t->rows = std::move(rows);
-  t->source = source;
+// Installs (or, with rows == nullptr, removes) a device's loaded table; frees the one it replaces.
+void install(DeviceInfo& d, const std::vector<DispatchRow>* rows, const std::string& source) {
+  const DeviceTable* t = rows ? new DeviceTable{*rows, source} : nullptr;
   std::lock_guard<std::mutex> lock(g_loaded_mu);
-  g_loaded.push_back(std::move(t));
-  return g_loaded.back().get();
+  retire(d.loaded.exchange(t, std::memory_order_acq_rel));
 }
 
 // Reads and parses a table file; false + *why (the file's own problem) on failure.
@@ -207,7 +206,7 @@ void load_environment_table(DeviceInfo& d) {
                                     " was measured on another device (" + device.line() + ")";
       continue;
     }
-    d.loaded.store(keep(std::move(rows), path), std::memory_order_release);
+    install(d, &rows, path);
     return;
   }
 }
@@ -249,17 +248,17 @@ mlakv_status load_table(const char* path, std::string* why) {
     *why = std::string(path) + " is a table of the " + device.backend + " backend, not " + rt::kName;
     return MLAKV_ERR_TABLE_DEVICE;
   }
-  const DeviceTable* t = nullptr;
+  bool applied = false;
   std::string here;
   for (int i = 0; i < global().count && i < kMaxDevices; ++i) {
     DeviceInfo* d = device_info(i);
     if (!d) continue;
     here += "; device " + std::to_string(i) + ": " + d->table_device.line();
     if (!(d->table_device == device)) continue;
-    if (!t) t = keep(rows, path);
-    d->loaded.store(t, std::memory_order_release);
+    install(*d, &rows, path);
+    applied = true;
   }
-  if (!t) {
+  if (!applied) {
     *why = std::string(path) + " was measured on " + device.line() + ", which this process does not have" + here;
     return MLAKV_ERR_TABLE_DEVICE;
   }
@@ -269,7 +268,7 @@ mlakv_status load_table(const char* path, std::string* why) {
 
 void clear_device_tables() {
   for (int i = 0; i < global().count && i < kMaxDevices; ++i)
-    if (DeviceInfo* d = device_info(i)) d->loaded.store(nullptr, std::memory_order_release);
+    if (DeviceInfo* d = device_info(i)) install(*d, nullptr, "");
   bump_table_generation();
 }
 
@@ -503,23 +502,32 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   Choice c;
   bool device_error = false;
   auto can = [&](const DispatchRow& row) { return can_run(row, p, d, &c, &device_error); };
-  const DeviceTable* dt = d->loaded.load(std::memory_order_acquire);
-  const DispatchRow* r = dt ? DispatchTable::select(dt->rows, d->key, p, can) : nullptr;
-  out->table = r ? dt->source.c_str() : nullptr;
+  bool found = false;
+  {
+    ReadSection rs;  // the loaded table stays alive while it is read
+    const DeviceTable* dt = d->loaded.load(std::memory_order_acquire);
+    const DispatchRow* r = dt ? DispatchTable::select(dt->rows, d->key, p, can) : nullptr;
+    if (r) {
+      out->row = *r;
+      out->table = dt->source;
+      found = true;
+    }
+  }
+  if (!found) out->table.clear();
   out->table_note = d->table_note.empty() ? nullptr : d->table_note.c_str();
-  if (!r && !device_error) r = table()->select(d->key, p, can);
+  if (!found && !device_error) found = table()->select_copy(d->key, p, can, &out->row);
   if (device_error) {
     *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
-  if (!r) {
+  if (!found) {
     *why = "no row of the " + std::string(rt::kName) + " dispatch table can run this call on " + rt::arch_name(d->key.arch) +
            " (arch " + std::to_string(d->key.arch) + ", s = " + std::to_string(p.s) + ", s*h = " + std::to_string(p.sxh()) +
            "); a table should end with a catch-all row, e.g. 'arch=0-100000 s=1-* sxh=1-* dims=any variant=general "
            "threads=256'";
     return MLAKV_ERR_NO_TABLE_ROW;
   }
-  out->row = *r;
+  const DispatchRow* r = &out->row;
   out->arch = d->key.arch;
   out->pdl = !rt::kHasPdl ? kPdlUnavailable
              : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->key.arch, d->image_arch) ? kPdlOn : kPdlOff;

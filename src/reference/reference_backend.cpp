@@ -7,6 +7,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #endif
+#include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <string>
 
@@ -21,34 +23,33 @@ namespace {
 using reference::kStrided;
 using reference::kVector;
 
-// ---- Kokkos lifetime: initialise only if the host application has not; finalise only ours.
+// ---- Kokkos lifetime. mlakv initialises Kokkos on first use if the host application has not, and
+// never finalises it: the process may call mlakv until its end (atexit handlers, static destructors
+// of other libraries). An application that finalises Kokkos itself ends the reference backend: its
+// calls then fail with MLAKV_ERR_BACKEND_UNAVAILABLE (running Kokkos after finalize is undefined).
+// Every string here is static storage that is never destroyed.
 std::once_flag g_init_once;
-bool g_kokkos_ok = false;
-bool g_we_started = false;
-std::string g_detail_text = "Kokkos (host)";
-const char* g_detail = "Kokkos (host)";
+std::atomic<bool> g_kokkos_ok{false};
+char g_detail[160] = "Kokkos (host)";
+constexpr const char* kFinalized =
+    "Kokkos was finalised by the application (Kokkos::finalize()); the reference backend cannot run after it";
 
 void set_detail(const char* who) {
-  g_detail_text = "Kokkos " + std::to_string(KOKKOS_VERSION / 10000) + "." +
-                  std::to_string(KOKKOS_VERSION / 100 % 100) + "." + std::to_string(KOKKOS_VERSION % 100) +
-                  ", " + Kokkos::DefaultHostExecutionSpace::name() + " (" + who + ")";
-  g_detail = g_detail_text.c_str();
+  std::snprintf(g_detail, sizeof g_detail, "Kokkos %d.%d.%d, %s (%s)", KOKKOS_VERSION / 10000,
+                KOKKOS_VERSION / 100 % 100, KOKKOS_VERSION % 100, Kokkos::DefaultHostExecutionSpace::name(), who);
 }
 
-void finalize_if_ours() {
-  if (g_we_started && Kokkos::is_initialized()) Kokkos::finalize();
-}
-
-bool ensure_kokkos() {
+// Whether Kokkos can run now; *why: the reason when not.
+bool ensure_kokkos(const char** why) {
   std::call_once(g_init_once, [] {
     if (Kokkos::is_initialized()) {
-      g_kokkos_ok = true;
       set_detail("initialised by the application");
+      g_kokkos_ok.store(true);
       return;
     }
 #if defined(KOKKOS_VERSION) && KOKKOS_VERSION >= 30700
     if (Kokkos::is_finalized()) {
-      g_detail = "Kokkos was finalised by the application; it cannot be restarted";
+      std::snprintf(g_detail, sizeof g_detail, "%s", kFinalized);
       return;
     }
     Kokkos::initialize(Kokkos::InitializationSettings().set_disable_warnings(true));
@@ -57,12 +58,18 @@ bool ensure_kokkos() {
     args.disable_warnings = true;
     Kokkos::initialize(args);
 #endif
-    g_we_started = true;
-    g_kokkos_ok = true;
     set_detail("initialised by mlakv");
-    std::atexit(finalize_if_ours);
+    g_kokkos_ok.store(true);
   });
-  return g_kokkos_ok;
+  if (!g_kokkos_ok.load(std::memory_order_acquire)) {
+    *why = g_detail;
+    return false;
+  }
+  if (!Kokkos::is_initialized()) {  // finalised since (only the application does that)
+    *why = kFinalized;
+    return false;
+  }
+  return true;
 }
 
 // The numerics forbid flushing subnormals: a host application built with fast-math may have set
@@ -149,9 +156,10 @@ void run(const PackProblem& p, int variant, float ks, float vs) {
 std::mutex g_run_mutex;  // one host execution at a time: Kokkos execution spaces are not re-entrant
 
 bool probe(int* count, const char** detail) {
-  const bool ok = ensure_kokkos();
+  const char* why = nullptr;
+  const bool ok = ensure_kokkos(&why);
   *count = ok ? 1 : 0;
-  *detail = g_detail;
+  *detail = ok ? g_detail : why;
   return ok;
 }
 
@@ -168,22 +176,21 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = 0;
   out->pdl = kPdlOff;
   out->units = nullptr;
-  out->table = nullptr;
+  out->table.clear();
   out->table_note = nullptr;
   // both variants run every shape, stride and alignment: the first matching row runs
-  const DispatchRow* row = reference::table()->select(DeviceKey(), p, [](const DispatchRow&) { return true; });
-  if (!row) {
+  if (!reference::table()->select_copy(DeviceKey(), p, [](const DispatchRow&) { return true; }, &out->row)) {
     *why = "no row of the reference dispatch table matches this call (arch 0, s = " + std::to_string(p.s) +
            ", s*h = " + std::to_string(p.sxh()) + "); a table should end with a catch-all row, e.g. "
            "'arch=0-0 s=1-* sxh=1-* dims=any variant=strided'";
     return MLAKV_ERR_NO_TABLE_ROW;
   }
-  out->row = *row;
   return MLAKV_OK;
 }
 
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
-  if (!ensure_kokkos()) { *why = g_detail; return MLAKV_ERR_BACKEND_UNAVAILABLE; }
+  const char* down = nullptr;
+  if (!ensure_kokkos(&down)) { *why = down; return MLAKV_ERR_BACKEND_UNAVAILABLE; }
   const float ks = read_scale(p.scale_ptr(kKScaleInv), p.k_scale_inv);
   const float vs = read_scale(p.scale_ptr(kVScaleInv), p.v_scale_inv);
   const int variant = plan.row.variant;

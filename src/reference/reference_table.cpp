@@ -17,9 +17,10 @@ DispatchRow row(DimsReq dims, Variant v, const char* note) {  // arch 0-0, every
 }  // namespace
 
 DispatchTable* table() {
-  static DispatchTable t(variant_names(), nullptr,
-                         {row(DimsReq::X8, kVector, "vectorised row loops"), row(DimsReq::Any, kStrided, "general path")});
-  return &t;
+  static DispatchTable* const t = new DispatchTable(  // never destroyed: calls at exit still find it
+      variant_names(), nullptr,
+      {row(DimsReq::X8, kVector, "vectorised row loops"), row(DimsReq::Any, kStrided, "general path")});
+  return t;
 }
 
 }  // namespace reference
