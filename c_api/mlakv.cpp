@@ -184,10 +184,21 @@ mlakv_status prepare(const mlakv_pack_args* args, PackProblem* p, const Backend*
 
 extern "C" {
 
-MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args) {
-  if (!args) return;
+MLAKV_API mlakv_status mlakv_pack_args_init_sized(mlakv_pack_args* args, size_t struct_size) {
+  if (!args) return MLAKV_ERR_NULL_POINTER;
+  if (struct_size < MLAKV_PACK_ARGS_SIZE_0_1 || struct_size > kMaxStructSize) return MLAKV_ERR_STRUCT_SIZE;
   const mlakv_pack_args init = MLAKV_PACK_ARGS_INIT;
-  *args = init;
+  unsigned char* out = reinterpret_cast<unsigned char*>(args);
+  const size_t known = struct_size < sizeof init ? struct_size : sizeof init;
+  std::memcpy(out, &init, known);
+  if (struct_size > known) std::memset(out + known, 0, struct_size - known);  // a newer caller's fields
+  args->struct_size = struct_size;
+  return MLAKV_OK;
+}
+
+// 0.1's entry point: binaries built against 0.1 allocated 456 bytes.
+MLAKV_API void(mlakv_pack_args_init)(mlakv_pack_args* args) {
+  (void)mlakv_pack_args_init_sized(args, MLAKV_PACK_ARGS_SIZE_0_1);
 }
 
 MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args) {
@@ -311,8 +322,9 @@ MLAKV_API int32_t mlakv_backend_count(void) { return backend_count(); }
 MLAKV_API mlakv_status mlakv_backend_get_info(int32_t index, mlakv_backend_info* info) {
   return guarded([&]() -> mlakv_status {
     if (!info) return report(MLAKV_ERR_NULL_POINTER, "info is NULL");
-    if (info->struct_size < sizeof(mlakv_backend_info))
-      return report(MLAKV_ERR_STRUCT_SIZE, "info->struct_size is smaller than this ABI's mlakv_backend_info");
+    if (info->struct_size < kBackendInfoSize01 || info->struct_size > kMaxStructSize)
+      return report(MLAKV_ERR_STRUCT_SIZE, "info->struct_size is " + std::to_string(info->struct_size) +
+                                               ": not the size of an mlakv_backend_info (48 bytes or more)");
     if (index < 0 || index >= backend_count())
       return report(MLAKV_ERR_INVALID_ARGUMENT, "backend index " + std::to_string(index) + " out of range");
     const Backend& b = backend_at(index);

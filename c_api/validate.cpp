@@ -60,6 +60,14 @@ mlakv_status check_enums(const mlakv_pack_args& a, std::string* why) {
     *why = "device ordinal " + std::to_string(a.device) + " is negative";
     return MLAKV_ERR_DEVICE;
   }
+  if (a.scale_granularity != MLAKV_SCALE_PER_TENSOR && a.scale_granularity != MLAKV_SCALE_PER_HEAD) {
+    *why = "scale_granularity " + std::to_string(a.scale_granularity) + " is not MLAKV_SCALE_PER_TENSOR/PER_HEAD";
+    return MLAKV_ERR_INVALID_ARGUMENT;
+  }
+  if (a.reserved) {
+    *why = "the reserved field is not 0";
+    return MLAKV_ERR_INVALID_ARGUMENT;
+  }
   return MLAKV_OK;
 }
 
@@ -202,7 +210,9 @@ mlakv_status make_operands(const mlakv_pack_args& a, PackProblem* p, std::string
       (st = make_operand(kKOut, a.k_out, s, h, a.k_out.strides[0], a.k_out.strides[1], p->d_k(), &o[kKOut], why)) ||
       (st = make_operand(kVOut, a.v_out, s, h, a.v_out.strides[0], a.v_out.strides[1], p->d_v, &o[kVOut], why)))
     return st;
-  for (OperandId i : {kKScaleInv, kVScaleInv}) o[i] = Operand{nullptr, 4, 1, 1, 0, 0, 1, 4};
+  // scales and amax: one float, or h per head
+  const int64_t n = p->per_head ? h : 1;
+  for (OperandId i : {kKScaleInv, kVScaleInv, kKAmax, kVAmax}) o[i] = Operand{nullptr, 4, 1, 1, 0, 0, n, 4 * n};
   return MLAKV_OK;
 }
 
@@ -304,7 +314,8 @@ Overlap hits(Term* t, int n, i128 lo, i128 hi) {
   if (m == 1) return hits1(u[0].c, u[0].x0, u[0].x1, lo, hi) ? Overlap::kYes : Overlap::kNo;
   if (m == 2) return hits2(u[0].c, u[0].x0, u[0].x1, u[1].c, u[1].x0, u[1].x1, lo, hi) ? Overlap::kYes : Overlap::kNo;
   // three or four free terms: enumerate all but the two widest
-  std::sort(u, u + m, [](const Term& a, const Term& b) { return a.x1 - a.x0 < b.x1 - b.x0; });
+  for (int i = 1; i < m; ++i)  // by width (insertion sort of at most four)
+    for (int j = i; j > 0 && u[j].x1 - u[j].x0 < u[j - 1].x1 - u[j - 1].x0; --j) std::swap(u[j], u[j - 1]);
   i128 combos = 1;
   for (int i = 0; i < m - 2; ++i) combos *= u[i].x1 - u[i].x0 + 1;
   if (combos > (i128(1) << 16)) return Overlap::kUnknown;
@@ -369,17 +380,19 @@ void arg_pointers(const mlakv_pack_args& a, const void* (&out)[kOperandCount]) {
   for (int i = 0; i < kTensorCount; ++i) out[i] = t[i]->data;
   out[kKScaleInv] = a.k_scale_inv_ptr;
   out[kVScaleInv] = a.v_scale_inv_ptr;
+  out[kKAmax] = a.k_amax;
+  out[kVAmax] = a.v_amax;
 }
 
 mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std::string* why) {
   if (!in) { *why = "args is NULL"; return MLAKV_ERR_NULL_POINTER; }
   const size_t n = in->struct_size;
-  if (n < sizeof(mlakv_pack_args)) {
-    *why = "args->struct_size is " + std::to_string(n) + ", this ABI's smallest is " +
-           std::to_string(sizeof(mlakv_pack_args)) + " (initialise with MLAKV_PACK_ARGS_INIT)";
+  if (n < MLAKV_PACK_ARGS_SIZE_0_1) {
+    *why = "args->struct_size is " + std::to_string(n) + ", the smallest this library accepts is " +
+           std::to_string(MLAKV_PACK_ARGS_SIZE_0_1) + " (initialise with MLAKV_PACK_ARGS_INIT)";
     return MLAKV_ERR_STRUCT_SIZE;
   }
-  if (n > (size_t(1) << 20)) {
+  if (n > kMaxStructSize) {
     *why = "args->struct_size is " + std::to_string(n) + ": not a struct size";
     return MLAKV_ERR_STRUCT_SIZE;
   }
@@ -390,7 +403,10 @@ mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std
       *why = "args has non-zero fields past this library's struct (byte " + std::to_string(i) + "): built against a newer mlakv";
       return MLAKV_ERR_STRUCT_SIZE;
     }
-  std::memcpy(out, in, sizeof(mlakv_pack_args));
+  // An older caller's struct ends early: the defaults stand for what it does not have.
+  const mlakv_pack_args defaults = MLAKV_PACK_ARGS_INIT;
+  *out = defaults;
+  std::memcpy(out, in, n < sizeof(mlakv_pack_args) ? n : sizeof(mlakv_pack_args));
   out->struct_size = sizeof(mlakv_pack_args);
   return MLAKV_OK;
 }
@@ -401,6 +417,7 @@ mlakv_status validate_geometry(const mlakv_pack_args& a, PackProblem* p, std::st
   if ((st = check_enums(a, why)) || (st = check_dtypes(a, why)) || (st = check_ranks(a, why)) ||
       (st = check_shapes(a, p, why)))
     return st;
+  p->per_head = a.scale_granularity == MLAKV_SCALE_PER_HEAD;
   // an empty call touches no memory: its strides (and, in validate_pointers, pointers) are not asked about
   if (!p->empty() &&
       ((st = check_all_strides(a, why)) || (st = make_operands(a, p, why)) || (st = check_outputs_self_disjoint(*p, why))))
@@ -432,9 +449,15 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::st
     r[i].base = reinterpret_cast<uintptr_t>(ptr[i]);
     const bool tensor = i < kTensorCount;
     if (!ptr[i]) {
-      if (!tensor) continue;
-      *why = std::string(kOperandNames[i]) + ".data is NULL";
-      return MLAKV_ERR_NULL_POINTER;
+      if (tensor) {
+        *why = std::string(kOperandNames[i]) + ".data is NULL";
+        return MLAKV_ERR_NULL_POINTER;
+      }
+      if (p->per_head && (i == kKScaleInv || i == kVScaleInv)) {
+        *why = std::string(kOperandNames[i]) + " is NULL: per-head scales (MLAKV_SCALE_PER_HEAD) are read from h floats there";
+        return MLAKV_ERR_NULL_POINTER;
+      }
+      continue;
     }
     if (r[i].base & uintptr_t(o.esize - 1)) {  // esize: 1, 2 or 4
       *why = std::string(kOperandNames[i]) + (tensor ? ".data is not aligned to its " : " is not aligned to its ") +
@@ -447,9 +470,10 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::st
     }
   }
   // ---- overlap: an output may share no byte with any other operand
-  for (OperandId o : {kKOut, kVOut})
+  // an output (k_out, v_out, k_amax, v_amax) may share no byte with any other operand
+  for (int o = 0; o < kOperandCount; ++o)
     for (int i = 0; i < kOperandCount; ++i) {
-      if (i == o || (i == kKOut && o == kVOut) || !ptr[i]) continue;
+      if (!is_output(o) || i == o || (is_output(i) && i < o) || !ptr[o] || !ptr[i]) continue;
       const Overlap x = overlaps(r[o], r[i]);
       if (x == Overlap::kYes) {
         *why = std::string(kOperandNames[o]) + " overlaps " + kOperandNames[i] + " in memory";
@@ -482,7 +506,7 @@ bool same_geometry(const mlakv_pack_args& a, const mlakv_pack_args& b) {
                     sizeof(mlakv_tensor) - kAfterData))
       return false;
   return a.struct_size == b.struct_size && a.backend == b.backend && a.device == b.device && a.pdl == b.pdl &&
-         a.flags == b.flags;
+         a.flags == b.flags && a.scale_granularity == b.scale_granularity && a.reserved == b.reserved;
 }
 
 }  // namespace mlakv

@@ -8,8 +8,14 @@
 
 namespace mlakv {
 
-// Copies the caller's struct (any struct_size this or a later ABI could have written) into *out,
-// with defaults for fields the caller's header did not have.
+// No argument struct is larger than this (a bigger struct_size is garbage, not a newer header).
+constexpr size_t kMaxStructSize = size_t(1) << 20;
+// mlakv_backend_info's struct_size in 0.1 (the smallest accepted).
+constexpr size_t kBackendInfoSize01 = 48;
+
+// Copies the caller's struct (any struct_size from 0.1's, MLAKV_PACK_ARGS_SIZE_0_1, up) into *out,
+// with defaults for the fields the caller's header did not have; a newer caller's unknown trailing
+// bytes must be zero.
 mlakv_status load_pack_args(const mlakv_pack_args* in, mlakv_pack_args* out, std::string* why);
 
 // The data pointers of the arguments in PackProblem's operand order (the one place that maps the

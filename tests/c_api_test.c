@@ -44,7 +44,7 @@ int main(void) {
   mlakv_pack_args b;
   mlakv_status st;
   int i;
-  char plan[256];
+  char plan[512];
 
   for (i = 0; i < S * H * DN; ++i) k_nope[i] = BF16_ONE;
   for (i = 0; i < S * DR; ++i) k_pe[i] = BF16_M1000;

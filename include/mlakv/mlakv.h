@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define MLAKV_VERSION_MAJOR 0
-#define MLAKV_VERSION_MINOR 1
+#define MLAKV_VERSION_MINOR 2
 #define MLAKV_VERSION_PATCH 0
 /* MAJOR*10000 + MINOR*100 + PATCH, as returned by mlakv_version(). */
 #define MLAKV_VERSION (MLAKV_VERSION_MAJOR * 10000 + MLAKV_VERSION_MINOR * 100 + MLAKV_VERSION_PATCH)
@@ -98,7 +98,15 @@ typedef int32_t mlakv_pdl_mode;
 #define MLAKV_FLAG_TRUST_POINTERS 0x1u
 #define MLAKV_FLAGS_KNOWN         0x1u
 
+/* ---- scale granularity (mlakv_pack_args.scale_granularity, since 0.2) ---------------------- */
+typedef int32_t mlakv_scale_granularity;
+#define MLAKV_SCALE_PER_TENSOR 0  /* one multiplier for K and one for V (the default) */
+#define MLAKV_SCALE_PER_HEAD   1  /* h multipliers for K and h for V, through k_scale_inv_ptr and
+                                     v_scale_inv_ptr; k_amax / v_amax then hold h floats each */
+
 /* ---- tensors --------------------------------------------------------------------------- */
+/* mlakv_tensor has no struct_size and is embedded by value: its layout and MLAKV_MAX_RANK are fixed
+ * for this major version. */
 #define MLAKV_MAX_RANK 4
 /* A strided view, with DLPack DLTensor's meaning: `data` is the address of element [0,...,0]
  * (add a DLTensor's byte_offset to it), shape[i] elements along dim i, strides[i] counted in
@@ -123,7 +131,18 @@ typedef struct mlakv_tensor {
  * captured CUDA graph sees later values), otherwise the host floats k_scale_inv / v_scale_inv.
  * Q is: widen to fp32 exactly, one fp32 round-to-nearest-even multiply, then round to nearest
  * even into the fp8 format with gradual underflow, saturating to +-max (inf included),
- * NaN -> the format's NaN. Every backend produces identical bytes. */
+ * NaN -> the format's NaN. Every backend produces identical bytes.
+ * Per-head scales (scale_granularity = MLAKV_SCALE_PER_HEAD): k_scale_inv_ptr and v_scale_inv_ptr
+ * (required) each point to h fp32 multipliers; head j of k_out (its k_nope part and its copy of
+ * k_pe) uses k_scale_inv_ptr[j], head j of v_out uses v_scale_inv_ptr[j].
+ * Amax (k_amax / v_amax non-NULL; memory the backend writes, like the outputs): the absolute
+ * maximum of the inputs, widened to fp32, before scaling, accumulated across calls:
+ *   per tensor: k_amax[0] over all of k_nope and k_pe, v_amax[0] over all of v;
+ *   per head:   k_amax[j] over head j of k_nope and all of k_pe, v_amax[j] over head j of v.
+ * NaN inputs are ignored, an infinity counts. With m the call's maximum (+0 if every element is
+ * NaN), the stored value a becomes max(a, m) compared as int32 bit patterns: for a >= +0 (zero the
+ * buffers once before calibrating) that is the float maximum, exact and independent of the order
+ * in which a GPU combines its threads. An empty call (s = 0 or h = 0) reads and writes nothing. */
 typedef struct mlakv_pack_args {
   size_t struct_size;               /* = sizeof(mlakv_pack_args) */
   mlakv_tensor k_nope;
@@ -140,17 +159,32 @@ typedef struct mlakv_pack_args {
   void* stream;                     /* cudaStream_t / hipStream_t; NULL = legacy default stream */
   mlakv_pdl_mode pdl;               /* default MLAKV_PDL_AUTO */
   uint32_t flags;                   /* MLAKV_FLAG_*; default 0 */
+  /* ---- since 0.2 (a 0.1 caller's struct_size, 456, ends here: it gets the defaults below) */
+  mlakv_scale_granularity scale_granularity;  /* default MLAKV_SCALE_PER_TENSOR */
+  uint32_t reserved;                /* must be 0 */
+  float* k_amax;                    /* default NULL: no amax of K */
+  float* v_amax;                    /* default NULL: no amax of V */
 } mlakv_pack_args;
+/* The struct_size of a caller built against mlakv 0.1 (the smallest this library accepts). */
+#define MLAKV_PACK_ARGS_SIZE_0_1 456
 
 #define MLAKV_TENSOR_INIT {NULL, MLAKV_DTYPE_INVALID, 0, {0, 0, 0, 0}, {0, 0, 0, 0}}
 #define MLAKV_PACK_ARGS_INIT                                                                   \
   {sizeof(mlakv_pack_args), MLAKV_TENSOR_INIT, MLAKV_TENSOR_INIT, MLAKV_TENSOR_INIT,            \
    MLAKV_TENSOR_INIT, MLAKV_TENSOR_INIT, 1.0f, 1.0f, NULL, NULL, MLAKV_BACKEND_AUTO, 0, NULL,   \
-   MLAKV_PDL_AUTO, 0u}
+   MLAKV_PDL_AUTO, 0u, MLAKV_SCALE_PER_TENSOR, 0u, NULL, NULL}
 
-/* Fills *args with the defaults above (what MLAKV_PACK_ARGS_INIT gives), for callers that cannot
- * use the macro (FFI). */
+/* Fills the first struct_size bytes of *args with the defaults above (what MLAKV_PACK_ARGS_INIT
+ * gives; bytes past this library's struct are zeroed) and sets args->struct_size = struct_size,
+ * for callers that cannot use the macro (FFI): pass the size of the struct you allocated.
+ * MLAKV_ERR_STRUCT_SIZE (nothing written) below MLAKV_PACK_ARGS_SIZE_0_1 or above 1 MiB. */
+MLAKV_API mlakv_status mlakv_pack_args_init_sized(mlakv_pack_args* args, size_t struct_size);
+/* mlakv 0.1's spelling, kept for the binaries built against it: fills the 0.1 layout (456 bytes,
+ * struct_size = MLAKV_PACK_ARGS_SIZE_0_1), so it never writes past an older caller's struct. Code
+ * compiled against this header calls mlakv_pack_args_init_sized with its own sizeof instead,
+ * through this macro. */
 MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args);
+#define mlakv_pack_args_init(args) ((void)mlakv_pack_args_init_sized((args), sizeof(mlakv_pack_args)))
 
 /* The operation. Everything is validated before anything is written: on any status other than
  * MLAKV_OK no output byte has been touched (for GPU backends, a status other than MLAKV_OK means

@@ -131,4 +131,12 @@ MLAKV_HD float scale_mul(float x, float m) {
 #endif
 }
 
+// Amax (mlakv.h): an input's contribution is the bit pattern of |x| as an int32, +0 for NaN; the
+// call's values and the stored amax combine by int32 maximum, exact and independent of the order
+// in which threads combine (atomicMax on int32 on GPUs).
+MLAKV_HD int32_t amax_bits(float x) {
+  const uint32_t a = f32_bits(x) & 0x7FFFFFFFu;
+  return a > 0x7F800000u ? 0 : int32_t(a);
+}
+
 }  // namespace mlakv

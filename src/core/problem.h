@@ -15,13 +15,15 @@ inline int in_type_size(InType t) { return t == InType::FP32 ? 4 : 2; }
 // The call's memory: one list, in this order, built once from the arguments (validate.cpp) and
 // used by validation (NULL, alignment, spans, overlap), the memory-space check, the per-thread
 // plan cache (which pointers changed) and the rebind of new pointers into a cached plan.
-enum OperandId : int { kKNope, kKPe, kV, kKOut, kVOut, kKScaleInv, kVScaleInv, kOperandCount };
-constexpr int kTensorCount = 5;  // the first five are tensors; the scale pointers may be NULL
+// Outputs are the operands the call writes: k_out, v_out and the optional amax arrays.
+enum OperandId : int { kKNope, kKPe, kV, kKOut, kVOut, kKScaleInv, kVScaleInv, kKAmax, kVAmax, kOperandCount };
+constexpr int kTensorCount = 5;  // the first five are tensors; the scale and amax pointers may be NULL
 inline constexpr const char* kOperandNames[kOperandCount] = {"k_nope", "k_pe", "v", "k_out", "v_out",
-                                                             "k_scale_inv_ptr", "v_scale_inv_ptr"};
+                                                             "k_scale_inv_ptr", "v_scale_inv_ptr", "k_amax", "v_amax"};
+inline constexpr bool is_output(int id) { return id == kKOut || id == kVOut || id == kKAmax || id == kVAmax; }
 
-// One operand as n_t x n_h rows (one row per (token, head); k_pe: one per token, n_h = 1; a scale:
-// one row of one float) of `row` contiguous elements of `esize` bytes, at element strides st (token)
+// One operand as n_t x n_h rows (one row per (token, head); k_pe: one per token, n_h = 1; a scale or
+// amax array: one row of 1 float, or of h floats per head) of `row` contiguous elements of `esize` bytes, at element strides st (token)
 // and sh (head). A stride whose extent is 1 is normalised to 0.
 struct Operand {
   const void* ptr;
@@ -40,6 +42,10 @@ struct PackProblem {
   Operand op[kOperandCount] = {};
   // multipliers (1/scale), used where the matching scale pointer (op[kKScaleInv/kVScaleInv]) is NULL
   float k_scale_inv = 1.0f, v_scale_inv = 1.0f;
+  bool per_head = false;  // MLAKV_SCALE_PER_HEAD: h multipliers (and h amax floats) per tensor
+  // op[kKAmax] / op[kVAmax]: where this call accumulates its amax (NULL: not asked)
+  float* amax(OperandId i) const { return static_cast<float*>(const_cast<void*>(op[i].ptr)); }
+  bool has_amax() const { return op[kKAmax].ptr || op[kVAmax].ptr; }
   int device = 0;
   void* stream = nullptr;  // the caller's cudaStream_t / hipStream_t
   int pdl = 0;             // MLAKV_PDL_*

@@ -71,7 +71,8 @@ std::string describe_plan(const Backend& b, const PackProblem& p, const Plan& pl
   std::ostringstream o;
   o << "backend=" << b.name << " arch=" << plan.arch << " s=" << p.s << " h=" << p.h
     << " dims=" << p.d_nope << "," << p.d_rope << "," << p.d_v << " " << in_names[int(p.in_type)]
-    << "->" << out_names[int(p.out_format)] << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " table="
+    << "->" << out_names[int(p.out_format)] << " scales=" << (p.per_head ? "per-head" : "per-tensor") << " amax="
+    << (p.op[kKAmax].ptr ? (p.op[kVAmax].ptr ? "k,v" : "k") : p.op[kVAmax].ptr ? "v" : "none") << " pdl=" << (plan.pdl == kPdlOn ? "on" : plan.pdl == kPdlOff ? "off" : "n/a") << " table="
     << (!plan.table.empty() ? plan.table.c_str() : b.table->is_builtin() ? "built-in" : "set");
   if (plan.table_note) o << " (" << plan.table_note << ")";
   o << " | " << b.table->row_text(plan.row);

@@ -287,6 +287,7 @@ bool probe(int* count, const char** detail) {
 // host-only, would be accepted until it leaves the cache (MLAKV_FLAG_TRUST_POINTERS: no checks).
 struct Range {
   uintptr_t begin = 0, end = 0;
+  int device = -1;  // the call's device it was verified for
 };
 constexpr int kRangeCache = 16;
 struct RangeCache {
@@ -296,10 +297,10 @@ struct RangeCache {
 thread_local RangeCache t_ranges;  // looked up once per call: TLS access is not free in a .so
 
 // Classifies [p, p + bytes) and remembers reachable ranges.
-rt::Where classify(RangeCache& cache, const void* p, int64_t bytes, bool* inside) {
+rt::Where classify(RangeCache& cache, const void* p, int device, int64_t bytes, bool* inside) {
   const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + uint64_t(bytes);
   for (Range& r : cache.r)
-    if (r.begin <= b && b < r.end) {
+    if (r.begin <= b && b < r.end && r.device == device) {
       if (e <= r.end) {
         *inside = true;
         return rt::Where::Reachable;
@@ -309,12 +310,13 @@ rt::Where classify(RangeCache& cache, const void* p, int64_t bytes, bool* inside
     }
   uintptr_t begin = 0;
   size_t size = 0;
-  const rt::Where w = rt::classify(p, &begin, &size);
+  const rt::Where w = rt::classify(p, device, &begin, &size);
   *inside = true;
   if (w == rt::Where::Reachable && size) {
     Range& slot = cache.r[cache.next++ % kRangeCache];
     slot.begin = begin;
     slot.end = begin + size;
+    slot.device = device;
     *inside = b >= slot.begin && e <= slot.end;
   }
   return w;
@@ -328,7 +330,7 @@ mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why)
     if (!cache) cache = &t_ranges;
     const char* name = kOperandNames[i];
     bool inside = true;
-    switch (classify(*cache, o.ptr, o.bytes, &inside)) {
+    switch (classify(*cache, o.ptr, p.device, o.bytes, &inside)) {
       case rt::Where::Reachable:
         if (!inside) {
           *why = std::string(name) + ": its " + std::to_string(o.bytes) + " bytes (shape and strides) run past the end of its " +
@@ -338,6 +340,10 @@ mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why)
         continue;
       case rt::Where::HostOnly:
         *why = std::string(name) + " is host memory the GPU cannot reach (register and map it, or use device memory)";
+        return MLAKV_ERR_MEMORY_SPACE;
+      case rt::Where::OtherDevice:
+        *why = std::string(name) + " is memory of another " + rt::kName + " device than the call's (device " +
+               std::to_string(p.device) + ")";
         return MLAKV_ERR_MEMORY_SPACE;
       case rt::Where::Unknown:
         *why = std::string(name) + ": the " + rt::kName + " runtime does not know this pointer";
@@ -492,6 +498,10 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
 }
 
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
+  if (p.per_head || p.has_amax()) {  // (the kernels do not have them yet)
+    *why = std::string("per-head scales and amax run on the reference backend only in this build, not on ") + rt::kName;
+    return MLAKV_ERR_NO_TABLE_ROW;
+  }
   DeviceInfo* d = device_info(p.device);
   if (!d) {
     *why = std::string(rt::kName) + " device " + std::to_string(p.device) +

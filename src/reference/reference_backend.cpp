@@ -9,7 +9,9 @@
 #endif
 #include <atomic>
 #include <cstdio>
+#include <algorithm>
 #include <mutex>
+#include <vector>
 #include <string>
 
 #include "core/backend.h"
@@ -82,12 +84,18 @@ struct ExactFloatMode {
 #endif
 };
 
-float read_scale(const float* ptr, float value) {
-  if (!ptr) return value;
-  float v;
-  std::memcpy(&v, ptr, sizeof v);
-  return v;
-}
+// The call's multipliers: one per tensor, or h per head (read from the caller's arrays).
+struct Scales {
+  std::vector<float> k, v;
+  Scales(const PackProblem& p) : k(p.per_head ? size_t(p.h) : 1), v(k.size()) {
+    read(p.scale_ptr(kKScaleInv), p.k_scale_inv, &k);
+    read(p.scale_ptr(kVScaleInv), p.v_scale_inv, &v);
+  }
+  static void read(const float* ptr, float value, std::vector<float>* out) {
+    if (ptr) std::memcpy(out->data(), ptr, out->size() * sizeof(float));
+    else (*out)[0] = value;
+  }
+};
 
 // The call's five tensors as typed pointers with their element strides, copied into the loops.
 template <InType T>
@@ -105,51 +113,112 @@ struct Tensors {
 };
 
 template <InType T>
-void run_vector(const PackProblem& p, float ks, float vs) {
+void run_vector(const PackProblem& p, const Scales& sc) {
   const RowKernel enc = row_kernels().k[int(T)][int(p.out_format)];
   const Tensors<T> x(p);
   const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
+  const float* ks = sc.k.data();
+  const float* vs = sc.v.data();
+  const bool per_head = p.per_head;
   Kokkos::parallel_for(
       "mlakv_reference_vector", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
-        // k_pe is encoded once per token, then copied to every head
+        // per tensor, k_pe is encoded once per token, then copied to every head
         uint8_t* ko0 = x.ko + t * x.ko_t;
-        enc(x.kp + t * x.kp_t, ko0 + dn, dr, ks);
+        enc(x.kp + t * x.kp_t, ko0 + dn, dr, ks[0]);
         for (int64_t hh = 0; hh < h; ++hh) {
+          const int64_t j = per_head ? hh : 0;
           uint8_t* krow = ko0 + hh * x.ko_h;
-          enc(x.kn + t * x.kn_t + hh * x.kn_h, krow, dn, ks);
-          if (hh) std::memcpy(krow + dn, ko0 + dn, size_t(dr));
-          enc(x.vv + t * x.v_t + hh * x.v_h, x.vo + t * x.vo_t + hh * x.vo_h, dv, vs);
+          enc(x.kn + t * x.kn_t + hh * x.kn_h, krow, dn, ks[j]);
+          if (per_head) {
+            if (hh) enc(x.kp + t * x.kp_t, krow + dn, dr, ks[j]);
+          } else if (hh) {
+            std::memcpy(krow + dn, ko0 + dn, size_t(dr));
+          }
+          enc(x.vv + t * x.v_t + hh * x.v_h, x.vo + t * x.vo_t + hh * x.vo_h, dv, vs[j]);
         }
       });
 }
 
 // Element by element, format chosen per call at run time.
 template <InType T>
-void run_strided(const PackProblem& p, float ks, float vs) {
+void run_strided(const PackProblem& p, const Scales& sc) {
   const Tensors<T> x(p);
   const int64_t h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
   const Fp8Format f = p.out_format;
+  const float* ks = sc.k.data();
+  const float* vs = sc.v.data();
+  const bool per_head = p.per_head;
   Kokkos::parallel_for(
       "mlakv_reference_strided", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, p.s),
       [=](const int64_t t) {
         ExactFloatMode exact;
         auto q = [&](auto raw, float m) { return encode_fp8(scale_mul(HostIn<T>::widen(raw), m), f); };
         for (int64_t hh = 0; hh < h; ++hh) {
+          const float km = ks[per_head ? hh : 0], vm = vs[per_head ? hh : 0];
           uint8_t* krow = x.ko + t * x.ko_t + hh * x.ko_h;
           uint8_t* vrow = x.vo + t * x.vo_t + hh * x.vo_h;
-          for (int64_t i = 0; i < dn; ++i) krow[i] = q(x.kn[t * x.kn_t + hh * x.kn_h + i], ks);
-          for (int64_t i = 0; i < dr; ++i) krow[dn + i] = q(x.kp[t * x.kp_t + i], ks);
-          for (int64_t i = 0; i < dv; ++i) vrow[i] = q(x.vv[t * x.v_t + hh * x.v_h + i], vs);
+          for (int64_t i = 0; i < dn; ++i) krow[i] = q(x.kn[t * x.kn_t + hh * x.kn_h + i], km);
+          for (int64_t i = 0; i < dr; ++i) krow[dn + i] = q(x.kp[t * x.kp_t + i], km);
+          for (int64_t i = 0; i < dv; ++i) vrow[i] = q(x.vv[t * x.v_t + hh * x.v_h + i], vm);
         }
       });
 }
 
+// The amax of the call (mlakv.h): per head j, the int32 maximum of amax_bits over head j's k_nope
+// rows and all of k_pe (for K), head j's v rows (for V), one head per Kokkos iteration; per tensor,
+// the maximum over heads. Then combined with the stored values.
 template <InType T>
-void run(const PackProblem& p, int variant, float ks, float vs) {
-  if (variant == kVector) run_vector<T>(p, ks, vs);
-  else run_strided<T>(p, ks, vs);
+void run_amax(const PackProblem& p) {
+  const Tensors<T> x(p);
+  const int64_t s = p.s, h = p.h, dn = p.d_nope, dr = p.d_rope, dv = p.d_v;
+  std::vector<int32_t> km(size_t(h), 0), vm(size_t(h), 0);
+  int32_t* kmp = km.data();
+  int32_t* vmp = vm.data();
+  const bool want_k = p.amax(kKAmax) != nullptr, want_v = p.amax(kVAmax) != nullptr;
+  int32_t pe = 0;  // k_pe counts for every head
+  if (want_k)
+    for (int64_t t = 0; t < s; ++t)
+      for (int64_t i = 0; i < dr; ++i) pe = std::max(pe, amax_bits(HostIn<T>::widen(x.kp[t * x.kp_t + i])));
+  Kokkos::parallel_for(
+      "mlakv_reference_amax", Kokkos::RangePolicy<Kokkos::DefaultHostExecutionSpace>(0, h), [=](const int64_t hh) {
+        int32_t k = pe, v = 0;
+        for (int64_t t = 0; t < s; ++t) {
+          if (want_k)
+            for (int64_t i = 0; i < dn; ++i) k = std::max(k, amax_bits(HostIn<T>::widen(x.kn[t * x.kn_t + hh * x.kn_h + i])));
+          if (want_v)
+            for (int64_t i = 0; i < dv; ++i) v = std::max(v, amax_bits(HostIn<T>::widen(x.vv[t * x.v_t + hh * x.v_h + i])));
+        }
+        kmp[hh] = k;
+        vmp[hh] = v;
+      });
+  Kokkos::fence();
+  auto store = [&](float* out, const std::vector<int32_t>& m) {
+    if (!out) return;
+    const int64_t n = p.per_head ? h : 1;
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t call = m[size_t(j)];
+      if (!p.per_head)
+        for (int32_t x2 : m) call = std::max(call, x2);
+      int32_t stored;
+      std::memcpy(&stored, out + j, 4);
+      stored = std::max(stored, call);
+      std::memcpy(out + j, &stored, 4);
+    }
+  };
+  store(p.amax(kKAmax), km);
+  store(p.amax(kVAmax), vm);
+}
+
+template <InType T>
+void run(const PackProblem& p, int variant, const Scales& sc) {
+  if (variant == kVector) run_vector<T>(p, sc);
+  else run_strided<T>(p, sc);
+  if (p.has_amax()) {
+    Kokkos::fence();
+    run_amax<T>(p);
+  }
 }
 
 // ---- the Backend functions
@@ -191,14 +260,13 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   const char* down = nullptr;
   if (!ensure_kokkos(&down)) { *why = down; return MLAKV_ERR_BACKEND_UNAVAILABLE; }
-  const float ks = read_scale(p.scale_ptr(kKScaleInv), p.k_scale_inv);
-  const float vs = read_scale(p.scale_ptr(kVScaleInv), p.v_scale_inv);
+  const Scales sc(p);
   const int variant = plan.row.variant;
   std::lock_guard<std::mutex> lock(g_run_mutex);
   switch (p.in_type) {
-    case InType::BF16: run<InType::BF16>(p, variant, ks, vs); break;
-    case InType::FP16: run<InType::FP16>(p, variant, ks, vs); break;
-    case InType::FP32: run<InType::FP32>(p, variant, ks, vs); break;
+    case InType::BF16: run<InType::BF16>(p, variant, sc); break;
+    case InType::FP16: run<InType::FP16>(p, variant, sc); break;
+    case InType::FP32: run<InType::FP32>(p, variant, sc); break;
   }
   Kokkos::fence();
   return MLAKV_OK;

@@ -160,8 +160,9 @@ Status launch(void (*fn)(P), dim3 grid, dim3 block, const P& params, void* strea
   return kOk;
 }
 
-enum class Where { Reachable, HostOnly, Unknown };
-inline Where classify(const void* ptr, uintptr_t* begin, size_t* size) {
+enum class Where { Reachable, HostOnly, OtherDevice, Unknown };
+inline Where classify(const void* ptr, int /*device: fake memory is every fake device's*/, uintptr_t* begin,
+                      size_t* size) {
   const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
   std::lock_guard<std::mutex> lock(fake::state().mu);
   for (const auto& r : fake::state().memory)
@@ -176,7 +177,7 @@ inline Where classify(const void* ptr, uintptr_t* begin, size_t* size) {
 inline bool is_device_only(const void* ptr) {
   uintptr_t b = 0;
   size_t n = 0;
-  return classify(ptr, &b, &n) == Where::Reachable;
+  return classify(ptr, 0, &b, &n) == Where::Reachable;
 }
 
 }  // namespace rt

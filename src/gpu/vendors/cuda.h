@@ -167,7 +167,7 @@ Status launch(void (*fn)(P), dim3 grid, dim3 block, const P& params, void* strea
 }
 
 // ---- where a pointer lives (the driver's cuPointerGetAttributes, found through the runtime)
-enum class Where { Reachable, HostOnly, Unknown };
+enum class Where { Reachable, HostOnly, OtherDevice, Unknown };
 using PointerGetAttributes = CUresult (*)(unsigned, CUpointer_attribute*, void**, CUdeviceptr);
 inline PointerGetAttributes driver_pointer_attributes() {
   static PointerGetAttributes fn = [] {
@@ -181,19 +181,25 @@ inline PointerGetAttributes driver_pointer_attributes() {
   }();
   return fn;
 }
-// Device, managed, or host memory registered and mapped at the same address: Reachable, with the
-// allocation's range in *begin / *size (size 0 if the driver does not say).
-inline Where classify(const void* ptr, uintptr_t* begin, size_t* size) {
+// Memory of `device`, managed memory, or host memory registered and mapped at the same address:
+// Reachable, with the allocation's range in *begin / *size (size 0 if the driver does not say).
+// Device memory of another GPU is OtherDevice (refused even where peer access is enabled: whether
+// it is cannot be asked of the driver, and a kernel reading memory it cannot reach takes the
+// device's context down).
+inline Where classify(const void* ptr, int device, uintptr_t* begin, size_t* size) {
   PointerGetAttributes fn = driver_pointer_attributes();
   if (!fn) return Where::Unknown;
   unsigned type = 0;
+  int ordinal = -1;
   CUdeviceptr devptr = 0, start = 0;
   CUpointer_attribute attrs[] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_DEVICE_POINTER,
-                                 CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, CU_POINTER_ATTRIBUTE_RANGE_SIZE};
-  void* out[] = {&type, &devptr, &start, size};
+                                 CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, CU_POINTER_ATTRIBUTE_RANGE_SIZE,
+                                 CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL};
+  void* out[] = {&type, &devptr, &start, size, &ordinal};
   *size = 0;
-  if (fn(4, attrs, out, CUdeviceptr(reinterpret_cast<uintptr_t>(ptr))) != CUDA_SUCCESS) return Where::Unknown;
+  if (fn(5, attrs, out, CUdeviceptr(reinterpret_cast<uintptr_t>(ptr))) != CUDA_SUCCESS) return Where::Unknown;
   if (type == 0) return Where::HostOnly;  // not known to CUDA: plain host memory
+  if (type == CU_MEMORYTYPE_DEVICE && ordinal != device) return Where::OtherDevice;
   const bool reachable = type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED ||
                          (type == CU_MEMORYTYPE_HOST && devptr == CUdeviceptr(reinterpret_cast<uintptr_t>(ptr)));
   if (!reachable) return type == CU_MEMORYTYPE_HOST ? Where::HostOnly : Where::Unknown;

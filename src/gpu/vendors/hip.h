@@ -128,7 +128,7 @@ Status launch(void (*fn)(P), dim3 grid, dim3 block, const P& params, void* strea
   return hipLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args, 0, static_cast<hipStream_t>(stream));
 }
 
-enum class Where { Reachable, HostOnly, Unknown };
+enum class Where { Reachable, HostOnly, OtherDevice, Unknown };
 inline hipMemoryType memory_type(const hipPointerAttribute_t& a) {
 #if HIP_VERSION_MAJOR >= 6
   return a.type;
@@ -136,9 +136,10 @@ inline hipMemoryType memory_type(const hipPointerAttribute_t& a) {
   return a.memoryType;
 #endif
 }
-// Device or managed memory, or host memory registered and mapped at the same address: Reachable,
-// with the allocation's range in *begin / *size (size 0 if the runtime does not say).
-inline Where classify(const void* ptr, uintptr_t* begin, size_t* size) {
+// Memory of `device`, managed memory, or host memory registered and mapped at the same address:
+// Reachable, with the allocation's range in *begin / *size (size 0 if the runtime does not say);
+// device memory of another GPU: OtherDevice (as in vendors/cuda.h).
+inline Where classify(const void* ptr, int device, uintptr_t* begin, size_t* size) {
   hipPointerAttribute_t a;
   *size = 0;
   if (hipPointerGetAttributes(&a, ptr) != hipSuccess) {
@@ -146,6 +147,7 @@ inline Where classify(const void* ptr, uintptr_t* begin, size_t* size) {
     return Where::HostOnly;  // not known to HIP: plain host memory
   }
   const hipMemoryType t = memory_type(a);
+  if (t == hipMemoryTypeDevice && !a.isManaged && a.device != device) return Where::OtherDevice;
   const bool reachable = t == hipMemoryTypeDevice || a.isManaged || (t == hipMemoryTypeHost && a.devicePointer == ptr);
   if (!reachable) return t == hipMemoryTypeHost ? Where::HostOnly : Where::Unknown;
   hipDeviceptr_t base = nullptr;
