@@ -5,6 +5,8 @@
 #     apt:  cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
 #           hipcc libamdhip64-dev rocm-device-libs   (tests/hip: the HIP backend built for gfx90a, gfx940)
 #           clang-19                                 (tests/hip: the GPU source compiled for gfx942)
+#           clang-14 libclang-rt-14-dev              (scripts/sanitize.sh, scripts/fuzz.sh: the clang
+#                                                     build, ASan/UBSan/TSan, libFuzzer)
 #           golang-go                                (bindings/go)
 #           cargo                                    (bindings/rust; only when no cargo is installed)
 #     pip:  numpy, ml_dtypes, pytest                 (fnuz vectors check, bindings/python)
@@ -23,7 +25,7 @@ if [ "$MODE" = demo ]; then
   APT_PACKAGES=(cmake ninja-build g++ libtrilinos-kokkos-dev)
 else
   APT_PACKAGES=(cmake ninja-build g++ pkg-config libtrilinos-kokkos-dev doctest-dev python3 python3-pip
-                hipcc libamdhip64-dev rocm-device-libs clang-19 golang-go)
+                hipcc libamdhip64-dev rocm-device-libs clang-19 clang-14 libclang-rt-14-dev golang-go)
   # bindings/rust: any cargo will do (a rustup install, else Debian's)
   command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] || APT_PACKAGES+=(cargo)
 fi
