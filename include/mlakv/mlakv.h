@@ -188,8 +188,11 @@ MLAKV_API void mlakv_pack_args_init(mlakv_pack_args* args);
 
 /* The operation. Everything is validated before anything is written: on any status other than
  * MLAKV_OK no output byte has been touched (for GPU backends, a status other than MLAKV_OK means
- * nothing was enqueued). s = 0 (or h = 0) is a successful no-op. GPU backends are asynchronous
- * with respect to the host, like any kernel launch on `stream`. Thread-safe. */
+ * nothing was enqueued). s = 0 (or h = 0) is a successful no-op that touches no memory: it checks
+ * struct_size, the enums, dtypes, ranks, extents, that the shapes agree and the head dims, and that
+ * an explicit backend is compiled in, but no pointer and no stride. GPU backends are asynchronous
+ * with respect to the host, like any kernel launch on `stream`. Thread-safe, and callable for the
+ * whole life of the process (docs/RELIABILITY.md). */
 MLAKV_API mlakv_status mlakv_pack_fp8(const mlakv_pack_args* args);
 
 /* Which backend, kernel variant and launch configuration mlakv_pack_fp8(args) would use, as one
