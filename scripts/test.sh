@@ -5,7 +5,10 @@
 #           exists, the CUDA backend (the full fat binary), its SASS check and the GPU tests
 #           (reported skipped without a GPU); the HIP compile check where hipcc exists;
 #   then, against the library installed into $BUILD/prefix, the bindings' own runners:
-#           pytest (Python), cargo test (Rust), go test (Go).
+#           pytest (Python), cargo test (Rust), go test (Go);
+#   then the reliability runners: scripts/sanitize.sh (clang: the library and CPU suite under
+#           ASan+UBSan, the threaded tests under TSan) and scripts/fuzz.sh (libFuzzer over the C API,
+#           200,000 executions from the committed corpus).
 # Each runner's summary is printed; the last lines list every runner's result. Exits non-zero if
 # any failed (a runner that cannot run here reports itself skipped).
 # Environment: BUILD (build directory, default build), JOBS (ninja jobs, default 2).
@@ -48,6 +51,8 @@ cmake --install "$BUILD" --prefix "$BUILD/prefix" >/dev/null
 for lang in python rust go; do
   run "$lang" bash "bindings/$lang/run_tests.sh" "$PWD/$BUILD/prefix"
 done
+run sanitizers bash scripts/sanitize.sh
+run fuzz bash scripts/fuzz.sh
 
 echo; echo "=== all test runners ($(( $(date +%s) - t0 )) s)"
 printf '  %s\n' "${results[@]}"
