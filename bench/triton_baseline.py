@@ -435,6 +435,12 @@ class Mlakv:
         P = ctypes.POINTER(MlakvPackArgs)
         L.mlakv_pack_args_init.argtypes = [P]
         L.mlakv_pack_args_init.restype = None
+        # 0.2+: the sized init fills this binding's whole struct; a 0.1 library (--lib-b) has only
+        # the old one, which fills 0.1's 456 bytes (the rest stays zero: its defaults)
+        self._init_sized = getattr(L, "mlakv_pack_args_init_sized", None)
+        if self._init_sized is not None:
+            self._init_sized.argtypes = [P, ctypes.c_size_t]
+            self._init_sized.restype = ctypes.c_int32
         L.mlakv_pack_fp8.argtypes = [P]
         L.mlakv_pack_fp8.restype = ctypes.c_int32
         L.mlakv_pack_fp8_plan.argtypes = [P, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
@@ -453,11 +459,20 @@ class Mlakv:
         self._check_abi()
         self.version = L.mlakv_version_string().decode(errors="replace")
 
+    def init_args(self, a: MlakvPackArgs) -> None:
+        if self._init_sized is not None:
+            st = self._init_sized(ctypes.byref(a), ctypes.sizeof(a))
+            if st != MLAKV_OK:
+                raise self.fail(st, "mlakv_pack_args_init_sized")
+        else:
+            ctypes.memset(ctypes.addressof(a), 0, ctypes.sizeof(a))
+            self.lib.mlakv_pack_args_init(ctypes.byref(a))
+
     def _check_abi(self) -> None:
         a = MlakvPackArgs()
         ctypes.memset(ctypes.addressof(a), 0xA5, ctypes.sizeof(a))
-        self.lib.mlakv_pack_args_init(ctypes.byref(a))
-        size = ctypes.sizeof(MlakvPackArgs)
+        self.init_args(a)
+        size = ctypes.sizeof(MlakvPackArgs) if self._init_sized is not None else 456
         problems = []
         if a.struct_size != size:
             problems.append(f"struct_size {a.struct_size} != ctypes.sizeof {size}")
@@ -497,7 +512,7 @@ class Mlakv:
 
     def make_args(self, p: Problem, pdl: str, flags: int) -> MlakvPackArgs:
         a = MlakvPackArgs()
-        self.lib.mlakv_pack_args_init(ctypes.byref(a))
+        self.init_args(a)
         _fill_tensor(a.k_nope, p.k_nope)
         _fill_tensor(a.k_pe, p.k_pe)
         _fill_tensor(a.v, p.v)

@@ -12,6 +12,15 @@
 // and gradual underflow, saturating to ±max finite (infinities included); NaN becomes the
 // format's NaN. Every backend gives identical bytes.
 //
+// # Per-head scales and amax (mlakv 0.2)
+//
+// [Args].ScaleGranularity = [ScalePerHead] (or setting [Args].KScaleInvPerHead and
+// [Args].VScaleInvPerHead, h multipliers each) quantizes head j of k_out with K multiplier j and
+// head j of v_out with V multiplier j. [Args].KAmax / [Args].VAmax (Go memory) or
+// [Args].KAmaxPtr / [Args].VAmaxPtr (device memory) receive amax = max(amax, max |x|) of the
+// inputs before scaling, per tensor (1 float) or per head (h floats), for calibration: zero them,
+// run a few batches, take scale = amax / fp8 max, and pack with 1/scale.
+//
 // # Building
 //
 // The package uses cgo and finds the installed library with pkg-config (#cgo pkg-config:

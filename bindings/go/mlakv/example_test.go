@@ -109,3 +109,63 @@ func ExampleDispatchTable() {
 	}
 	fmt.Print(table) // one row per line: conditions, then the kernel variant and its configuration
 }
+
+// Calibrate per-head scales with amax outputs (mlakv 0.2): zero the amax buffers, run a few
+// batches, take scale = amax / fp8 max per head, then pack with the per-head multipliers
+// 1 / scale.
+func Example_calibration() {
+	const s, h, dNope, dRope, dV = 4, 2, 16, 8, 16
+	const fp8Max = 448 // e4m3fn
+	batch := func(gain float32) (kNope, kPe, v []float32) {
+		kNope, v = make([]float32, s*h*dNope), make([]float32, s*h*dV)
+		for i := range kNope {
+			head := i / dNope % h
+			kNope[i] = float32(i%7-3) * gain * float32(head+1) // head j: |x| <= 3 * gain * (j+1)
+			v[i] = kNope[i] / 4
+		}
+		kPe = make([]float32, s*dRope)
+		for i := range kPe {
+			kPe[i] = 0.5
+		}
+		return kNope, kPe, v
+	}
+	kOut, vOut := make([]byte, s*h*(dNope+dRope)), make([]byte, s*h*dV)
+	args := func(kNope, kPe, v []float32) *mlakv.Args {
+		a := mlakv.NewArgs()
+		a.KNope = mlakv.FP32Tensor(kNope, s, h, dNope)
+		a.KPe = mlakv.FP32Tensor(kPe, s, dRope)
+		a.V = mlakv.FP32Tensor(v, s, h, dV)
+		a.KOut = mlakv.FP8Tensor(kOut, mlakv.E4M3FN, s, h, dNope+dRope)
+		a.VOut = mlakv.FP8Tensor(vOut, mlakv.E4M3FN, s, h, dV)
+		return a
+	}
+
+	kAmax, vAmax := make([]float32, h), make([]float32, h) // 1. zeroed once, one float per head
+	ones := []float32{1, 1}
+	for _, gain := range []float32{1, 2} { // 2. a few batches
+		a := args(batch(gain))
+		a.KScaleInvPerHead, a.VScaleInvPerHead = ones, ones
+		a.KAmax, a.VAmax = kAmax, vAmax // max |x| per head accumulates here
+		if err := mlakv.PackFP8(a); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	kMul, vMul := make([]float32, h), make([]float32, h)
+	for j := 0; j < h; j++ { // 3. scale = amax / fp8 max; the kernel takes 1 / scale (guard amax = 0 in real code)
+		kMul[j] = fp8Max / kAmax[j]
+		vMul[j] = fp8Max / vAmax[j]
+	}
+	a := args(batch(1)) // 4. pack with the per-head multipliers
+	a.KScaleInvPerHead, a.VScaleInvPerHead = kMul, vMul
+	if err := mlakv.PackFP8(a); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("k_amax", kAmax, "v_amax", vAmax)
+	fmt.Printf("k_out[0,0,0] = 0x%02X (-3 * 448/6 = -224), k_out[0,1,4] = 0x%02X (6 * 448/12 = 224)\n",
+		kOut[0], kOut[dNope+dRope+4])
+	// Output:
+	// k_amax [6 12] v_amax [1.5 3]
+	// k_out[0,0,0] = 0xF6 (-3 * 448/6 = -224), k_out[0,1,4] = 0x76 (6 * 448/12 = 224)
+}

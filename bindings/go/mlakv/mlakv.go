@@ -98,6 +98,31 @@ const (
 	PDLOff  PDLMode = 2 // MLAKV_PDL_OFF
 )
 
+// ScaleGranularity says how many multipliers a call has (mlakv_scale_granularity, since mlakv 0.2).
+type ScaleGranularity int32
+
+// Scale granularities.
+const (
+	// ScalePerTensor (MLAKV_SCALE_PER_TENSOR, the zero value and default): one multiplier for K
+	// and one for V.
+	ScalePerTensor ScaleGranularity = 0
+	// ScalePerHead (MLAKV_SCALE_PER_HEAD): h multipliers for K and h for V, read from memory
+	// (head j of k_out uses K multiplier j, head j of v_out V multiplier j); amax outputs then
+	// hold h floats each.
+	ScalePerHead ScaleGranularity = 1
+)
+
+// String returns "per-tensor", "per-head" or "ScaleGranularity(n)".
+func (g ScaleGranularity) String() string {
+	switch g {
+	case ScalePerTensor:
+		return "per-tensor"
+	case ScalePerHead:
+		return "per-head"
+	}
+	return fmt.Sprintf("ScaleGranularity(%d)", int32(g))
+}
+
 // Flags are the MLAKV_FLAG_* bits of [Args].Flags.
 type Flags uint32
 
@@ -121,7 +146,7 @@ const (
 	ErrShape              Status = 5  // shapes disagree with each other (or with a Go slice's length)
 	ErrStride             Status = 6  // negative stride, inner stride != 1, self-aliasing output
 	ErrAlignment          Status = 7  // a pointer is not aligned to its element size
-	ErrOverlap            Status = 8  // an output overlaps an input or the other output
+	ErrOverlap            Status = 8  // an output (k_out, v_out, an amax array) shares a byte with another operand
 	ErrSizeOverflow       Status = 9  // a size or offset does not fit in 64 bits / the address space
 	ErrUnsupportedDims    Status = 10 // a head dimension is zero or too large
 	ErrInvalidArgument    Status = 11 // an enum value or flag is out of range
@@ -135,6 +160,10 @@ const (
 	ErrInternal           Status = 19 // a bug in mlakv; please report it
 	ErrNoTableRow         Status = 20 // no row of the backend's dispatch table can run the call
 	ErrTableDevice        Status = 21 // a table file was measured on a device this backend does not have
+	// ErrOverlapUndecided: an output and another operand interleave in a way mlakv cannot decide
+	// (more than two large, unrelated strides): not proven disjoint, so refused; no overlap was
+	// found.
+	ErrOverlapUndecided Status = 22
 )
 
 var statusText = [...]struct{ name, text string }{
@@ -160,6 +189,7 @@ var statusText = [...]struct{ name, text string }{
 	{"MLAKV_ERR_INTERNAL", "internal error in mlakv; please report it"},
 	{"MLAKV_ERR_NO_TABLE_ROW", "no dispatch table row can run this call"},
 	{"MLAKV_ERR_TABLE_DEVICE", "the table file was measured on another device"},
+	{"MLAKV_ERR_OVERLAP_UNDECIDED", "could not decide whether an output overlaps another operand"},
 }
 
 // String returns the C name of the status ("MLAKV_ERR_SHAPE"), or "MLAKV_STATUS(n)" for a
@@ -219,7 +249,7 @@ func lastError() string { return C.GoString(C.mlakv_last_error()) }
 // Version returns MLAKV_VERSION of the library linked at run time (MAJOR*10000 + MINOR*100 + PATCH).
 func Version() int { return int(C.mlakv_version()) }
 
-// VersionString returns the linked library's version and built backends, e.g. "0.1.0 (reference, cuda)".
+// VersionString returns the linked library's version and built backends, e.g. "0.2.0 (reference, cuda)".
 func VersionString() string { return C.GoString(C.mlakv_version_string()) }
 
 // BackendInfo describes one backend of the linked library.
@@ -393,4 +423,22 @@ func _() {
 	_ = x[int(C.MLAKV_ERR_INTERNAL)-int(ErrInternal)]
 	_ = x[int(C.MLAKV_ERR_NO_TABLE_ROW)-int(ErrNoTableRow)]
 	_ = x[int(C.MLAKV_ERR_TABLE_DEVICE)-int(ErrTableDevice)]
+	_ = x[int(C.MLAKV_ERR_OVERLAP_UNDECIDED)-int(ErrOverlapUndecided)]
+	_ = x[len(statusText)-1-int(ErrOverlapUndecided)] // a name for every status
+	_ = x[int(C.MLAKV_SCALE_PER_TENSOR)-int(ScalePerTensor)]
+	_ = x[int(C.MLAKV_SCALE_PER_HEAD)-int(ScalePerHead)]
+	_ = x[HeaderVersion-200] // written against mlakv 0.2.0
+
+	// mlakv_pack_args as cgo sees it: the 0.1 layout ends at MLAKV_PACK_ARGS_SIZE_0_1 (456),
+	// where the fields appended by 0.2 start, in the header's order; the helper in pack.go
+	// passes sizeof(mlakv_pack_args) = 480 to mlakv_pack_args_init_sized.
+	var a C.mlakv_pack_args
+	_ = x[int(unsafe.Offsetof(a.scale_granularity))-int(C.MLAKV_PACK_ARGS_SIZE_0_1)]
+	_ = x[int(unsafe.Offsetof(a.flags))+4-int(C.MLAKV_PACK_ARGS_SIZE_0_1)]
+	_ = x[int(unsafe.Offsetof(a.reserved))-460]
+	_ = x[int(unsafe.Offsetof(a.k_amax))-464]
+	_ = x[int(unsafe.Offsetof(a.v_amax))-472]
+	_ = x[int(unsafe.Sizeof(a))-480]
+	_ = x[int(unsafe.Sizeof(a.scale_granularity))-4]
+	_ = x[int(unsafe.Sizeof(a.k_amax))-8]
 }

@@ -71,6 +71,9 @@ func TestVersion(t *testing.T) {
 	if v != HeaderVersion {
 		t.Errorf("Version() = %d, header MLAKV_VERSION = %d", v, HeaderVersion)
 	}
+	if HeaderVersion != 200 || !strings.HasPrefix(VersionString(), "0.2.0 ") {
+		t.Errorf("HeaderVersion = %d, VersionString() = %q: this binding is written for mlakv 0.2.0", HeaderVersion, VersionString())
+	}
 	want := fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
 	if s := VersionString(); !strings.HasPrefix(s, want+" (") || !strings.Contains(s, "reference") {
 		t.Errorf("VersionString() = %q, want %q followed by the built backends", s, want)
@@ -118,7 +121,8 @@ func TestNames(t *testing.T) {
 	}
 	if ErrShape.String() != "MLAKV_ERR_SHAPE" || ErrNoTableRow.String() != "MLAKV_ERR_NO_TABLE_ROW" ||
 		ErrTableDevice.String() != "MLAKV_ERR_TABLE_DEVICE" || ErrTableDevice != 21 ||
-		OK.String() != "MLAKV_OK" || Status(99).String() != "MLAKV_STATUS(99)" || Status(22).String() != "MLAKV_STATUS(22)" {
+		OK.String() != "MLAKV_OK" || Status(99).String() != "MLAKV_STATUS(99)" || Status(23).String() != "MLAKV_STATUS(23)" ||
+		ErrOverlapUndecided != 22 || ErrOverlapUndecided.String() != "MLAKV_ERR_OVERLAP_UNDECIDED" {
 		t.Errorf("status names: %v %v %v %v %v", ErrShape, ErrNoTableRow, ErrTableDevice, OK, Status(99))
 	}
 	var e *Error
@@ -126,7 +130,16 @@ func TestNames(t *testing.T) {
 		!errors.As(err, &e) || !strings.HasPrefix(err.Error(), "mlakv.LoadDispatchTable: MLAKV_ERR_TABLE_DEVICE: ") {
 		t.Errorf("status 21: %v", err)
 	}
-	for s := Status(0); s <= ErrTableDevice; s++ {
+	if err := error(&Error{Op: "PackFP8", Status: Status(22)}); !errors.Is(err, ErrOverlapUndecided) ||
+		errors.Is(err, ErrOverlap) || !strings.HasPrefix(err.Error(), "mlakv.PackFP8: MLAKV_ERR_OVERLAP_UNDECIDED: ") {
+		t.Errorf("status 22: %v", err)
+	}
+	for g, want := range map[ScaleGranularity]string{ScalePerTensor: "per-tensor", ScalePerHead: "per-head", 7: "ScaleGranularity(7)"} {
+		if g.String() != want {
+			t.Errorf("ScaleGranularity(%d).String() = %q, want %q", int32(g), g.String(), want)
+		}
+	}
+	for s := Status(0); s <= ErrOverlapUndecided; s++ {
 		if !strings.HasPrefix(s.Error(), s.String()+": ") || len(s.Error()) < len(s.String())+5 {
 			t.Errorf("Status(%d).Error() = %q", int32(s), s.Error())
 		}

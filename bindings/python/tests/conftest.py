@@ -86,12 +86,16 @@ def _fill_tensor(t, arr, code):
 
 
 def raw_pack(k_nope, k_pe, v, k_out, v_out, in_code, fmt, ks=1.0, vs=1.0,
-             ks_ptr=None, vs_ptr=None, backend=1):
-    """Calls mlakv_pack_fp8 through the bare C API on numpy arrays; returns the status."""
+             ks_ptr=None, vs_ptr=None, backend=1, granularity=None, k_amax=None, v_amax=None,
+             reserved=None):
+    """Calls mlakv_pack_fp8 through the bare C API on numpy arrays; returns the status. The
+    struct is initialised by mlakv_pack_args_init_sized with the ctypes struct's size; the 0.2
+    fields (granularity, reserved, amax addresses) are set when given."""
     L = _capi.lib()
     a = _capi.PackArgs()
     assert L.pack_args_size == ctypes.sizeof(a)
-    L.lib.mlakv_pack_args_init(ctypes.addressof(a))
+    st = L.lib.mlakv_pack_args_init_sized(ctypes.addressof(a), ctypes.sizeof(a))
+    assert st == 0 and a.struct_size == ctypes.sizeof(a)
     for name, arr in zip(_capi.TENSOR_FIELDS, (k_nope, k_pe, v, k_out, v_out)):
         _fill_tensor(getattr(a, name), arr, in_code if name in ("k_nope", "k_pe", "v")
                      else FMT_CODE[fmt])
@@ -101,8 +105,32 @@ def raw_pack(k_nope, k_pe, v, k_out, v_out, in_code, fmt, ks=1.0, vs=1.0,
         a.k_scale_inv_ptr = ks_ptr
     if vs_ptr is not None:
         a.v_scale_inv_ptr = vs_ptr
+    if granularity is not None:
+        a.scale_granularity = granularity
+    if reserved is not None:
+        a.reserved = reserved
+    if k_amax is not None:
+        a.k_amax = k_amax
+    if v_amax is not None:
+        a.v_amax = v_amax
     a.backend = backend
     return int(L.lib.mlakv_pack_fp8(ctypes.addressof(a)))
+
+
+def header_paths():
+    """mlakv.h files to compare the binding with: the one installed beside the library under
+    test (<prefix>/include) and the source tree's, where they exist."""
+    out = []
+    lib = Path(_capi.lib().path).resolve()
+    for prefix in (lib.parent.parent, lib.parent.parent.parent):
+        h = prefix / "include" / "mlakv" / "mlakv.h"
+        if h.is_file():
+            out.append(h)
+            break
+    src = HERE.parents[2] / "include" / "mlakv" / "mlakv.h"
+    if src.is_file():
+        out.append(src)
+    return out
 
 
 def last_error() -> str:

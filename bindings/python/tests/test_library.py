@@ -15,7 +15,7 @@ import pytest
 import mlakv
 from mlakv import _capi
 
-from conftest import SRC, env_without_library, lib_path, np, poisoned, POISON
+from conftest import SRC, env_without_library, header_paths, lib_path, np, poisoned, POISON
 
 
 def run_py(code: str, env: dict) -> subprocess.CompletedProcess:
@@ -28,35 +28,160 @@ def run_py(code: str, env: dict) -> subprocess.CompletedProcess:
 # ---- version, ABI --------------------------------------------------------------------------
 def test_version_and_abi():
     assert mlakv.version() // 10000 == _capi.ABI_MAJOR
-    assert mlakv.version() == 100  # 0.1.0
-    assert mlakv.version_string().startswith("0.1.0")
+    assert mlakv.version() == 200  # 0.2.0
+    assert mlakv.version_string().startswith("0.2.0")
+    assert mlakv.__version__ == "0.2.0"
     assert os.path.exists(mlakv.library_path())
     L = _capi.lib()
-    assert L.pack_args_size == ctypes.sizeof(_capi.PackArgs) == 456
-    # the header's layout: 8 + 5 * 80 bytes of tensors, then scales, pointers, enums
+    assert L.has_0_2_fields
+    assert L.pack_args_size == ctypes.sizeof(_capi.PackArgs) == 480
+    # the header's layout: 8 + 5 * 80 bytes of tensors, then scales, pointers, enums; the 0.1
+    # layout ends at 456 (MLAKV_PACK_ARGS_SIZE_0_1), the 0.2 fields follow
     assert ctypes.sizeof(_capi.Tensor) == 80
     assert _capi.PackArgs.k_scale_inv.offset == 408
     assert _capi.PackArgs.stream.offset == 440
     assert _capi.PackArgs.flags.offset == 452
+    assert _capi.PackArgs.scale_granularity.offset == 456 == _capi.PACK_ARGS_SIZE_0_1
+    assert _capi.PackArgs.reserved.offset == 460
+    assert _capi.PackArgs.k_amax.offset == 464
+    assert _capi.PackArgs.v_amax.offset == 472
 
 
-def test_pack_args_init_defaults_match_binding_defaults():
+LAYOUT_C = r"""
+#include <mlakv/mlakv.h>
+#include <stdio.h>
+#define F(T, f) printf("%s.%s=%u,%u\n", #T, #f, (unsigned)offsetof(T, f), (unsigned)sizeof(((T*)0)->f))
+#define C(c) printf("%s=%lld\n", #c, (long long)(c))
+int main(void) {
+  printf("size mlakv_tensor=%u\nsize mlakv_pack_args=%u\nsize mlakv_backend_info=%u\n",
+         (unsigned)sizeof(mlakv_tensor), (unsigned)sizeof(mlakv_pack_args),
+         (unsigned)sizeof(mlakv_backend_info));
+  F(mlakv_tensor, data); F(mlakv_tensor, dtype); F(mlakv_tensor, ndim); F(mlakv_tensor, shape);
+  F(mlakv_tensor, strides);
+  F(mlakv_pack_args, struct_size); F(mlakv_pack_args, k_nope); F(mlakv_pack_args, k_pe);
+  F(mlakv_pack_args, v); F(mlakv_pack_args, k_out); F(mlakv_pack_args, v_out);
+  F(mlakv_pack_args, k_scale_inv); F(mlakv_pack_args, v_scale_inv);
+  F(mlakv_pack_args, k_scale_inv_ptr); F(mlakv_pack_args, v_scale_inv_ptr);
+  F(mlakv_pack_args, backend); F(mlakv_pack_args, device); F(mlakv_pack_args, stream);
+  F(mlakv_pack_args, pdl); F(mlakv_pack_args, flags); F(mlakv_pack_args, scale_granularity);
+  F(mlakv_pack_args, reserved); F(mlakv_pack_args, k_amax); F(mlakv_pack_args, v_amax);
+  F(mlakv_backend_info, struct_size); F(mlakv_backend_info, backend); F(mlakv_backend_info, name);
+  F(mlakv_backend_info, compiled); F(mlakv_backend_info, usable);
+  F(mlakv_backend_info, device_count); F(mlakv_backend_info, detail);
+  C(MLAKV_PACK_ARGS_SIZE_0_1); C(MLAKV_SCALE_PER_TENSOR); C(MLAKV_SCALE_PER_HEAD);
+  C(MLAKV_MAX_RANK); C(MLAKV_FLAG_TRUST_POINTERS); C(MLAKV_FLAGS_KNOWN);
+  C(MLAKV_VERSION_MAJOR);
+  return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("header", header_paths(), ids=lambda p: str(p))
+def test_ctypes_layout_matches_the_c_compiler(header, tmp_path):
+    """Every struct size and field offset/size of the ctypes mirror, against a C program
+    compiled with the header (the installed one and the source tree's)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        pytest.skip("no C compiler to compile the layout probe")
+    src = tmp_path / "layout.c"
+    src.write_text(LAYOUT_C)
+    exe = tmp_path / "layout"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Werror", "-I", str(header.parent.parent),
+                    str(src), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    c = {}
+    for line in out.splitlines():
+        k, v = line.split("=")
+        c[k] = tuple(int(x) for x in v.split(","))
+    structs = {"mlakv_tensor": _capi.Tensor, "mlakv_pack_args": _capi.PackArgs,
+               "mlakv_backend_info": _capi.BackendInfo}
+    py = {}
+    for cname, cls in structs.items():
+        py["size " + cname] = (ctypes.sizeof(cls),)
+        for fname, ftype in cls._fields_:
+            py["%s.%s" % (cname, fname)] = (getattr(cls, fname).offset, ctypes.sizeof(ftype))
+    py["MLAKV_PACK_ARGS_SIZE_0_1"] = (_capi.PACK_ARGS_SIZE_0_1,)
+    py["MLAKV_SCALE_PER_TENSOR"] = (_capi.SCALE_PER_TENSOR,)
+    py["MLAKV_SCALE_PER_HEAD"] = (_capi.SCALE_PER_HEAD,)
+    py["MLAKV_MAX_RANK"] = (_capi.MAX_RANK,)
+    py["MLAKV_FLAG_TRUST_POINTERS"] = (_capi.FLAG_TRUST_POINTERS,)
+    py["MLAKV_FLAGS_KNOWN"] = (_capi.FLAGS_KNOWN,)
+    py["MLAKV_VERSION_MAJOR"] = (_capi.ABI_MAJOR,)
+    assert c == py
+
+
+def test_pack_args_init_sized_defaults_match_the_binding():
+    """mlakv_pack_args_init_sized(args, 480) fills MLAKV_PACK_ARGS_INIT (what _core.new_args
+    gives); the 0.1 entry point mlakv_pack_args_init writes only the 456-byte 0.1 layout."""
     from mlakv import _core
     L = _capi.lib()
+    size = ctypes.sizeof(_capi.PackArgs)
     a = _capi.PackArgs()
-    ctypes.memset(ctypes.addressof(a), 0x5A, ctypes.sizeof(a))
-    L.lib.mlakv_pack_args_init(ctypes.addressof(a))
+    ctypes.memset(ctypes.addressof(a), 0x5A, size)
+    assert L.lib.mlakv_pack_args_init_sized(ctypes.addressof(a), size) == 0
     assert bytes(a) == bytes(_core.new_args())
+    assert a.struct_size == size and a.k_scale_inv == 1.0 and a.v_scale_inv == 1.0
+    assert (a.scale_granularity, a.reserved, a.k_amax, a.v_amax) == (0, 0, None, None)
+    # the hand-written MLAKV_PACK_ARGS_INIT
+    want = _capi.PackArgs()
+    want.struct_size = size
+    want.k_scale_inv = want.v_scale_inv = 1.0
+    assert bytes(a) == bytes(want)
+
+    # the 0.1 entry point: 456 bytes, struct_size 456, nothing past them
+    buf = (ctypes.c_uint8 * 1024)()
+    ctypes.memset(buf, 0x5A, 1024)
+    L.lib.mlakv_pack_args_init(buf)
+    assert ctypes.c_size_t.from_buffer(buf).value == _capi.PACK_ARGS_SIZE_0_1 == 456
+    assert bytes(buf[8:456]) == bytes(want)[8:456]
+    assert all(b == 0x5A for b in buf[456:])
+
+    # a larger struct (a newer caller): the unknown bytes are zeroed, struct_size is the size given
+    ctypes.memset(buf, 0x5A, 1024)
+    assert L.lib.mlakv_pack_args_init_sized(buf, 600) == 0
+    assert ctypes.c_size_t.from_buffer(buf).value == 600
+    assert bytes(buf[8:size]) == bytes(want)[8:]
+    assert all(b == 0 for b in buf[size:600]) and all(b == 0x5A for b in buf[600:])
+
+    # below the 0.1 size: MLAKV_ERR_STRUCT_SIZE, nothing written
+    ctypes.memset(buf, 0x5A, 1024)
+    assert L.lib.mlakv_pack_args_init_sized(buf, 455) == 2
+    assert all(b == 0x5A for b in buf)
+    assert L.lib.mlakv_pack_args_init_sized(buf, 456) == 0
+    assert ctypes.c_size_t.from_buffer(buf).value == 456 and all(b == 0x5A for b in buf[456:])
+
+
+def _header_status_codes(path):
+    import re
+    codes = {}
+    for m in re.finditer(r"^#define\s+(MLAKV_(?:OK|ERR_\w+))\s+(-?\d+)\b", path.read_text(),
+                         re.M):
+        codes[m.group(1)] = int(m.group(2))
+    return codes
+
+
+@pytest.mark.parametrize("header", header_paths(), ids=lambda p: str(p))
+def test_every_status_of_the_header_is_known(header):
+    """The binding's status list is the header's, name for name and code for code."""
+    codes = _header_status_codes(header)
+    assert codes["MLAKV_OK"] == 0 and codes["MLAKV_ERR_OVERLAP_UNDECIDED"] == 22
+    assert {v: k for k, v in codes.items()} == mlakv.STATUS_NAMES
+    for name, code in codes.items():
+        if code:
+            cls = mlakv.error_class(code)
+            assert cls is not mlakv.Error and cls.status == code, name
+            assert getattr(mlakv, cls.__name__) is cls and cls.__name__ in mlakv.__all__
+            assert mlakv.status_string(code).split(":")[0] == name
 
 
 def test_status_string_and_names_for_every_status():
-    for code in range(0, 22):
+    for code in range(0, max(mlakv.STATUS_NAMES) + 1):
         text = mlakv.status_string(code)
         assert text.split(":")[0] == mlakv.STATUS_NAMES[code]
     assert "UNKNOWN" in mlakv.status_string(999)
 
 
-@pytest.mark.parametrize("code", list(range(1, 22)))
+@pytest.mark.parametrize("code", list(range(1, 23)))
 def test_every_status_has_its_error_class(code):
     cls = mlakv.error_class(code)
     assert issubclass(cls, mlakv.Error) and cls is not mlakv.Error
@@ -81,6 +206,11 @@ def test_error_class_specifics():
     assert mlakv.TableDeviceError.status == 21
     assert mlakv.STATUS_NAMES[21] == "MLAKV_ERR_TABLE_DEVICE"
     assert mlakv.TableDeviceError(21, "x").name == "MLAKV_ERR_TABLE_DEVICE"
+    assert mlakv.error_class(22) is mlakv.OverlapUndecidedError
+    assert mlakv.OverlapUndecidedError.status == 22
+    assert mlakv.STATUS_NAMES[22] == "MLAKV_ERR_OVERLAP_UNDECIDED"
+    assert issubclass(mlakv.OverlapUndecidedError, ValueError)
+    assert not issubclass(mlakv.OverlapUndecidedError, mlakv.OverlapError)
     assert issubclass(mlakv.ShapeError, ValueError)
     assert issubclass(mlakv.DtypeError, TypeError)
     assert mlakv.error_class(12345) is mlakv.Error  # a status appended by a newer library
@@ -262,7 +392,7 @@ def test_import_works_without_library_or_torch(tmp_path):
             print("NOTORCH", e)
         """, env)
     assert r.returncode == 0, r.stderr
-    assert "OK 0.1.0" in r.stdout and "NOTORCH" in r.stdout and "needs PyTorch" in r.stdout
+    assert "OK 0.2.0" in r.stdout and "NOTORCH" in r.stdout and "needs PyTorch" in r.stdout
 
 
 def test_library_env_folder_and_explicit_load(tmp_path):
@@ -270,11 +400,11 @@ def test_library_env_folder_and_explicit_load(tmp_path):
     env["MLAKV_LIBRARY"] = str(Path(lib_path()).parent)
     r = run_py("import mlakv; print('V', mlakv.version(), mlakv.library_path())", env)
     assert r.returncode == 0, r.stderr
-    assert "V 100" in r.stdout
+    assert "V 200" in r.stdout
     env["MLAKV_LIBRARY"] = str(tmp_path / "missing.so")
     r = run_py("import mlakv; print('V', mlakv.load_library(%r))" % lib_path(), env)
     assert r.returncode == 0, r.stderr
-    assert "V 0.1.0" in r.stdout
+    assert "V 0.2.0" in r.stdout
 
 
 def test_library_found_through_pkg_config(tmp_path):
@@ -298,6 +428,8 @@ def test_library_found_through_pkg_config(tmp_path):
 
 
 # ---- a fake library: the ABI checks --------------------------------------------------------------
+# FAKE_SIZE: the struct_size its init reports; FAKE_SIZED: it has mlakv_pack_args_init_sized
+# (0.2) and FAKE_OVERRUN bytes more than it is given are written by it.
 FAKE_C = r"""
 #include <stddef.h>
 #include <stdint.h>
@@ -305,11 +437,20 @@ FAKE_C = r"""
 typedef struct { size_t struct_size; unsigned char rest[448]; } args_t;
 int32_t mlakv_version(void) { return FAKE_VERSION; }
 const char* mlakv_version_string(void) { return "fake"; }
-void mlakv_pack_args_init(void* p) {
-  args_t a; memset(&a, 0, sizeof a); a.struct_size = FAKE_SIZE;
-  float one = 1.0f; memcpy(a.rest + 400, &one, 4); memcpy(a.rest + 404, &one, 4);
-  memcpy(p, &a, sizeof a);
+static void fill(unsigned char* p, size_t n) {
+  args_t a; float one = 1.0f; memset(&a, 0, sizeof a); a.struct_size = FAKE_SIZE;
+  memcpy(a.rest + 400, &one, 4); memcpy(a.rest + 404, &one, 4);
+  memset(p, 0, n); memcpy(p, &a, sizeof a < n ? sizeof a : n);
 }
+void mlakv_pack_args_init(void* p) { fill((unsigned char*)p, 456); }
+#ifdef FAKE_SIZED
+int32_t mlakv_pack_args_init_sized(void* p, size_t n) {
+  if (n < 456) return 2;
+  fill((unsigned char*)p, n + FAKE_OVERRUN);
+  if (FAKE_SIZE == 456) ((args_t*)p)->struct_size = n;
+  return 0;
+}
+#endif
 int32_t mlakv_pack_fp8(const void* a) { (void)a; return 0; }
 int32_t mlakv_pack_fp8_plan(const void* a, char* b, size_t n, size_t* k) { return 0; }
 const char* mlakv_status_string(int32_t s) { return "x"; }
@@ -323,15 +464,17 @@ int32_t mlakv_dispatch_table_load(int32_t b, const char* p) { return 12; }
 """
 
 
-def _build_fake(tmp_path, version, size):
+def _build_fake(tmp_path, version, size, sized=False, overrun=0):
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         pytest.skip("no C compiler to build a fake library")
     src = tmp_path / "fake.c"
     src.write_text(FAKE_C)
-    out = tmp_path / ("libfake_%d_%d.so" % (version, size))
+    out = tmp_path / ("libfake_%d_%d_%d_%d.so" % (version, size, sized, overrun))
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), str(src),
-                    "-DFAKE_VERSION=%d" % version, "-DFAKE_SIZE=%d" % size], check=True)
+                    "-DFAKE_VERSION=%d" % version, "-DFAKE_SIZE=%d" % size,
+                    "-DFAKE_OVERRUN=%d" % overrun] + (["-DFAKE_SIZED"] if sized else []),
+                   check=True)
     return str(out)
 
 
@@ -347,12 +490,46 @@ def test_struct_size_mismatch_is_refused(tmp_path):
     with pytest.raises(mlakv.LibraryError) as ei:
         _capi.load(fake)
     assert "struct_size = 400" in str(ei.value)
+    fake = _build_fake(tmp_path, 200, 400, sized=True)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(fake)
+    assert "struct_size = 400" in str(ei.value)
 
 
-def test_fake_library_with_matching_abi_loads(tmp_path):
+def test_init_writing_past_the_struct_is_refused(tmp_path):
+    fake = _build_fake(tmp_path, 200, 456, sized=True, overrun=8)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(fake)
+    assert "wrote past the 480 bytes" in str(ei.value)
+
+
+def test_version_0_2_without_init_sized_is_refused(tmp_path):
+    fake = _build_fake(tmp_path, 200, 456, sized=False)
+    with pytest.raises(mlakv.LibraryError) as ei:
+        _capi.load(fake)
+    assert "mlakv_pack_args_init_sized" in str(ei.value)
+
+
+def test_fake_0_2_library_loads(tmp_path):
+    fake = _build_fake(tmp_path, 200, 456, sized=True)
+    L = _capi.load(fake)
+    assert L.version == 200 and L.pack_args_size == 480 and L.has_0_2_fields
+    a = L.init_args(_capi.PackArgs())
+    assert a.struct_size == 480 and a.k_scale_inv == 1.0 and a.scale_granularity == 0
+
+
+def test_fake_0_1_library_loads_with_the_0_1_init(tmp_path):
+    """A 0.1 library (no mlakv_pack_args_init_sized): the binding fills the 0.1 layout through
+    mlakv_pack_args_init, zeroes the 0.2 fields and passes its own struct_size (a 0.1 library
+    accepts larger structs whose unknown bytes are zero)."""
     fake = _build_fake(tmp_path, 100, 456)
     L = _capi.load(fake)
-    assert L.version == 100 and L.pack_args_size == 456
+    assert L.version == 100 and L.pack_args_size == 480 and not L.has_0_2_fields
+    a = _capi.PackArgs()
+    ctypes.memset(ctypes.addressof(a), 0x5A, ctypes.sizeof(a))
+    L.init_args(a)
+    assert a.struct_size == 480 and a.k_scale_inv == 1.0 and a.v_scale_inv == 1.0
+    assert bytes(a)[456:] == bytes(24)
 
 
 def test_missing_symbol_is_refused(tmp_path):

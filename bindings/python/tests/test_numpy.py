@@ -261,8 +261,8 @@ def test_scale_errors(rng):
     x = np.ones((1, 1, 8), np.float32)
     with pytest.raises(mlakv.DtypeError, match="float32"):
         mlakv.pack_fp8(x, x[:, 0, :], x, np.array([2.0]))  # float64
-    with pytest.raises(mlakv.ShapeError, match="one element"):
-        mlakv.pack_fp8(x, x[:, 0, :], x, np.ones(2, np.float32))
+    with pytest.raises(mlakv.ShapeError, match=r"one-element .* shape \[h\] = \[1\]"):
+        mlakv.pack_fp8(x, x[:, 0, :], x, np.ones(2, np.float32))  # h = 1: 1 element, not 2
     with pytest.raises(mlakv.InvalidArgumentError):
         mlakv.pack_fp8(x, x[:, 0, :], x, "2.0x")
     # a double beyond the fp32 range becomes inf, as C's (float) conversion makes it

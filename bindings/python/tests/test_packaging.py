@@ -123,4 +123,4 @@ def test_wheel_with_bundled_library_is_found_without_any_setting(tmp_path):
                        capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     how, path, ver = r.stdout.split()
-    assert how == "bundled" and path.startswith(str(target)) and ver == "100"
+    assert how == "bundled" and path.startswith(str(target)) and ver == "200"

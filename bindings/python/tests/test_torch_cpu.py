@@ -52,7 +52,9 @@ def test_signature_matches_upstream():
     assert d["k_scale_inv"] == 1.0 and d["v_scale_inv"] == 1.0
     assert d["k_out"] is None and d["v_out"] is None and d["enable_pdl"] is None
     assert d["fp8_dtype"] is torch.float8_e4m3fn
-    assert [p.name for p in params if p.kind == p.KEYWORD_ONLY] == ["backend", "trust_pointers"]
+    assert [p.name for p in params if p.kind == p.KEYWORD_ONLY] == ["backend", "trust_pointers",
+                                                                    "k_amax", "v_amax"]
+    assert d["k_amax"] is None and d["v_amax"] is None
 
 
 @pytest.mark.parametrize("fmt", list(FP8))
@@ -115,7 +117,9 @@ def test_scales_numbers_and_tensors(rng):
     assert not np.array_equal(ubytes(ko1), ubytes(ko3))
     with pytest.raises(mlakv.DtypeError, match="float32"):
         mla_kv_pack_quantize_fp8(kn, kp, v, torch.tensor([3.0], dtype=torch.float64))
-    with pytest.raises(mlakv.ShapeError, match="one-element"):
+    with pytest.raises(mlakv.ShapeError, match="one-element"):  # h = 2: neither 1 nor h elements
+        mla_kv_pack_quantize_fp8(kn, kp, v, torch.ones(3), torch.ones(3))
+    with pytest.raises(mlakv.ShapeError, match="per head"):  # [h]: per head, but only for V
         mla_kv_pack_quantize_fp8(kn, kp, v, 1.0, torch.ones(2))
     # beyond the fp32 range: +-inf, as C converts
     a = mla_kv_pack_quantize_fp8(kn, kp, v, 1e300, -1e300)

@@ -1,7 +1,8 @@
 """mlakv.torch on CUDA tensors: bytes equal to the reference backend's on CPU copies, the
 current stream, CUDA graph capture and replay (new inputs and new device-scale values seen at
-replay), every FP8 dtype, enable_pdl, errors.  Skipped without torch, without a CUDA device, or
-when the loaded library has no usable CUDA backend."""
+replay), every FP8 dtype, enable_pdl, errors, per-head scales and amax outputs (bytes and amax
+values equal to the reference backend's, in graphs too).  Skipped without torch, without a CUDA
+device, or when the loaded library has no usable CUDA backend."""
 from __future__ import annotations
 
 import pytest
@@ -281,3 +282,137 @@ def test_cuda_second_device(rng):
     wk, wv = reference(kn, kp, v, 2.0, 0.5, torch.float8_e4m3fn)
     assert_bytes(ko, wk)
     assert_bytes(vo, wv)
+
+
+# ---- per-head scales and amax outputs (libmlakv 0.2) ------------------------------------------------
+def reference_full(kn, kp, v, ks, vs, fp8, k_amax=None, v_amax=None):
+    """The reference backend's bytes (and amax values) for the same call on CPU copies: scales
+    and amax tensors are copied to the host too (amax: accumulated into copies of their current
+    values, which are returned)."""
+    host = [None if x is None else (x.cpu() if isinstance(x, torch.Tensor) else x)
+            for x in (ks, vs, k_amax, v_amax)]
+    ko, vo = mlakv.pack_fp8(kn.cpu(), kp.cpu(), v.cpu(), host[0], host[1], fp8_dtype=fp8,
+                            backend="reference", k_amax=host[2], v_amax=host[3])
+    return ko.view(torch.uint8), vo.view(torch.uint8), host[2], host[3]
+
+
+def assert_f32_equal(got, want, what):
+    g = got.cpu().view(torch.int32)
+    w = want.cpu().view(torch.int32)
+    assert torch.equal(g, w), "%s: got %s want %s" % (what, got.cpu().tolist(), want.tolist())
+
+
+def pow2_scales(h, device=DEV):
+    ks = torch.tensor([2.0 ** (j % 7 - 3) for j in range(h)], dtype=torch.float32, device=device)
+    vs = torch.tensor([2.0 ** (3 - j % 7) for j in range(h)], dtype=torch.float32, device=device)
+    return ks, vs
+
+
+@pytest.mark.parametrize("fmt", list(FP8))
+@pytest.mark.parametrize("in_dtype", list(INPUT))
+@pytest.mark.parametrize("shape", [(1, 16, 128, 64, 128), (64, 128, 128, 64, 128),
+                                   (7, 3, 24, 8, 16)], ids=lambda s: "x".join(map(str, s)))
+def test_cuda_per_head_scales_equal_reference(shape, in_dtype, fmt, rng):
+    s, h, dn, dr, dv = shape
+    kv, kn, kp, v = make(rng, s, h, dn, dr, dv, in_dtype)
+    ks, vs = pow2_scales(h)
+    ko, vo = poison((s, h, dn + dr), FP8[fmt]), poison((s, h, dv), FP8[fmt])
+    mla_kv_pack_quantize_fp8(kn, kp, v, ks, vs, ko, vo, fp8_dtype=FP8[fmt])
+    torch.cuda.synchronize()
+    wk, wv, _, _ = reference_full(kn, kp, v, ks, vs, FP8[fmt])
+    assert_bytes(ko, wk)
+    assert_bytes(vo, wv)
+    # and head by head with per-tensor scales on the GPU
+    for j in range(min(h, 4)):
+        a, b = mla_kv_pack_quantize_fp8(kn[:, j:j + 1], kp, v[:, j:j + 1], float(ks[j]),
+                                        float(vs[j]), fp8_dtype=FP8[fmt])
+        torch.cuda.synchronize()
+        assert_bytes(a, wk[:, j:j + 1])
+        assert_bytes(b, wv[:, j:j + 1])
+    assert "scales=per-head" in mt.plan(kn, kp, v, ks, vs, fp8_dtype=FP8[fmt])
+
+
+@pytest.mark.parametrize("in_dtype", list(INPUT))
+@pytest.mark.parametrize("per_head", [False, True], ids=["per-tensor", "per-head"])
+def test_cuda_amax_equals_reference_over_two_calls(per_head, in_dtype, rng):
+    s, h = 300, 16
+    n = h if per_head else 1
+    ka = torch.zeros(n, dtype=torch.float32, device=DEV)
+    va = torch.zeros(n, dtype=torch.float32, device=DEV)
+    ka_ref, va_ref = torch.zeros(n), torch.zeros(n)
+    scales = pow2_scales(h) if per_head else (2.0, 0.5)
+    for call in range(2):
+        kv, kn, kp, v = make(rng, s, h, 128, 64, 128, in_dtype)
+        if call == 1:  # an infinity in k_pe, -inf in one head of v, NaN elsewhere
+            kp.view(-1)[17] = float("inf")
+            v[5, 3, 7] = float("-inf")
+            kv[9, 2, 0] = float("nan")
+        mla_kv_pack_quantize_fp8(kn, kp, v, *scales, k_amax=ka, v_amax=va)
+        torch.cuda.synchronize()
+        _, _, ka_ref, va_ref = reference_full(kn, kp, v, *scales, torch.float8_e4m3fn,
+                                              k_amax=ka_ref, v_amax=va_ref)
+        assert_f32_equal(ka, ka_ref, "k_amax after call %d" % call)
+        assert_f32_equal(va, va_ref, "v_amax after call %d" % call)
+    assert torch.isinf(ka).all()  # k_pe's inf reaches every head
+
+
+def test_cuda_graph_per_head_scales_and_amax(rng):
+    """Captured with per-head device scales and amax outputs: replays read the current scale
+    values and keep accumulating into the amax buffers."""
+    s, h = 64, 16
+    kv, kn, kp, v = make(rng, s, h, 128, 64, 128, "bf16")
+    ks, vs = pow2_scales(h)
+    ka = torch.zeros(h, dtype=torch.float32, device=DEV)
+    va = torch.zeros(h, dtype=torch.float32, device=DEV)
+    ko, vo = poison((s, h, 192), torch.float8_e4m3fn), poison((s, h, 128), torch.float8_e4m3fn)
+
+    def step():
+        return mla_kv_pack_quantize_fp8(kn, kp, v, ks, vs, ko, vo, k_amax=ka, v_amax=va)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    ka.zero_()
+    va.zero_()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        step()
+    torch.cuda.synchronize()
+    assert (ka == 0).all(), "the captured call ran at capture time"
+    ka_ref, va_ref = torch.zeros(h), torch.zeros(h)
+    for seed in (1, 2, 3):
+        new_kv, _, new_kp, _ = make(np.random.default_rng(seed), s, h, 128, 64, 128, "bf16")
+        kv.copy_(new_kv)
+        kp.copy_(new_kp)
+        ks.mul_(2.0)
+        g.replay()
+        torch.cuda.synchronize()
+        wk, wv, ka_ref, va_ref = reference_full(kn, kp, v, ks, vs, torch.float8_e4m3fn,
+                                                k_amax=ka_ref, v_amax=va_ref)
+        assert_bytes(ko, wk)
+        assert_bytes(vo, wv)
+        assert_f32_equal(ka, ka_ref, "k_amax after replay %d" % seed)
+        assert_f32_equal(va, va_ref, "v_amax after replay %d" % seed)
+    del g
+
+
+def test_cuda_per_head_and_amax_errors(rng):
+    kv, kn, kp, v = make(rng, 8, 4, 128, 64, 128, "bf16")
+    ko, vo = poison((8, 4, 192), torch.float8_e4m3fn), poison((8, 4, 128), torch.float8_e4m3fn)
+    ks, vs = pow2_scales(4)
+    with pytest.raises(mlakv.MemorySpaceError, match="cuda:0"):  # host per-head scales
+        mla_kv_pack_quantize_fp8(kn, kp, v, ks.cpu(), vs.cpu(), ko, vo)
+    with pytest.raises(mlakv.MemorySpaceError, match="cuda:0"):  # host amax
+        mla_kv_pack_quantize_fp8(kn, kp, v, 1.0, 1.0, ko, vo, k_amax=torch.zeros(1))
+    with pytest.raises(mlakv.ShapeError):
+        mla_kv_pack_quantize_fp8(kn, kp, v, ks, vs, ko, vo, v_amax=torch.zeros(1, device=DEV))
+    with pytest.raises(mlakv.OverlapError) as ei:  # amax inside k_out
+        mla_kv_pack_quantize_fp8(kn, kp, v, ks, vs, ko, vo,
+                                 k_amax=ko.view(torch.uint8).view(-1)[:16].view(torch.float32))
+    assert ei.value.status == 8
+    torch.cuda.synchronize()
+    for t in (ko, vo):
+        assert (t.view(torch.uint8) == POISON).all()

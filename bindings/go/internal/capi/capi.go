@@ -10,6 +10,15 @@ package capi
 #include <stdlib.h>
 #include <string.h>
 
+// The exported 0.1 entry point, not the header's function-like macro of the same name (which
+// calls mlakv_pack_args_init_sized with this header's sizeof).
+static void capi_init_0_1(mlakv_pack_args* a) { (mlakv_pack_args_init)(a); }
+
+static mlakv_pack_args capi_defaults(void) {
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  return a;
+}
+
 static void capi_set_tensor(mlakv_tensor* t, void* data, int32_t dtype, int32_t ndim,
                             const int64_t* shape, const int64_t* strides) {
   int i;
@@ -45,11 +54,29 @@ type Call struct {
 	T                    [5]Tensor
 	KScaleInv, VScaleInv float32
 	Backend              int32
+	// since 0.2: the granularity, and per-head multipliers / amax outputs (copied to C memory
+	// for the call and, for amax, back; nil: a NULL pointer)
+	Granularity      int32
+	KScales, VScales []float32
+	KAmax, VAmax     []float32
+}
+
+// cFloats copies v into C memory (nil for a nil slice).
+func cFloats(v []float32) *C.float {
+	if v == nil {
+		return nil
+	}
+	p := (*C.float)(C.malloc(C.size_t(4*len(v) + 4)))
+	if p == nil {
+		panic("capi: malloc failed")
+	}
+	copy(unsafe.Slice((*float32)(unsafe.Pointer(p)), len(v)), v)
+	return p
 }
 
 // Pack copies bufs into C memory, calls mlakv_pack_fp8 with an mlakv_pack_args set up by
-// mlakv_pack_args_init, copies every buffer back into bufs and returns the status and the
-// message of mlakv_last_error() (empty on success).
+// mlakv_pack_args_init_sized(args, sizeof), copies every buffer (and the amax outputs) back and
+// returns the status and the message of mlakv_last_error() (empty on success).
 func Pack(c Call, bufs [][]byte) (int32, string) {
 	cbufs := make([]unsafe.Pointer, len(bufs))
 	for i, b := range bufs {
@@ -68,7 +95,9 @@ func Pack(c Call, bufs [][]byte) (int32, string) {
 	}()
 	args := (*C.mlakv_pack_args)(C.malloc(C.size_t(unsafe.Sizeof(C.mlakv_pack_args{}))))
 	defer C.free(unsafe.Pointer(args))
-	C.mlakv_pack_args_init(args)
+	if st := C.mlakv_pack_args_init_sized(args, C.size_t(unsafe.Sizeof(C.mlakv_pack_args{}))); st != C.MLAKV_OK {
+		panic(fmt.Sprintf("capi: mlakv_pack_args_init_sized: status %d", int(st)))
+	}
 	ts := [5]*C.mlakv_tensor{&args.k_nope, &args.k_pe, &args.v, &args.k_out, &args.v_out}
 	for i, t := range c.T {
 		if len(t.Shape) != len(t.Strides) || len(t.Shape) > 4 {
@@ -85,6 +114,15 @@ func Pack(c Call, bufs [][]byte) (int32, string) {
 	args.k_scale_inv = C.float(c.KScaleInv)
 	args.v_scale_inv = C.float(c.VScaleInv)
 	args.backend = C.mlakv_backend(c.Backend)
+	args.scale_granularity = C.mlakv_scale_granularity(c.Granularity)
+	fl := [4]*C.float{cFloats(c.KScales), cFloats(c.VScales), cFloats(c.KAmax), cFloats(c.VAmax)}
+	defer func() {
+		for _, p := range fl {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
+	args.k_scale_inv_ptr, args.v_scale_inv_ptr = fl[0], fl[1]
+	args.k_amax, args.v_amax = fl[2], fl[3]
 
 	runtime.LockOSThread()
 	st := C.mlakv_pack_fp8(args)
@@ -99,8 +137,75 @@ func Pack(c Call, bufs [][]byte) (int32, string) {
 			C.memcpy(unsafe.Pointer(&b[0]), cbufs[i], C.size_t(len(b)))
 		}
 	}
+	for i, out := range [][]float32{c.KAmax, c.VAmax} {
+		if len(out) > 0 {
+			copy(out, unsafe.Slice((*float32)(unsafe.Pointer(fl[2+i])), len(out)))
+		}
+	}
 	return int32(st), msg
 }
+
+// InitSized runs mlakv_pack_args_init_sized(buf, size) on a C buffer of room bytes filled with
+// fill, and returns the status and the buffer's bytes afterwards.
+func InitSized(size, room int, fill byte) (int32, []byte) {
+	p := C.malloc(C.size_t(room))
+	if p == nil {
+		panic("capi: malloc failed")
+	}
+	defer C.free(p)
+	C.memset(p, C.int(fill), C.size_t(room))
+	st := C.mlakv_pack_args_init_sized((*C.mlakv_pack_args)(p), C.size_t(size))
+	return int32(st), C.GoBytes(p, C.int(room))
+}
+
+// InitLegacy runs the exported 0.1 entry point mlakv_pack_args_init (not the header's macro)
+// on a C buffer of room bytes filled with fill, and returns the buffer's bytes afterwards.
+func InitLegacy(room int, fill byte) []byte {
+	p := C.malloc(C.size_t(room))
+	if p == nil {
+		panic("capi: malloc failed")
+	}
+	defer C.free(p)
+	C.memset(p, C.int(fill), C.size_t(room))
+	C.capi_init_0_1((*C.mlakv_pack_args)(p))
+	return C.GoBytes(p, C.int(room))
+}
+
+// Defaults returns the bytes of MLAKV_PACK_ARGS_INIT (C's own macro) and sizeof(mlakv_pack_args).
+func Defaults() []byte {
+	var a C.mlakv_pack_args = C.capi_defaults()
+	return C.GoBytes(unsafe.Pointer(&a), C.int(unsafe.Sizeof(a)))
+}
+
+// CFloats is an array of float32 in C memory, for KScaleInvPtr / KAmaxPtr with per-head scales
+// on the reference backend (memory not managed by Go).
+type CFloats struct {
+	p *C.float
+	n int
+}
+
+// NewCFloats allocates len(v) C floats holding v. Free them with Free.
+func NewCFloats(v []float32) CFloats {
+	p := cFloats(v)
+	if p == nil {
+		p = cFloats([]float32{})
+	}
+	return CFloats{p, len(v)}
+}
+
+// Addr returns the address of element 0.
+func (f CFloats) Addr() uintptr { return uintptr(unsafe.Pointer(f.p)) }
+
+// Values copies the floats out.
+func (f CFloats) Values() []float32 {
+	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(f.p)), f.n)...)
+}
+
+// Set stores v (len(v) <= the length it was made with).
+func (f CFloats) Set(v []float32) { copy(unsafe.Slice((*float32)(unsafe.Pointer(f.p)), f.n), v) }
+
+// Free releases the memory.
+func (f CFloats) Free() { C.free(unsafe.Pointer(f.p)) }
 
 // CFloat32 is one float32 in C memory, for the *ScaleInvPtr fields (memory not managed by Go).
 type CFloat32 struct{ p *C.float }

@@ -23,16 +23,18 @@ from typing import Any, List, Union
 from . import _capi, _core
 from ._capi import (BACKEND_AUTO, BACKEND_CUDA, BACKEND_HIP, BACKEND_REFERENCE, DTYPE_BF16,
                     DTYPE_E4M3FN, DTYPE_E4M3FNUZ, DTYPE_E5M2, DTYPE_E5M2FNUZ, DTYPE_FP16,
-                    DTYPE_FP32, FLAG_TRUST_POINTERS, PDL_AUTO, PDL_OFF, PDL_ON)
+                    DTYPE_FP32, FLAG_TRUST_POINTERS, PDL_AUTO, PDL_OFF, PDL_ON, SCALE_PER_HEAD,
+                    SCALE_PER_TENSOR)
 from ._core import clear_cache, pack_fp8, plan
 from ._errors import (AlignmentError, BackendUnavailableError, BufferTooSmallError, DeviceError,
                       DtypeError, Error, InternalError, InvalidArgumentError, LaunchError,
                       LibraryError, LibraryNotFoundError, MemorySpaceError, NoSuchBackendError,
-                      NoTableRowError, NullPointerError, OverlapError, RankError, ShapeError,
-                      SizeOverflowError, STATUS_NAMES, StrideError, StructSizeError,
-                      TableDeviceError, TableParseError, UnsupportedDimsError, error_class)
+                      NoTableRowError, NullPointerError, OverlapError, OverlapUndecidedError,
+                      RankError, ShapeError, SizeOverflowError, STATUS_NAMES, StrideError,
+                      StructSizeError, TableDeviceError, TableParseError, UnsupportedDimsError,
+                      error_class)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "pack_fp8", "plan", "backends", "version", "version_string", "library_path", "load_library",
@@ -44,10 +46,11 @@ __all__ = [
     "SizeOverflowError", "UnsupportedDimsError", "InvalidArgumentError", "NoSuchBackendError",
     "BackendUnavailableError", "DeviceError", "LaunchError", "BufferTooSmallError",
     "TableParseError", "MemorySpaceError", "InternalError", "NoTableRowError",
-    "TableDeviceError", "error_class",
+    "TableDeviceError", "OverlapUndecidedError", "error_class",
     "BACKEND_AUTO", "BACKEND_REFERENCE", "BACKEND_CUDA", "BACKEND_HIP",
     "DTYPE_BF16", "DTYPE_FP16", "DTYPE_FP32", "DTYPE_E4M3FN", "DTYPE_E5M2", "DTYPE_E4M3FNUZ",
     "DTYPE_E5M2FNUZ", "PDL_AUTO", "PDL_ON", "PDL_OFF", "FLAG_TRUST_POINTERS",
+    "SCALE_PER_TENSOR", "SCALE_PER_HEAD",
 ]
 
 #: One backend of the library, as ``mlakv_backend_get_info`` describes it.
@@ -60,7 +63,7 @@ def version() -> int:
 
 
 def version_string() -> str:
-    """``mlakv_version_string()``, e.g. ``"0.1.0 (reference, cuda)"``."""
+    """``mlakv_version_string()``, e.g. ``"0.2.0 (reference, cuda)"``."""
     return _capi.lib().version_string
 
 
@@ -146,7 +149,11 @@ pack_fp8.__doc__ = """Packs and quantizes: k_out = [Q(k_nope*ks) | Q(k_pe*ks) br
         v: ``[s, h, D_v]``, same dtype.
         k_scale_inv, v_scale_inv: fp32 multipliers (``1/scale``): numbers, or one-element
             float32 arrays/tensors passed by pointer (read when the backend runs; on a GPU: a
-            captured CUDA graph sees later values).
+            captured CUDA graph sees later values). Per-head scales (libmlakv 0.2): both as
+            ``[h]`` float32 arrays/tensors (contiguous, in the memory the backend reads: host
+            arrays for the reference backend, the inputs' GPU otherwise); head ``j`` of
+            ``k_out`` (its ``k_nope`` part and its copy of ``k_pe``) uses ``k_scale_inv[j]``,
+            head ``j`` of ``v_out`` ``v_scale_inv[j]``.
         k_out, v_out: outputs ``[s, h, D_nope + D_rope]`` / ``[s, h, D_v]``, an FP8 dtype
             (ml_dtypes / torch float8_*) or uint8 (then ``fp8_dtype`` says the format); any
             strides with inner stride 1.  Allocated (contiguous) when None, for numpy and torch
@@ -161,6 +168,12 @@ pack_fp8.__doc__ = """Packs and quantizes: k_out = [Q(k_nope*ks) | Q(k_pe*ks) br
             current stream of the device for torch CUDA tensors, else the legacy default stream.
         device: keyword; the GPU ordinal (default: k_nope's device).
         trust_pointers: keyword; set MLAKV_FLAG_TRUST_POINTERS.
+        k_amax, v_amax: keyword; optional float32 arrays/tensors (``[1]`` with per-tensor scales,
+            ``[h]`` with per-head scales; writable, in the backend's memory) into which the call
+            accumulates the absolute maximum of the inputs before scaling: ``k_amax`` over
+            ``k_nope`` and ``k_pe`` (per head: head ``j`` of ``k_nope`` and all of ``k_pe``),
+            ``v_amax`` over ``v``; NaN is ignored, an infinity counts; the stored value becomes
+            ``max(old, this call's max)``. Zero them once before calibrating.
 
     Raises:
         mlakv.Error: a subclass per status (``ShapeError``, ``OverlapError``, ...); the outputs

@@ -13,9 +13,14 @@ Where the library comes from (first hit wins, see :func:`find_library_candidates
    the loader's own search for ``libmlakv.so.0``, and pkg-config's ``libdir`` of ``mlakv``.
 
 At load the library's ABI is checked: ``mlakv_version()``'s major number must be this binding's,
-and ``mlakv_pack_args_init`` must report a ``struct_size`` and defaults that agree with the
-ctypes declaration below (a library with a larger struct, i.e. newer fields appended, is fine:
-``struct_size`` tells it which fields this binding knows).
+and ``mlakv_pack_args_init_sized`` (mlakv >= 0.2), given this binding's ``sizeof(mlakv_pack_args)``,
+must write the defaults the ctypes declaration below expects and nothing past it. Argument
+structs are always initialised that way, with the binding's own size: a newer library (more
+fields appended) gives the fields this binding does not know their defaults. A 0.1 library (no
+``mlakv_pack_args_init_sized``; its ``mlakv_pack_args_init`` writes the 456 bytes of the 0.1
+layout) is accepted too: the binding then fills the 0.1 part through it and zeroes the rest,
+which such a library accepts (per-head scales and amax outputs then fail with
+:class:`~mlakv.StructSizeError` from the library; the binding says so before calling).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from ._errors import STATUS_NAMES, Error, LibraryError, LibraryNotFoundError, er
 ABI_MAJOR = 0  # the MLAKV_VERSION_MAJOR this binding was written against
 
 MLAKV_OK = 0
+MLAKV_ERR_STRUCT_SIZE = 2
 MLAKV_ERR_BUFFER_TOO_SMALL = 16
 
 DTYPE_INVALID = 0
@@ -58,6 +64,14 @@ PDL_OFF = 2
 FLAG_TRUST_POINTERS = 0x1
 FLAGS_KNOWN = 0x1
 
+# mlakv_pack_args.scale_granularity (since 0.2)
+SCALE_PER_TENSOR = 0
+SCALE_PER_HEAD = 1
+
+# The struct_size of a caller built against mlakv 0.1 (MLAKV_PACK_ARGS_SIZE_0_1): the 0.1 layout
+# ends there, the fields appended by 0.2 follow.
+PACK_ARGS_SIZE_0_1 = 456
+
 MAX_RANK = 4
 
 DTYPE_NAMES = {DTYPE_BF16: "bf16", DTYPE_FP16: "fp16", DTYPE_FP32: "fp32",
@@ -80,7 +94,8 @@ class Tensor(ctypes.Structure):
 
 
 class PackArgs(ctypes.Structure):
-    """``mlakv_pack_args``; initialise with :func:`pack_args` (calls ``mlakv_pack_args_init``)."""
+    """``mlakv_pack_args`` (the 0.2 layout); initialise with :meth:`Library.init_args` (which
+    calls ``mlakv_pack_args_init_sized`` with ``ctypes.sizeof(PackArgs)``)."""
     _fields_ = [
         ("struct_size", ctypes.c_size_t),
         ("k_nope", Tensor),
@@ -97,6 +112,11 @@ class PackArgs(ctypes.Structure):
         ("stream", ctypes.c_void_p),
         ("pdl", ctypes.c_int32),
         ("flags", ctypes.c_uint32),
+        # ---- since 0.2 (a 0.1 caller's struct_size, 456, ends before them)
+        ("scale_granularity", ctypes.c_int32),
+        ("reserved", ctypes.c_uint32),
+        ("k_amax", ctypes.c_void_p),
+        ("v_amax", ctypes.c_void_p),
     ]
 
 
@@ -123,9 +143,15 @@ OFFSET_K_SCALE_PTR = PackArgs.k_scale_inv_ptr.offset
 OFFSET_V_SCALE_PTR = PackArgs.v_scale_inv_ptr.offset
 OFFSET_STREAM = PackArgs.stream.offset
 OFFSET_DEVICE = PackArgs.device.offset
-for _off in OFFSET_TENSOR + (OFFSET_K_SCALE_PTR, OFFSET_V_SCALE_PTR, OFFSET_STREAM):
+OFFSET_GRANULARITY = PackArgs.scale_granularity.offset
+OFFSET_K_AMAX = PackArgs.k_amax.offset
+OFFSET_V_AMAX = PackArgs.v_amax.offset
+for _off in OFFSET_TENSOR + (OFFSET_K_SCALE_PTR, OFFSET_V_SCALE_PTR, OFFSET_STREAM, OFFSET_K_AMAX,
+                             OFFSET_V_AMAX):
     assert _off % 8 == 0, "mlakv_pack_args: a pointer field is not 8-byte aligned"
 assert OFFSET_K_SCALE % 4 == 0 and OFFSET_V_SCALE % 4 == 0
+# the header's layout: the 0.1 fields end at 456, then granularity, reserved, two pointers
+assert OFFSET_GRANULARITY == PACK_ARGS_SIZE_0_1 and ctypes.sizeof(PackArgs) == 480
 assert ctypes.sizeof(ctypes.c_void_p) == 8, "mlakv's Python binding needs a 64-bit Python"
 
 _SizeP = ctypes.POINTER(ctypes.c_size_t)
@@ -145,6 +171,7 @@ class Library:
         self.how = how
         L = cdll
         try:
+            # 0.1's entry point (fills the 456-byte 0.1 layout): only used with a 0.1 library
             L.mlakv_pack_args_init.argtypes = [ctypes.c_void_p]
             L.mlakv_pack_args_init.restype = None
             L.mlakv_pack_fp8.argtypes = [ctypes.c_void_p]
@@ -177,31 +204,57 @@ class Library:
             raise LibraryError("%s is not a usable libmlakv: a symbol is missing (%s)" % (path, e))
         self.version = int(L.mlakv_version())
         self.version_string = (L.mlakv_version_string() or b"").decode("utf-8", "replace")
+        # mlakv_pack_args_init_sized appeared in 0.2; a 0.1 library lacks it
+        self.init_sized = getattr(L, "mlakv_pack_args_init_sized", None)
+        if self.init_sized is not None:
+            self.init_sized.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+            self.init_sized.restype = ctypes.c_int32
+        elif self.version // 10000 == ABI_MAJOR and self.version >= 200:
+            raise LibraryError("%s is not a usable libmlakv: it reports version %d but a symbol "
+                               "is missing (mlakv_pack_args_init_sized)" % (path, self.version))
+        #: Whether the library knows the 0.2 fields (per-head scales, amax outputs).
+        self.has_0_2_fields = self.init_sized is not None
         self.pack_args_size = self._check_abi()
         # The hot path calls this object: the prototype above (one c_void_p argument, an int
         # address or a byref) is the cheapest ctypes call form.
         self.pack_fp8 = L.mlakv_pack_fp8
 
     def _check_abi(self) -> int:
+        """Checks the major version and the argument struct; returns the struct_size this binding
+        passes (``ctypes.sizeof(PackArgs)``)."""
         major = self.version // 10000
         if major != ABI_MAJOR:
             raise LibraryError(
                 "%s is mlakv %s (MLAKV_VERSION %d, ABI major %d) but this Python binding speaks "
                 "ABI major %d: install a matching library or binding (MLAKV_LIBRARY picks the "
                 "library)" % (self.path, self.version_string, self.version, major, ABI_MAJOR))
-        # The library may have appended fields (a newer minor version): give it room for them.
+        ours = ctypes.sizeof(PackArgs)
+        # A poisoned buffer larger than our struct: the library must fill exactly our bytes.
         room = 4096
         buf = (ctypes.c_uint8 * room)()
         ctypes.memset(buf, 0xA5, room)
-        self.lib.mlakv_pack_args_init(buf)
-        lib_size = ctypes.c_size_t.from_buffer(buf, 0).value
-        ours = ctypes.sizeof(PackArgs)
         problems = []
-        if lib_size < ours or lib_size > room:
-            problems.append("mlakv_pack_args_init says struct_size = %d, the binding's ctypes "
-                            "struct has %d bytes" % (lib_size, ours))
-        else:
-            a = PackArgs.from_buffer_copy(bytes(buf[:ours]))
+        if self.init_sized is not None:
+            st = int(self.init_sized(buf, ours))
+            if st != MLAKV_OK:
+                problems.append("mlakv_pack_args_init_sized(args, %d) returned status %d"
+                                % (ours, st))
+            written = ours
+            want_size = ours
+        else:  # a 0.1 library: its init writes the 0.1 layout
+            self.lib.mlakv_pack_args_init(buf)
+            written = PACK_ARGS_SIZE_0_1
+            want_size = PACK_ARGS_SIZE_0_1
+        lib_size = ctypes.c_size_t.from_buffer(buf, 0).value
+        if not problems and lib_size != want_size:
+            problems.append("the library's init says struct_size = %d, the binding expected %d "
+                            "(its ctypes struct has %d bytes)" % (lib_size, want_size, ours))
+        if not problems:
+            if any(b != 0xA5 for b in buf[written:room]):
+                problems.append("the library's init wrote past the %d bytes it was given"
+                                % written)
+            raw = bytes(buf[:written]) + bytes(ours - written)
+            a = PackArgs.from_buffer_copy(raw)
             if a.k_scale_inv != 1.0 or a.v_scale_inv != 1.0:
                 problems.append("default scales (%r, %r) != (1, 1)" % (a.k_scale_inv, a.v_scale_inv))
             if a.k_scale_inv_ptr or a.v_scale_inv_ptr or a.stream:
@@ -209,16 +262,34 @@ class Library:
             if (a.backend, a.device, a.pdl, a.flags) != (BACKEND_AUTO, 0, PDL_AUTO, 0):
                 problems.append("default backend/device/pdl/flags = %r"
                                 % ((a.backend, a.device, a.pdl, a.flags),))
+            if (a.scale_granularity, a.reserved, a.k_amax, a.v_amax) != (SCALE_PER_TENSOR, 0,
+                                                                         None, None):
+                problems.append("default granularity/reserved/amax = %r"
+                                % ((a.scale_granularity, a.reserved, a.k_amax, a.v_amax),))
             for f in TENSOR_FIELDS:
                 t = getattr(a, f)
                 if t.data or t.dtype != DTYPE_INVALID or t.ndim != 0:
                     problems.append("default %s is not an empty mlakv_tensor" % f)
-            if any(b != 0 for b in buf[ours:lib_size]):
-                problems.append("fields this binding does not know default to non-zero bytes")
         if problems:
             raise LibraryError("%s does not match the mlakv_pack_args layout of this binding "
                                "(field offsets differ): %s" % (self.path, "; ".join(problems)))
-        return lib_size
+        return ours
+
+    def init_args(self, a: "PackArgs") -> "PackArgs":
+        """Fills ``a`` with the library's defaults (``MLAKV_PACK_ARGS_INIT``) and
+        ``struct_size = ctypes.sizeof(PackArgs)``, through ``mlakv_pack_args_init_sized``. With
+        a 0.1 library: its ``mlakv_pack_args_init`` (the 456-byte 0.1 layout), the appended
+        fields zeroed (their defaults) and struct_size set to ours, which it accepts."""
+        size = ctypes.sizeof(PackArgs)
+        if self.init_sized is not None:
+            st = int(self.init_sized(ctypes.addressof(a), size))
+            if st != MLAKV_OK:
+                raise self.error(st, "mlakv_pack_args_init_sized")
+            return a
+        ctypes.memset(ctypes.addressof(a), 0, size)
+        self.lib.mlakv_pack_args_init(ctypes.addressof(a))
+        a.struct_size = size
+        return a
 
     # -- errors --------------------------------------------------------------------------------
     def error(self, status: int, function: str) -> Error:

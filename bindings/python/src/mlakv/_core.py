@@ -8,8 +8,13 @@ allocates missing outputs (numpy or torch, like ``k_nope``), and calls ``mlakv_p
 The ``mlakv_pack_args`` struct is cached per thread, keyed by everything in it that does not
 change from call to call (dtypes, shapes, strides, backend, PDL mode, device, flags); a call
 whose key was seen before only writes the five data pointers, the two scales, the two scale
-pointers and the stream into the cached struct.  ``mlakv.torch`` uses the same entries from its
-own, leaner front end.
+pointers, the stream, the scale granularity and the two amax pointers into the cached struct.
+``mlakv.torch`` uses the same entries from its own, leaner front end.
+
+Scales and amax (:func:`scales_and_amax`): a number or a one-element float32 array is one
+multiplier for all heads (``MLAKV_SCALE_PER_TENSOR``); a ``[h]`` float32 array is one per head
+(``MLAKV_SCALE_PER_HEAD``, both K and V then).  ``k_amax`` / ``v_amax`` are optional float32
+arrays the backend accumulates ``max |x|`` into: ``[1]`` per tensor, ``[h]`` per head.
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ from . import _capi
 from . import _dlpack
 from ._capi import (BACKEND_AUTO, BACKEND_CUDA, BACKEND_HIP, BACKEND_REFERENCE, DTYPE_BF16,
                     DTYPE_E4M3FN, DTYPE_E4M3FNUZ, DTYPE_E5M2, DTYPE_E5M2FNUZ, DTYPE_FP16,
-                    DTYPE_FP32, FLAG_TRUST_POINTERS, MAX_RANK, PDL_AUTO, PDL_OFF, PDL_ON)
+                    DTYPE_FP32, FLAG_TRUST_POINTERS, MAX_RANK, PDL_AUTO, PDL_OFF, PDL_ON,
+                    SCALE_PER_HEAD, SCALE_PER_TENSOR)
 from ._errors import (DtypeError, Error, InvalidArgumentError, MemorySpaceError, RankError,
-                      ShapeError, StrideError)
+                      ShapeError, StrideError, StructSizeError)
 
 get_ident = threading.get_ident
 
@@ -252,34 +258,137 @@ def describe(x: Any, name: str, stream: Optional[int], writable: bool) -> Desc:
               "producer (__dlpack__), got %s" % (name, type(x).__name__))
 
 
-# ---- scales -------------------------------------------------------------------------------------
+# ---- scales and amax ----------------------------------------------------------------------------
+def _is_array(x: Any) -> bool:
+    return is_torch_tensor(x) or _is_numpy(x) or (hasattr(x, "__dlpack__")
+                                                   and hasattr(x, "__dlpack_device__"))
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _where(kind: str, device: int) -> str:
+    return "the host (cpu)" if kind == "cpu" else "%s:%d" % (kind, device)
+
+
+def _check_space(d: Desc, name: str, what: str, kind: str, device: int) -> None:
+    """Per-head scales and amax arrays are memory the backend itself reads / writes: host memory
+    for a host call (reference backend), the call's own GPU otherwise."""
+    if d.kind == kind and (kind == "cpu" or d.device == device):
+        return
+    if kind == "cpu":
+        fix = "pass a CPU tensor / host array"
+    else:
+        fix = "move it there, e.g. .to(k_nope.device)"
+    raise err(MemorySpaceError, "%s: %s must be where the backend %s them: %s, like the inputs; "
+              "this one is in %s (%s)" % (name, what, "writes" if "amax" in what else "reads",
+                                          _where(kind, device), _where(d.kind, d.device), fix))
+
+
 def scale_arg(value: Any, name: str, gpu: bool, stream: Optional[int]) -> Tuple[float, int, Any]:
-    """(host multiplier, pointer, keep-alive) for one scale argument.
+    """(host multiplier, pointer, keep-alive) for one per-tensor scale argument.
 
     A number is passed by value.  A one-element float32 array/tensor is passed by pointer (the
     backend reads it when the kernel runs: graph-safe); a host one with GPU inputs is read now
     (its value, not its address, goes to the GPU backend)."""
-    if isinstance(value, (float, int)):
-        return float(value), 0, None
-    if is_torch_tensor(value) or _is_numpy(value) or hasattr(value, "__dlpack__"):
+    g, ks, ptr, keep = scale_parts(value, name, None, "cuda" if gpu else "cpu", 0, stream,
+                                   per_head_ok=False)
+    return ks, ptr, keep
+
+
+def scale_parts(value: Any, name: str, h: Optional[int], kind: str, device: int,
+                stream: Optional[int], per_head_ok: bool = True) -> Tuple[int, float, int, Any]:
+    """(granularity, host multiplier, pointer, keep-alive) for one scale argument: a number or a
+    one-element float32 array is per tensor; a float32 array of h elements (shape [h]) holds one
+    multiplier per head. ``kind`` / ``device``: where the call runs ('cpu' or the GPU's kind)."""
+    if isinstance(value, (float, int)) and not isinstance(value, bool):
+        return SCALE_PER_TENSOR, float(value), 0, None
+    if _is_array(value):
         d = describe(value, name, stream, writable=False)
-        n = 1
-        for s in d.shape:
-            n *= s
-        if n != 1:
+        n = _numel(d.shape)
+        if d.dname != "fp32":
+            raise err(DtypeError, "%s: a scale array must be float32 (the backend reads fp32 "
+                      "multipliers), got %s" % (name, d.ddesc))
+        if n == 1:
+            if d.kind == "cpu" and kind != "cpu":
+                return SCALE_PER_TENSOR, float(ctypes.c_float.from_address(d.ptr).value), 0, d.keep
+            return SCALE_PER_TENSOR, 1.0, d.ptr, d.keep
+        if not per_head_ok:
             raise err(ShapeError, "%s: a scale array must have exactly one element, this one has "
                       "shape %s" % (name, list(d.shape)))
-        if d.dname != "fp32":
-            raise err(DtypeError, "%s: a scale array must be float32 (the backend reads an fp32), "
-                      "got %s" % (name, d.ddesc))
-        if d.kind == "cpu" and gpu:
-            return float(ctypes.c_float.from_address(d.ptr).value), 0, d.keep
-        return 1.0, d.ptr, d.keep
+        want = "[h] = [%d]" % h if h is not None else "[h]"
+        if len(d.shape) != 1 or (h is not None and d.shape[0] != h):
+            raise err(ShapeError, "%s: a scale is a number or a one-element float32 array (one "
+                      "multiplier for all heads) or a float32 array of shape %s (one per head); "
+                      "got shape %s" % (name, want, list(d.shape)))
+        if d.strides[0] != 1:
+            raise err(StrideError, "%s: per-head scales must be contiguous (stride 1): the "
+                      "backend reads %d consecutive floats; got stride %d"
+                      % (name, d.shape[0], d.strides[0]))
+        _check_space(d, name, "per-head scales", kind, device)
+        return SCALE_PER_HEAD, 1.0, d.ptr, d.keep
     try:
-        return float(value), 0, None
+        return SCALE_PER_TENSOR, float(value), 0, None
     except (TypeError, ValueError):
-        raise err(InvalidArgumentError, "%s: expected a number or a one-element float32 "
-                  "array/tensor, got %s" % (name, type(value).__name__)) from None
+        raise err(InvalidArgumentError, "%s: expected a number, a one-element float32 array/tensor "
+                  "or a [h] float32 array/tensor (per-head), got %s"
+                  % (name, type(value).__name__)) from None
+
+
+def amax_arg(value: Any, name: str, granularity: int, h: Optional[int], kind: str, device: int,
+             stream: Optional[int]) -> Tuple[int, Any]:
+    """(pointer, keep-alive) of an amax output: None, or a float32 array of shape [1] (per-tensor
+    scales; a 0-d array is accepted too) or [h] (per-head scales), in the call's memory."""
+    if value is None:
+        return 0, None
+    if not _is_array(value):
+        raise err(InvalidArgumentError, "%s: expected None or a float32 tensor/array (shape [1] "
+                  "with per-tensor scales, [h] with per-head scales), got %s"
+                  % (name, type(value).__name__))
+    d = describe(value, name, stream, writable=True)
+    if d.dname != "fp32":
+        raise err(DtypeError, "%s: an amax array must be float32 (the backend writes fp32), got %s"
+                  % (name, d.ddesc))
+    if granularity == SCALE_PER_HEAD:
+        if len(d.shape) != 1 or (h is not None and d.shape[0] != h):
+            raise err(ShapeError, "%s: with per-head scales the amax array has one float per head, "
+                      "shape %s; got shape %s" % (name, "[%d]" % h if h is not None else "[h]",
+                                                  list(d.shape)))
+        if d.shape[0] > 1 and d.strides[0] != 1:
+            raise err(StrideError, "%s: the amax array must be contiguous (stride 1), got stride %d"
+                      % (name, d.strides[0]))
+    elif len(d.shape) > 1 or _numel(d.shape) != 1:
+        raise err(ShapeError, "%s: with per-tensor scales the amax array holds one float, shape [1]"
+                  " (per-head scales, [h] arrays as k_scale_inv and v_scale_inv, take [h]); got "
+                  "shape %s" % (name, list(d.shape)))
+    _check_space(d, name, "amax arrays", kind, device)
+    return d.ptr, d.keep
+
+
+def scales_and_amax(k_scale_inv: Any, v_scale_inv: Any, k_amax: Any, v_amax: Any,
+                    h: Optional[int], kind: str, device: int, stream: Optional[int]) -> tuple:
+    """Reads and checks both scales and both amax outputs of one call; returns
+    (ks, vs, ks_ptr, vs_ptr, granularity, k_amax_ptr, v_amax_ptr, keep-alive list).
+    ``h``: the head count (None when k_nope is not 3-D: the library reports that);
+    ``kind`` / ``device``: where the call runs."""
+    gk, ks, ksp, keep_k = scale_parts(k_scale_inv, "k_scale_inv", h, kind, device, stream)
+    gv, vs, vsp, keep_v = scale_parts(v_scale_inv, "v_scale_inv", h, kind, device, stream)
+    if gk != gv:
+        one, other = ("v_scale_inv", "k_scale_inv") if gk == SCALE_PER_HEAD else ("k_scale_inv",
+                                                                                 "v_scale_inv")
+        raise err(ShapeError, "%s is per head (a [h] float32 array) but %s is one multiplier for "
+                  "all heads: per-head scales take both as [h] float32 arrays on the same memory "
+                  "(for one common V scale x: torch.full((h,), x))" % (other, one))
+    kap, keep_ka = amax_arg(k_amax, "k_amax", gk, h, kind, device, stream)
+    vap, keep_va = amax_arg(v_amax, "v_amax", gk, h, kind, device, stream)
+    if (gk != SCALE_PER_TENSOR or kap or vap) and not _capi.lib().has_0_2_fields:
+        raise err(StructSizeError, "per-head scales and amax outputs need libmlakv 0.2 or newer; "
+                  "the loaded library is %s (%s)" % (_capi.lib().version_string, _capi.lib().path))
+    return ks, vs, ksp, vsp, gk, kap, vap, [keep_k, keep_v, keep_ka, keep_va]
 
 
 # ---- the struct cache ---------------------------------------------------------------------------
@@ -288,8 +397,11 @@ Q_KN, Q_KP, Q_V, Q_KO, Q_VO = _Q_TENSOR
 Q_KPTR = _capi.OFFSET_K_SCALE_PTR // 8
 Q_VPTR = _capi.OFFSET_V_SCALE_PTR // 8
 Q_STREAM = _capi.OFFSET_STREAM // 8
+Q_KAMAX = _capi.OFFSET_K_AMAX // 8
+Q_VAMAX = _capi.OFFSET_V_AMAX // 8
 F_K = _capi.OFFSET_K_SCALE // 4
 F_V = _capi.OFFSET_V_SCALE // 4
+I_GRAN = _capi.OFFSET_GRANULARITY // 4
 CACHE_MAX = 256  # entries per cache; a full cache is emptied (shapes seen in serving are few)
 
 _generic_cache: Dict[tuple, tuple] = {}
@@ -311,22 +423,17 @@ def cache_size() -> int:
 
 
 def new_args() -> _capi.PackArgs:
-    """A PackArgs with MLAKV_PACK_ARGS_INIT's values and this binding's struct_size (the library
-    gives its defaults to the fields a newer library has appended)."""
-    a = _capi.PackArgs()
-    a.struct_size = ctypes.sizeof(_capi.PackArgs)
-    a.k_scale_inv = 1.0
-    a.v_scale_inv = 1.0
-    a.backend = BACKEND_AUTO
-    a.pdl = PDL_AUTO
-    return a
+    """A PackArgs with MLAKV_PACK_ARGS_INIT's values and this binding's struct_size, filled by
+    the library (``mlakv_pack_args_init_sized(args, sizeof)``: a newer library gives its
+    defaults to the fields this binding does not know)."""
+    return _capi.lib().init_args(_capi.PackArgs())
 
 
 def make_entry(metas: Sequence[Tuple[int, Sequence[int], Sequence[int]]], backend: int, pdl: int,
                device: int, flags: int, names: Sequence[str] = _capi.TENSOR_FIELDS) -> tuple:
     """Builds a cache entry from five (dtype code, shape, strides): returns
-    (q, f, address, pack function, args) where q / f are uint64 / float32 views of the struct's
-    memory used to write pointers and scales."""
+    (q, f, address, pack function, args, i) where q / f / i are uint64 / float32 / int32 views
+    of the struct's memory used to write pointers, scales and the scale granularity."""
     L = _capi.lib()
     a = new_args()
     for field, name, (code, shape, strides) in zip(_capi.TENSOR_FIELDS, names, metas):
@@ -344,7 +451,7 @@ def make_entry(metas: Sequence[Tuple[int, Sequence[int], Sequence[int]]], backen
     a.device = device
     a.flags = flags
     mem = memoryview(a).cast("B")
-    return (mem.cast("Q"), mem.cast("f"), ctypes.addressof(a), L.pack_fp8, a)
+    return (mem.cast("Q"), mem.cast("f"), ctypes.addressof(a), L.pack_fp8, a, mem.cast("i"))
 
 
 def cache_put(cache: Dict[tuple, tuple], key: tuple, entry: tuple) -> None:
@@ -359,7 +466,7 @@ def to_f32(x: float) -> float:
 
 
 def fill(entry: tuple, ptrs: Sequence[int], ks: float, vs: float, ksp: int, vsp: int,
-         stream: int) -> None:
+         stream: int, granularity: int = SCALE_PER_TENSOR, kap: int = 0, vap: int = 0) -> None:
     q, f = entry[0], entry[1]
     q[Q_KN], q[Q_KP], q[Q_V], q[Q_KO], q[Q_VO] = ptrs
     try:
@@ -371,6 +478,9 @@ def fill(entry: tuple, ptrs: Sequence[int], ks: float, vs: float, ksp: int, vsp:
     q[Q_KPTR] = ksp
     q[Q_VPTR] = vsp
     q[Q_STREAM] = stream
+    entry[5][I_GRAN] = granularity
+    q[Q_KAMAX] = kap
+    q[Q_VAMAX] = vap
 
 
 # ---- the generic call ----------------------------------------------------------------------------
@@ -472,9 +582,9 @@ def torch_raw_stream(device: int) -> int:
 
 
 def prepare(k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype, input_dtype,
-            backend, pdl, stream, device, trust_pointers):
-    """Reads and checks every argument; returns (entry, pointers, ks, vs, ksp, vsp, stream,
-    keep-alive list, k_out, v_out)."""
+            backend, pdl, stream, device, trust_pointers, k_amax=None, v_amax=None):
+    """Reads and checks every argument; returns (entry, pointers, (ks, vs, ksp, vsp, stream,
+    granularity, k_amax pointer, v_amax pointer), keep-alive list, k_out, v_out)."""
     explicit_stream = None if stream is None else stream_handle(stream)
     names = _capi.TENSOR_FIELDS
     d_in = [describe(x, n, explicit_stream, False) for x, n in zip((k_nope, k_pe, v), names[:3])]
@@ -501,8 +611,10 @@ def prepare(k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype, 
         st = torch_raw_stream(dev)
     else:
         st = 0
-    ks, ksp, keep_k = scale_arg(k_scale_inv, "k_scale_inv", gpu, explicit_stream)
-    vs, vsp, keep_v = scale_arg(v_scale_inv, "v_scale_inv", gpu, explicit_stream)
+    kind = next((d.kind for d in descs if d.kind != "cpu"), "cpu")
+    h = d_in[0].shape[1] if len(d_in[0].shape) == 3 else None
+    ks, vs, ksp, vsp, gran, kap, vap, keep_s = scales_and_amax(
+        k_scale_inv, v_scale_inv, k_amax, v_amax, h, kind, dev, explicit_stream)
     codes = in_codes + [fp8, fp8]
     metas = [(c, d.shape, d.strides) for c, d in zip(codes, descs)]
     b = backend_code(backend)
@@ -513,17 +625,18 @@ def prepare(k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype, 
     if entry is None:
         entry = make_entry(metas, b, p, dev, flags)
         cache_put(_generic_cache, key, entry)
-    keep = [d.keep for d in descs] + [keep_k, keep_v]
-    return (entry, [d.ptr for d in descs], ks, vs, ksp, vsp, st, keep, k_out, v_out)
+    keep = [d.keep for d in descs] + keep_s
+    return (entry, [d.ptr for d in descs], (ks, vs, ksp, vsp, st, gran, kap, vap), keep, k_out,
+            v_out)
 
 
 def pack_fp8(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_out=None,
              fp8_dtype=None, *, input_dtype=None, backend=None, pdl=None, stream=None,
-             device=None, trust_pointers=False):
-    entry, ptrs, ks, vs, ksp, vsp, st, keep, k_out, v_out = prepare(
+             device=None, trust_pointers=False, k_amax=None, v_amax=None):
+    entry, ptrs, sc, keep, k_out, v_out = prepare(
         k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype, input_dtype, backend,
-        pdl, stream, device, trust_pointers)
-    fill(entry, ptrs, ks, vs, ksp, vsp, st)
+        pdl, stream, device, trust_pointers, k_amax, v_amax)
+    fill(entry, ptrs, *sc)
     status = entry[3](entry[2])
     del keep  # the producers' memory (and DLPack capsules) stayed alive through the call
     if status:
@@ -533,11 +646,11 @@ def pack_fp8(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_ou
 
 def plan(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_out=None,
          fp8_dtype=None, *, input_dtype=None, backend=None, pdl=None, stream=None, device=None,
-         trust_pointers=False) -> str:
-    entry, ptrs, ks, vs, ksp, vsp, st, keep, k_out, v_out = prepare(
+         trust_pointers=False, k_amax=None, v_amax=None) -> str:
+    entry, ptrs, sc, keep, k_out, v_out = prepare(
         k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype, input_dtype, backend,
-        pdl, stream, device, trust_pointers)
-    fill(entry, ptrs, ks, vs, ksp, vsp, st)
+        pdl, stream, device, trust_pointers, k_amax, v_amax)
+    fill(entry, ptrs, *sc)
     L = _capi.lib()
     addr = entry[2]
     text = L.text(lambda buf, n, needed: L.lib.mlakv_pack_fp8_plan(addr, buf, n, needed),
@@ -547,4 +660,4 @@ def plan(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_out=No
 
 
 __all__ = ["pack_fp8", "plan", "clear_cache", "cache_size", "err", "fp8_code", "input_code",
-           "backend_code", "pdl_code"]
+           "backend_code", "pdl_code", "scales_and_amax"]

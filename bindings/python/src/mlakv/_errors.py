@@ -21,7 +21,7 @@ __all__ = [
     "UnsupportedDimsError", "InvalidArgumentError", "NoSuchBackendError",
     "BackendUnavailableError", "DeviceError", "LaunchError", "BufferTooSmallError",
     "TableParseError", "MemorySpaceError", "InternalError", "NoTableRowError",
-    "TableDeviceError", "STATUS_NAMES", "error_class",
+    "TableDeviceError", "OverlapUndecidedError", "STATUS_NAMES", "error_class",
 ]
 
 
@@ -29,7 +29,7 @@ class Error(Exception):
     """A failed mlakv call.
 
     Attributes:
-        status:  the mlakv status code (``int``, 1..21 today; see ``mlakv.h``).
+        status:  the mlakv status code (``int``, 1..22 today; see ``mlakv.h``).
         name:    the status' name, e.g. ``"MLAKV_ERR_SHAPE"``.
         message: what went wrong: ``mlakv_last_error()``'s text for a failure reported by the
                  library, the binding's own text for one found before the call.
@@ -95,7 +95,8 @@ class AlignmentError(Error, ValueError):
 
 
 class OverlapError(Error, ValueError):
-    """8 MLAKV_ERR_OVERLAP: an output overlaps an input or the other output."""
+    """8 MLAKV_ERR_OVERLAP: an output (k_out, v_out, an amax array) shares a byte with an input,
+    a scale or another output."""
     status = 8
 
 
@@ -165,6 +166,14 @@ class TableDeviceError(Error):
     status = 21
 
 
+class OverlapUndecidedError(Error, ValueError):
+    """22 MLAKV_ERR_OVERLAP_UNDECIDED: an output and another operand interleave in a way mlakv
+    cannot decide (more than two large, unrelated strides): not proven disjoint, so refused; no
+    overlap was found. (Not a subclass of :class:`OverlapError`: nothing was found to overlap;
+    ``except (mlakv.OverlapError, mlakv.OverlapUndecidedError)`` catches both.)"""
+    status = 22
+
+
 class LibraryError(OSError):
     """The shared library could not be loaded, or it does not match this binding (ABI)."""
 
@@ -196,6 +205,7 @@ STATUS_NAMES: Dict[int, str] = {
     19: "MLAKV_ERR_INTERNAL",
     20: "MLAKV_ERR_NO_TABLE_ROW",
     21: "MLAKV_ERR_TABLE_DEVICE",
+    22: "MLAKV_ERR_OVERLAP_UNDECIDED",
 }
 
 _CLASSES: Dict[int, Type[Error]] = {
@@ -204,7 +214,7 @@ _CLASSES: Dict[int, Type[Error]] = {
         AlignmentError, OverlapError, SizeOverflowError, UnsupportedDimsError,
         InvalidArgumentError, NoSuchBackendError, BackendUnavailableError, DeviceError,
         LaunchError, BufferTooSmallError, TableParseError, MemorySpaceError, InternalError,
-        NoTableRowError, TableDeviceError)
+        NoTableRowError, TableDeviceError, OverlapUndecidedError)
 }
 
 

@@ -27,11 +27,24 @@ Differences from the upstream function (all supersets or stricter errors):
   them from device memory when it runs, so a captured CUDA graph sees later values (upstream
   calls ``float()`` on them: a device sync, impossible under graph capture).  A one-element CPU
   tensor is read at call time;
+* per-head scales (mlakv 0.2): ``k_scale_inv`` and ``v_scale_inv`` as ``[h]`` float32 tensors on
+  the inputs' device (CPU tensors for CPU inputs) scale head ``j`` of ``k_out`` (its ``k_nope``
+  part and its copy of ``k_pe``) by ``k_scale_inv[j]`` and head ``j`` of ``v_out`` by
+  ``v_scale_inv[j]`` (both or neither: a number or a one-element tensor is one multiplier for
+  all heads); read by the kernel when it runs, like one-element tensors;
+* keyword-only ``k_amax`` / ``v_amax`` (mlakv 0.2): float32 tensors on the inputs' device,
+  ``[1]`` with per-tensor scales, ``[h]`` with per-head scales, into which the kernel
+  accumulates ``max(old, max |x|)`` of the inputs before scaling (``k_amax`` over ``k_nope``
+  and ``k_pe``; NaN ignored, inf counts); zero them once, run calibration batches, then
+  ``scale = amax / fp8_max``;
 * CPU tensors work too (the reference backend);
 * ``enable_pdl``: ``None`` = ``MLAKV_PDL_AUTO`` (on where the GPU supports it, as upstream's
   ``is_arch_support_pdl()``), ``True`` = ``MLAKV_PDL_ON``, ``False`` = ``MLAKV_PDL_OFF``;
 * keyword-only extras ``backend=`` ("auto" default, "cuda", "reference", "hip") and
   ``trust_pointers=`` (``MLAKV_FLAG_TRUST_POINTERS``).
+
+Scale and amax tensors are checked (dtype float32, shape, contiguity, device) before the call,
+with an :class:`mlakv.Error` subclass naming the argument.
 
 The call is launched on ``torch.cuda.current_stream(device)`` *at call time* (read through
 ``torch._C._cuda_getCurrentRawStream``), on the device of ``k_nope``; inside
@@ -40,7 +53,9 @@ The call is launched on ``torch.cuda.current_stream(device)`` *at call time* (re
 Host cost: the ``mlakv_pack_args`` struct is cached per (dtypes, shapes, strides, device,
 fp8_dtype, enable_pdl, backend, flags, thread); a call that hits the cache reads each tensor's
 metadata once, writes five pointers, two scales and the stream into the cached struct and makes
-one ctypes call.  Calls with outputs given allocate nothing.
+one ctypes call.  Calls with outputs given allocate nothing.  Per-head ``[h]`` scale tensors on
+the call's device take the same path; calls with amax outputs (calibration) and scales of other
+kinds take a slower one that checks everything each time (several microseconds more).
 """
 from __future__ import annotations
 
@@ -54,13 +69,14 @@ except ImportError as _e:  # pragma: no cover - exercised only without torch
                       "without it (mlakv.pack_fp8 takes numpy arrays and DLPack producers)") from _e
 
 from . import _capi, _core
-from ._core import F_K, F_V, Q_KN, Q_KO, Q_KP, Q_KPTR, Q_STREAM, Q_V, Q_VO, Q_VPTR, err
+from ._core import (F_K, F_V, I_GRAN, Q_KAMAX, Q_KN, Q_KO, Q_KP, Q_KPTR, Q_STREAM, Q_V, Q_VAMAX,
+                    Q_VO, Q_VPTR, err)
 
 # The hot path writes these slots as literals; the ctypes layout must agree.
-if (Q_KN, Q_KP, Q_V, Q_KO, Q_VO, Q_KPTR, Q_VPTR, Q_STREAM, F_K, F_V) != (
-        1, 11, 21, 31, 41, 52, 53, 55, 102, 103):  # pragma: no cover
+if (Q_KN, Q_KP, Q_V, Q_KO, Q_VO, Q_KPTR, Q_VPTR, Q_STREAM, F_K, F_V, I_GRAN, Q_KAMAX,
+        Q_VAMAX) != (1, 11, 21, 31, 41, 52, 53, 55, 102, 103, 114, 58, 59):  # pragma: no cover
     raise ImportError("mlakv.torch: unexpected mlakv_pack_args layout")
-from ._errors import DtypeError, InvalidArgumentError, RankError, ShapeError
+from ._errors import DtypeError, InvalidArgumentError, RankError
 
 __all__ = ["mla_kv_pack_quantize_fp8", "pack_fp8", "plan", "FP8_DTYPES", "clear_cache"]
 
@@ -194,27 +210,32 @@ def _build(key, k_nope, k_pe, v, k_out, v_out, fp8_dtype, enable_pdl, backend, t
              (fp8, tuple(k_out.shape), _strides(k_out)),
              (fp8, tuple(v_out.shape), _strides(v_out))]
     flags = _capi.FLAG_TRUST_POINTERS if trust_pointers else 0
-    entry = _core.make_entry(metas, _core.backend_code(backend), _pdl(enable_pdl),
-                             max(index, 0), flags)
-    entry = entry[:4] + (index, entry[4])
+    e = _core.make_entry(metas, _core.backend_code(backend), _pdl(enable_pdl),
+                         max(index, 0), flags)
+    # (q, f, address, pack, device index or -1, args, i, ext): ext[0] says whether the struct's
+    # 0.2 fields (granularity, amax pointers) may hold non-default values
+    entry = e[:4] + (index, e[4], e[5], [False])
     _core.cache_put(_cache, key, entry)
     return entry
 
 
-def _scale(x: Any, name: str, gpu_index: int) -> Tuple[float, int]:
-    """(host multiplier, device/host pointer) for a scale that is not a Python float."""
-    if isinstance(x, torch.Tensor):
-        if x.numel() != 1:
-            raise err(ShapeError, "%s must be a number or a one-element tensor, got shape %s"
-                      % (name, list(x.shape)))
-        if x.dtype != torch.float32:
-            raise err(DtypeError, "%s tensor must be float32 (the kernel reads an fp32), got %s"
-                      % (name, x.dtype))
-        if x.device.type == "cpu" and gpu_index >= 0:
-            return float(x.item()), 0  # host value for a GPU call: read now
-        return 1.0, x.data_ptr()       # read by the backend when the kernel runs
-    value, ptr = _core.scale_arg(x, name, gpu_index >= 0, None)[:2]
-    return _core.to_f32(value), ptr
+def _general(entry, k_nope, k_scale_inv, v_scale_inv, k_amax, v_amax) -> None:
+    """Scales and amax outputs of every kind (numbers, one-element and [h] tensors, numpy or
+    DLPack arrays, amax tensors): checked, then written into the struct. Nothing is written
+    before every check has passed."""
+    q, f, gpu, i32, ext = entry[0], entry[1], entry[4], entry[6], entry[7]
+    kind = "cpu" if gpu < 0 else _core.torch_device_kind(k_nope.device)
+    h = k_nope.shape[1] if k_nope.dim() == 3 else None
+    ks, vs, ksp, vsp, gran, kap, vap, _ = _core.scales_and_amax(
+        k_scale_inv, v_scale_inv, k_amax, v_amax, h, kind, max(gpu, 0), None)
+    f[102] = _core.to_f32(ks)
+    f[103] = _core.to_f32(vs)
+    q[52] = ksp
+    q[53] = vsp
+    i32[114] = gran
+    q[58] = kap
+    q[59] = vap
+    ext[0] = bool(gran or kap or vap)
 
 
 def mla_kv_pack_quantize_fp8(
@@ -230,6 +251,8 @@ def mla_kv_pack_quantize_fp8(
     *,
     backend: Any = None,
     trust_pointers: bool = False,
+    k_amax: Optional[torch.Tensor] = None,
+    v_amax: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fused ``cat(k_nope, broadcast k_pe) + FP8 quantize`` for K and ``FP8 quantize`` for V.
 
@@ -238,7 +261,8 @@ def mla_kv_pack_quantize_fp8(
         k_pe:   same dtype, ``[s, 1, qk_rope]`` or ``[s, qk_rope]``; shared across heads.
         v:      same dtype, ``[s, h, v_head]``; may be a strided view.
         k_scale_inv, v_scale_inv: multipliers applied before the FP8 cast (``1/scale``): a
-            number, or a one-element float32 tensor (on the inputs' GPU: read by the kernel).
+            number, or a one-element float32 tensor (on the inputs' GPU: read by the kernel);
+            or, both, ``[h]`` float32 tensors on the inputs' device: one multiplier per head.
         k_out, v_out: optional preallocated outputs (``fp8_dtype`` or ``torch.uint8``; any
             strides with inner stride 1).
         fp8_dtype: ``torch.float8_e4m3fn`` (default), ``float8_e5m2``, ``float8_e4m3fnuz``,
@@ -246,6 +270,11 @@ def mla_kv_pack_quantize_fp8(
         enable_pdl: ``None`` auto, ``True`` on, ``False`` off (programmatic dependent launch).
         backend: keyword-only; "auto" (default), "cuda", "reference", "hip".
         trust_pointers: keyword-only; skip the backend's pointer-accessibility check.
+        k_amax, v_amax: keyword-only; float32 tensors on the inputs' device (``[1]``, or ``[h]``
+            with per-head scales) into which the kernel accumulates the inputs' absolute maximum
+            (before scaling; ``k_amax`` over ``k_nope`` and ``k_pe``, ``v_amax`` over ``v``;
+            NaN ignored, inf counts): ``amax = max(amax, max|x|)``. Zero them before
+            calibrating.
 
     Returns:
         ``(k_out [s, h, qk_nope + qk_rope], v_out [s, h, v_head])``.
@@ -280,7 +309,7 @@ def mla_kv_pack_quantize_fp8(
         if len(_last) > 4096:  # threads come and go
             _last.clear()
         _last[ident] = (key, entry)
-    q, f, addr, pack, gpu, _ = entry
+    q, f, addr, pack, gpu, _, i32, ext = entry
     # uint64 / float32 slots of the struct (checked against the ctypes layout at import)
     q[1] = k_nope.data_ptr()
     q[11] = k_pe.data_ptr()
@@ -288,31 +317,66 @@ def mla_kv_pack_quantize_fp8(
     q[31] = k_out.data_ptr()
     q[41] = v_out.data_ptr()
     # Scales: a Python float is written by value; a one-element float32 tensor on the right
-    # side (the GPU for GPU calls) by pointer; anything else goes through _scale.
+    # side (the GPU for GPU calls) by pointer; [h] float32 tensors on the call's device (both K
+    # and V) by pointer as per-head scales; anything else (amax outputs, numbers of other types,
+    # tensors elsewhere or of other shapes, ...) goes through _general, which checks it all.
+    fast = k_amax is None and v_amax is None
+    per_head = False
     try:
-        t = type(k_scale_inv)
-        if t is float:
-            f[102] = k_scale_inv
-            q[52] = 0
-        elif (t is _Tensor and k_scale_inv.dtype is _f32 and k_scale_inv.numel() == 1
-              and (gpu < 0 or k_scale_inv.is_cuda)):
-            f[102] = 1.0
-            q[52] = k_scale_inv.data_ptr()
-        else:
-            f[102], q[52] = _scale(k_scale_inv, "k_scale_inv", gpu)
-        t = type(v_scale_inv)
-        if t is float:
-            f[103] = v_scale_inv
-            q[53] = 0
-        elif (t is _Tensor and v_scale_inv.dtype is _f32 and v_scale_inv.numel() == 1
-              and (gpu < 0 or v_scale_inv.is_cuda)):
-            f[103] = 1.0
-            q[53] = v_scale_inv.data_ptr()
-        else:
-            f[103], q[53] = _scale(v_scale_inv, "v_scale_inv", gpu)
-    except OverflowError:  # a float beyond the fp32 range: C's conversion (+-inf)
-        f[102], q[52] = _scale(k_scale_inv, "k_scale_inv", gpu)
-        f[103], q[53] = _scale(v_scale_inv, "v_scale_inv", gpu)
+        if fast:
+            t = type(k_scale_inv)
+            if t is float:
+                f[102] = k_scale_inv
+                q[52] = 0
+            elif t is _Tensor and k_scale_inv.dtype is _f32:
+                n = k_scale_inv.numel()
+                if n == 1 and (gpu < 0 or k_scale_inv.is_cuda):
+                    f[102] = 1.0
+                    q[52] = k_scale_inv.data_ptr()
+                elif (n > 1 and k_scale_inv.dim() == 1 and k_scale_inv.stride(0) == 1
+                      and k_nope.dim() == 3 and n == k_nope.shape[1]
+                      and k_scale_inv.get_device() == gpu):
+                    f[102] = 1.0
+                    q[52] = k_scale_inv.data_ptr()
+                    per_head = True
+                else:
+                    fast = False
+            else:
+                fast = False
+        if fast:
+            t = type(v_scale_inv)
+            if t is float and not per_head:
+                f[103] = v_scale_inv
+                q[53] = 0
+            elif t is _Tensor and v_scale_inv.dtype is _f32:
+                n = v_scale_inv.numel()
+                if n == 1 and not per_head and (gpu < 0 or v_scale_inv.is_cuda):
+                    f[103] = 1.0
+                    q[53] = v_scale_inv.data_ptr()
+                elif (per_head and n == k_nope.shape[1] and v_scale_inv.dim() == 1
+                      and (n == 1 or v_scale_inv.stride(0) == 1)
+                      and v_scale_inv.get_device() == gpu):
+                    f[103] = 1.0
+                    q[53] = v_scale_inv.data_ptr()
+                else:
+                    fast = False
+            else:
+                fast = False
+    except OverflowError:  # a float beyond the fp32 range: C's conversion (+-inf), in _general
+        fast = False
+    if fast:
+        if per_head:
+            i32[114] = 1
+            q[58] = 0
+            q[59] = 0
+            ext[0] = True
+        elif ext[0]:  # an earlier call with this struct set per-head scales or amax outputs
+            i32[114] = 0
+            q[58] = 0
+            q[59] = 0
+            ext[0] = False
+    else:
+        _general(entry, k_nope, k_scale_inv, v_scale_inv, k_amax, v_amax)
     q[55] = _raw_stream(gpu) if gpu >= 0 else 0
     status = pack(addr)
     if status:
@@ -327,10 +391,12 @@ def pack_fp8(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_ou
 
 
 def plan(k_nope, k_pe, v, k_scale_inv=1.0, v_scale_inv=1.0, k_out=None, v_out=None,
-         fp8_dtype=_DEFAULT_FP8, enable_pdl=None, *, backend=None, trust_pointers=False) -> str:
+         fp8_dtype=_DEFAULT_FP8, enable_pdl=None, *, backend=None, trust_pointers=False,
+         k_amax=None, v_amax=None) -> str:
     """The plan line (backend, arch, PDL, dispatch-table row) the library would use for this
     :func:`mla_kv_pack_quantize_fp8` call, with the same arguments; nothing is run."""
     if k_out is None or v_out is None:
         k_out, v_out = _allocate(k_nope, k_pe, v, k_out, v_out, fp8_dtype)
     return _core.plan(k_nope, k_pe, v, k_scale_inv, v_scale_inv, k_out, v_out, fp8_dtype,
-                      backend=backend, pdl=_pdl(enable_pdl), trust_pointers=trust_pointers)
+                      backend=backend, pdl=_pdl(enable_pdl), trust_pointers=trust_pointers,
+                      k_amax=k_amax, v_amax=v_amax)

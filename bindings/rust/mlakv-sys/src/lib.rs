@@ -1,4 +1,4 @@
-//! Raw FFI declarations of the mlakv C ABI (`include/mlakv/mlakv.h`, version 0.1).
+//! Raw FFI declarations of the mlakv C ABI (`include/mlakv/mlakv.h`, version 0.2).
 //!
 //! mlakv fuses "concatenate `k_nope [s, h, D_nope]` with the broadcast `k_pe [s, D_rope]`, then
 //! FP8-quantize K and V" for MLA chunked prefill into one call, [`mlakv_pack_fp8`]. This crate
@@ -11,9 +11,12 @@
 //! and follows the header's documentation; in short:
 //!
 //! * initialise argument structs with [`MLAKV_PACK_ARGS_INIT`] / [`MLAKV_TENSOR_INIT`] /
-//!   [`MLAKV_BACKEND_INFO_INIT`] (Rust constants equal to the C macros). [`mlakv_pack_args_init`]
-//!   writes the library's own `sizeof(mlakv_pack_args)` bytes, so only call it when the library
-//!   is the version of these declarations (a newer library may have a larger struct);
+//!   [`MLAKV_BACKEND_INFO_INIT`] (Rust constants equal to the C macros), or, for
+//!   [`mlakv_pack_args`], with [`mlakv_pack_args_init_sized`]`(args, size_of::<mlakv_pack_args>())`
+//!   (what the C header's `mlakv_pack_args_init` macro does). The exported function
+//!   [`mlakv_pack_args_init`] is mlakv 0.1's entry point: it fills only the 456-byte 0.1 layout
+//!   ([`MLAKV_PACK_ARGS_SIZE_0_1`]) and sets `struct_size` to 456, leaving the 0.2 fields of a
+//!   0.2 struct untouched;
 //! * on any status other than [`MLAKV_OK`] no output byte was written; [`mlakv_last_error`] says
 //!   which argument failed and why, for the calling thread, until its next mlakv call;
 //! * every function is thread-safe.
@@ -31,7 +34,7 @@ use std::os::raw::{c_char, c_void};
 /// Major version of the header these declarations mirror.
 pub const MLAKV_VERSION_MAJOR: i32 = 0;
 /// Minor version of the header these declarations mirror.
-pub const MLAKV_VERSION_MINOR: i32 = 1;
+pub const MLAKV_VERSION_MINOR: i32 = 2;
 /// Patch version of the header these declarations mirror.
 pub const MLAKV_VERSION_PATCH: i32 = 0;
 /// `MAJOR * 10000 + MINOR * 100 + PATCH`, the encoding [`mlakv_version`] returns.
@@ -58,7 +61,8 @@ pub const MLAKV_ERR_SHAPE: mlakv_status = 5;
 pub const MLAKV_ERR_STRIDE: mlakv_status = 6;
 /// A pointer is not aligned to its element size.
 pub const MLAKV_ERR_ALIGNMENT: mlakv_status = 7;
-/// An output overlaps an input or the other output.
+/// An output (`k_out`, `v_out`, an amax array) shares a byte with an input, a scale or another
+/// output.
 pub const MLAKV_ERR_OVERLAP: mlakv_status = 8;
 /// A size or offset does not fit in 64 bits / the address space.
 pub const MLAKV_ERR_SIZE_OVERFLOW: mlakv_status = 9;
@@ -86,6 +90,9 @@ pub const MLAKV_ERR_INTERNAL: mlakv_status = 19;
 pub const MLAKV_ERR_NO_TABLE_ROW: mlakv_status = 20;
 /// A table file was measured on a device this backend does not have.
 pub const MLAKV_ERR_TABLE_DEVICE: mlakv_status = 21;
+/// An output and another operand interleave in a way mlakv cannot decide (more than two large,
+/// unrelated strides): not proven disjoint, so refused; no overlap was found.
+pub const MLAKV_ERR_OVERLAP_UNDECIDED: mlakv_status = 22;
 
 // ---- data types -----------------------------------------------------------------------------
 
@@ -139,6 +146,16 @@ pub const MLAKV_FLAG_TRUST_POINTERS: u32 = 0x1;
 /// Every flag this version knows.
 pub const MLAKV_FLAGS_KNOWN: u32 = 0x1;
 
+// ---- scale granularity (since 0.2) ----------------------------------------------------------
+
+/// `mlakv_pack_args.scale_granularity` (`int32_t`), `MLAKV_SCALE_*`.
+pub type mlakv_scale_granularity = i32;
+/// One multiplier for K and one for V (the default).
+pub const MLAKV_SCALE_PER_TENSOR: mlakv_scale_granularity = 0;
+/// `h` multipliers for K and `h` for V, through `k_scale_inv_ptr` and `v_scale_inv_ptr`;
+/// `k_amax` / `v_amax` then hold `h` floats each.
+pub const MLAKV_SCALE_PER_HEAD: mlakv_scale_granularity = 1;
+
 // ---- tensors --------------------------------------------------------------------------------
 
 /// The largest rank of a [`mlakv_tensor`].
@@ -181,7 +198,20 @@ impl Default for mlakv_tensor {
 // ---- the operation --------------------------------------------------------------------------
 
 /// The arguments of [`mlakv_pack_fp8`] (see the header for every field's meaning). Starts with
-/// `struct_size`; new fields are only ever appended.
+/// `struct_size`; new fields are only ever appended: the 0.1 layout ends at byte
+/// [`MLAKV_PACK_ARGS_SIZE_0_1`] (456), where the 0.2 fields begin.
+///
+/// Per-head scales ([`MLAKV_SCALE_PER_HEAD`]): `k_scale_inv_ptr` and `v_scale_inv_ptr` (required)
+/// each point to `h` fp32 multipliers; head `j` of `k_out` (its `k_nope` part and its copy of
+/// `k_pe`) uses `k_scale_inv_ptr[j]`, head `j` of `v_out` uses `v_scale_inv_ptr[j]`.
+///
+/// Amax (`k_amax` / `v_amax` non-NULL; memory the backend writes, like the outputs): the absolute
+/// maximum of the inputs, widened to fp32, before scaling, accumulated across calls: per tensor
+/// `k_amax[0]` over all of `k_nope` and `k_pe`, `v_amax[0]` over all of `v`; per head `k_amax[j]`
+/// over head `j` of `k_nope` and all of `k_pe`, `v_amax[j]` over head `j` of `v`. NaN inputs are
+/// ignored, an infinity counts; with `m` the call's maximum (+0 if every element is NaN), the
+/// stored value `a` becomes `max(a, m)` compared as `i32` bit patterns (for `a >= +0` the float
+/// maximum). An empty call (s = 0 or h = 0) reads and writes nothing.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct mlakv_pack_args {
@@ -215,7 +245,20 @@ pub struct mlakv_pack_args {
     pub pdl: mlakv_pdl_mode,
     /// `MLAKV_FLAG_*`; default 0.
     pub flags: u32,
+    // ---- since 0.2 (a 0.1 caller's struct_size, 456, ends here: it gets the defaults below)
+    /// `MLAKV_SCALE_*`; default [`MLAKV_SCALE_PER_TENSOR`].
+    pub scale_granularity: mlakv_scale_granularity,
+    /// Must be 0.
+    pub reserved: u32,
+    /// Default NULL: no amax of K. Else 1 float (per tensor) or `h` (per head), accumulated.
+    pub k_amax: *mut f32,
+    /// Default NULL: no amax of V. Else 1 float (per tensor) or `h` (per head), accumulated.
+    pub v_amax: *mut f32,
 }
+
+/// The `struct_size` of a caller built against mlakv 0.1 (the smallest the library accepts): the
+/// offset of `scale_granularity`, the first field appended by 0.2.
+pub const MLAKV_PACK_ARGS_SIZE_0_1: usize = 456;
 
 /// `MLAKV_PACK_ARGS_INIT`: the defaults, with `struct_size` of these declarations.
 pub const MLAKV_PACK_ARGS_INIT: mlakv_pack_args = mlakv_pack_args {
@@ -234,6 +277,10 @@ pub const MLAKV_PACK_ARGS_INIT: mlakv_pack_args = mlakv_pack_args {
     stream: std::ptr::null_mut(),
     pdl: MLAKV_PDL_AUTO,
     flags: 0,
+    scale_granularity: MLAKV_SCALE_PER_TENSOR,
+    reserved: 0,
+    k_amax: std::ptr::null_mut(),
+    v_amax: std::ptr::null_mut(),
 };
 
 impl Default for mlakv_pack_args {
@@ -285,8 +332,20 @@ impl Default for mlakv_backend_info {
 
 // The link directive (`-l mlakv`) comes from build.rs.
 extern "C" {
-    /// Fills `*args` with the defaults ([`MLAKV_PACK_ARGS_INIT`]); writes the library's
-    /// `sizeof(mlakv_pack_args)` bytes.
+    /// Fills the first `struct_size` bytes of `*args` with the defaults
+    /// ([`MLAKV_PACK_ARGS_INIT`]; bytes past the library's own struct are zeroed) and sets
+    /// `args.struct_size = struct_size`. Pass the size of the struct you allocated:
+    /// `size_of::<mlakv_pack_args>()`. [`MLAKV_ERR_STRUCT_SIZE`] (nothing written) below
+    /// [`MLAKV_PACK_ARGS_SIZE_0_1`] or above 1 MiB; [`MLAKV_ERR_NULL_POINTER`] for NULL.
+    /// Since 0.2 (symbol version `MLAKV_0.2`).
+    pub fn mlakv_pack_args_init_sized(
+        args: *mut mlakv_pack_args,
+        struct_size: usize,
+    ) -> mlakv_status;
+
+    /// mlakv 0.1's entry point, kept for binaries built against 0.1: fills only the 0.1 layout
+    /// ([`MLAKV_PACK_ARGS_SIZE_0_1`] = 456 bytes, `struct_size` = 456), so the 0.2 fields of a
+    /// struct of these declarations are left as they were. Use [`mlakv_pack_args_init_sized`].
     pub fn mlakv_pack_args_init(args: *mut mlakv_pack_args);
 
     /// The operation. Everything is validated before anything is written. Thread-safe.
@@ -312,7 +371,7 @@ extern "C" {
     /// `MLAKV_VERSION` of the library actually linked.
     pub fn mlakv_version() -> i32;
 
-    /// e.g. `"0.1.0 (reference, cuda)"`. Static.
+    /// e.g. `"0.2.0 (reference, cuda)"`. Static.
     pub fn mlakv_version_string() -> *const c_char;
 
     /// Number of backends known to this library (compiled or not).

@@ -13,6 +13,7 @@ ALIGN_PROBE(mlakv_status)
 ALIGN_PROBE(mlakv_dtype)
 ALIGN_PROBE(mlakv_backend)
 ALIGN_PROBE(mlakv_pdl_mode)
+ALIGN_PROBE(mlakv_scale_granularity)
 #define SIZE(T)                                                                                \
   printf("size %s %llu\nalign %s %llu\n", #T, (unsigned long long)sizeof(T), #T,              \
          (unsigned long long)offsetof(struct align_##T, t))
@@ -45,6 +46,10 @@ int main(void) {
   FIELD(mlakv_pack_args, stream);
   FIELD(mlakv_pack_args, pdl);
   FIELD(mlakv_pack_args, flags);
+  FIELD(mlakv_pack_args, scale_granularity);
+  FIELD(mlakv_pack_args, reserved);
+  FIELD(mlakv_pack_args, k_amax);
+  FIELD(mlakv_pack_args, v_amax);
 
   SIZE(mlakv_backend_info);
   FIELD(mlakv_backend_info, struct_size);
@@ -59,6 +64,7 @@ int main(void) {
   SIZE(mlakv_dtype);
   SIZE(mlakv_backend);
   SIZE(mlakv_pdl_mode);
+  SIZE(mlakv_scale_granularity);
 
   CONST(MLAKV_VERSION_MAJOR);
   CONST(MLAKV_VERSION_MINOR);
@@ -86,6 +92,7 @@ int main(void) {
   CONST(MLAKV_ERR_INTERNAL);
   CONST(MLAKV_ERR_NO_TABLE_ROW);
   CONST(MLAKV_ERR_TABLE_DEVICE);
+  CONST(MLAKV_ERR_OVERLAP_UNDECIDED);
   CONST(MLAKV_DTYPE_INVALID);
   CONST(MLAKV_DTYPE_BF16);
   CONST(MLAKV_DTYPE_FP16);
@@ -103,6 +110,9 @@ int main(void) {
   CONST(MLAKV_PDL_OFF);
   CONST(MLAKV_FLAG_TRUST_POINTERS);
   CONST(MLAKV_FLAGS_KNOWN);
+  CONST(MLAKV_SCALE_PER_TENSOR);
+  CONST(MLAKV_SCALE_PER_HEAD);
+  CONST(MLAKV_PACK_ARGS_SIZE_0_1);
   CONST(MLAKV_MAX_RANK);
   return 0;
 }

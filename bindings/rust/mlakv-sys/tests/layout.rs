@@ -70,13 +70,15 @@ fn rust_values() -> BTreeMap<String, i64> {
         mlakv_tensor { data, dtype, ndim, shape, strides }
         mlakv_pack_args {
             struct_size, k_nope, k_pe, v, k_out, v_out, k_scale_inv, v_scale_inv,
-            k_scale_inv_ptr, v_scale_inv_ptr, backend, device, stream, pdl, flags
+            k_scale_inv_ptr, v_scale_inv_ptr, backend, device, stream, pdl, flags,
+            scale_granularity, reserved, k_amax, v_amax
         }
         mlakv_backend_info { struct_size, backend, name, compiled, usable, device_count, detail }
         mlakv_status {}
         mlakv_dtype {}
         mlakv_backend {}
         mlakv_pdl_mode {}
+        mlakv_scale_granularity {}
     }
     rust_consts! { m;
         MLAKV_VERSION_MAJOR, MLAKV_VERSION_MINOR, MLAKV_VERSION_PATCH, MLAKV_VERSION,
@@ -86,11 +88,13 @@ fn rust_values() -> BTreeMap<String, i64> {
         MLAKV_ERR_NO_SUCH_BACKEND, MLAKV_ERR_BACKEND_UNAVAILABLE, MLAKV_ERR_DEVICE,
         MLAKV_ERR_LAUNCH, MLAKV_ERR_BUFFER_TOO_SMALL, MLAKV_ERR_TABLE_PARSE,
         MLAKV_ERR_MEMORY_SPACE, MLAKV_ERR_INTERNAL, MLAKV_ERR_NO_TABLE_ROW, MLAKV_ERR_TABLE_DEVICE,
+        MLAKV_ERR_OVERLAP_UNDECIDED,
         MLAKV_DTYPE_INVALID, MLAKV_DTYPE_BF16, MLAKV_DTYPE_FP16, MLAKV_DTYPE_FP32,
         MLAKV_DTYPE_E4M3FN, MLAKV_DTYPE_E5M2, MLAKV_DTYPE_E4M3FNUZ, MLAKV_DTYPE_E5M2FNUZ,
         MLAKV_BACKEND_AUTO, MLAKV_BACKEND_REFERENCE, MLAKV_BACKEND_CUDA, MLAKV_BACKEND_HIP,
         MLAKV_PDL_AUTO, MLAKV_PDL_ON, MLAKV_PDL_OFF,
-        MLAKV_FLAG_TRUST_POINTERS, MLAKV_FLAGS_KNOWN, MLAKV_MAX_RANK,
+        MLAKV_FLAG_TRUST_POINTERS, MLAKV_FLAGS_KNOWN, MLAKV_SCALE_PER_TENSOR, MLAKV_SCALE_PER_HEAD,
+        MLAKV_PACK_ARGS_SIZE_0_1, MLAKV_MAX_RANK,
     }
     m
 }
@@ -107,13 +111,18 @@ fn skip_or_fail(why: &str) {
     eprintln!("SKIPPED: C layout comparison: {}", why);
 }
 
-/// Compiles and runs layout.c; `Ok(None)` means "skip" (no C compiler or no header).
-fn c_values() -> Result<Option<BTreeMap<String, i64>>, String> {
+/// The include directory the build script found (or `MLAKV_INCLUDE_DIR` at run time); "" if none.
+fn include_dir() -> String {
     let include = option_env!("MLAKV_SYS_INCLUDE_DIR").unwrap_or("");
-    let include = match std::env::var("MLAKV_INCLUDE_DIR") {
+    match std::env::var("MLAKV_INCLUDE_DIR") {
         Ok(dir) if !dir.is_empty() => dir,
         _ => include.to_string(),
-    };
+    }
+}
+
+/// Compiles and runs layout.c; `Ok(None)` means "skip" (no C compiler or no header).
+fn c_values() -> Result<Option<BTreeMap<String, i64>>, String> {
+    let include = include_dir();
     if include.is_empty() {
         skip_or_fail(
             "no include directory: build.rs found none (set MLAKV_INCLUDE_DIR=<prefix>/include)",
@@ -199,18 +208,52 @@ fn layout_matches_the_c_compiler() {
         "layout mismatches:\n{}",
         problems.join("\n")
     );
-    // 3 structs and 4 typedefs (size + align each), 27 fields (offset + size each), 44 constants.
-    assert_eq!(c.len(), 2 * 7 + 2 * 27 + 44, "unexpected number of entries");
+    // 3 structs and 5 typedefs (size + align each), 31 fields (offset + size each), 48 constants.
+    assert_eq!(c.len(), 2 * 8 + 2 * 31 + 48, "unexpected number of entries");
     println!("layout: {} entries match the C compiler", c.len());
+
+    // every status code the header defines is printed by layout.c (and so declared here)
+    let header = Path::new(&include_dir()).join("mlakv").join("mlakv.h");
+    let text = std::fs::read_to_string(&header)
+        .unwrap_or_else(|e| panic!("reading {}: {}", header.display(), e));
+    let mut statuses = 0;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("#define") {
+            continue;
+        }
+        let name = words.next().unwrap_or("");
+        if name != "MLAKV_OK" && !name.starts_with("MLAKV_ERR_") {
+            continue;
+        }
+        let value: i64 = words.next().and_then(|v| v.parse().ok()).expect(line);
+        assert_eq!(
+            c.get(&format!("const {}", name)),
+            Some(&value),
+            "{} = {} of the header is not checked by layout.c / declared in mlakv-sys",
+            name,
+            value
+        );
+        statuses += 1;
+    }
+    assert_eq!(
+        statuses,
+        23,
+        "MLAKV_OK and 22 MLAKV_ERR_* codes in {}",
+        header.display()
+    );
 }
 
 #[test]
-fn pack_args_init_matches_the_rust_constant() {
+fn pack_args_init_sized_matches_the_rust_constant() {
     let mut from_c = MaybeUninit::<mlakv_pack_args>::uninit();
-    // SAFETY: the library is the version of these declarations (checked below), so it writes
-    // exactly size_of::<mlakv_pack_args>() bytes; every field is then initialised.
+    // SAFETY: mlakv_pack_args_init_sized writes exactly the size it is given, the size of the
+    // struct; on MLAKV_OK every field is initialised.
     let from_c = unsafe {
-        mlakv_pack_args_init(from_c.as_mut_ptr());
+        assert_eq!(
+            mlakv_pack_args_init_sized(from_c.as_mut_ptr(), size_of::<mlakv_pack_args>()),
+            MLAKV_OK
+        );
         from_c.assume_init()
     };
     assert_eq!(unsafe { mlakv_version() }, MLAKV_VERSION);
@@ -220,13 +263,68 @@ fn pack_args_init_matches_the_rust_constant() {
     assert_eq!(from_c.k_scale_inv, 1.0);
     assert_eq!(from_c.backend, MLAKV_BACKEND_AUTO);
     assert_eq!(from_c.k_nope, MLAKV_TENSOR_INIT);
+    assert_eq!(from_c.scale_granularity, MLAKV_SCALE_PER_TENSOR);
+    assert!(from_c.k_amax.is_null() && from_c.v_amax.is_null());
+}
+
+/// A struct this size, its bytes as the C library left them.
+#[repr(C, align(8))]
+struct Bytes([u8; 1024]);
+
+#[test]
+fn pack_args_init_of_0_1_writes_only_the_0_1_layout() {
+    let mut buf = Bytes([0x5A; 1024]);
+    // SAFETY: buf is 1024 bytes, 8-aligned; the 0.1 entry point writes 456 of them.
+    unsafe { mlakv_pack_args_init(buf.0.as_mut_ptr() as *mut mlakv_pack_args) };
+    let size = usize::from_ne_bytes(buf.0[..size_of::<usize>()].try_into().unwrap());
+    assert_eq!(size, MLAKV_PACK_ARGS_SIZE_0_1);
+    assert!(
+        buf.0[MLAKV_PACK_ARGS_SIZE_0_1..].iter().all(|&b| b == 0x5A),
+        "mlakv_pack_args_init wrote past the 0.1 layout"
+    );
+    // the 0.1 part holds the defaults
+    let init = MLAKV_PACK_ARGS_INIT;
+    // SAFETY: MLAKV_PACK_ARGS_INIT is a plain-data struct of size_of bytes.
+    let init_bytes = unsafe {
+        std::slice::from_raw_parts(
+            &init as *const mlakv_pack_args as *const u8,
+            size_of::<mlakv_pack_args>(),
+        )
+    };
+    let w = size_of::<usize>();
+    assert_eq!(&buf.0[w..456], &init_bytes[w..456]);
+
+    // the sized function: a larger (newer) struct gets zeros past the library's fields
+    let mut buf = Bytes([0x5A; 1024]);
+    // SAFETY: 600 <= 1024 bytes.
+    let st = unsafe { mlakv_pack_args_init_sized(buf.0.as_mut_ptr() as *mut _, 600) };
+    assert_eq!(st, MLAKV_OK);
+    assert_eq!(
+        usize::from_ne_bytes(buf.0[..size_of::<usize>()].try_into().unwrap()),
+        600
+    );
+    let ours = size_of::<mlakv_pack_args>();
+    assert_eq!(&buf.0[w..ours], &init_bytes[w..]);
+    assert!(buf.0[ours..600].iter().all(|&b| b == 0));
+    assert!(buf.0[600..].iter().all(|&b| b == 0x5A));
+    // below the 0.1 size: MLAKV_ERR_STRUCT_SIZE and nothing written
+    let mut buf = Bytes([0x5A; 1024]);
+    // SAFETY: nothing is written for a size the library refuses.
+    let st = unsafe { mlakv_pack_args_init_sized(buf.0.as_mut_ptr() as *mut _, 455) };
+    assert_eq!(st, MLAKV_ERR_STRUCT_SIZE);
+    assert!(buf.0.iter().all(|&b| b == 0x5A));
+    // SAFETY: a NULL struct is refused.
+    assert_eq!(
+        unsafe { mlakv_pack_args_init_sized(std::ptr::null_mut(), ours) },
+        MLAKV_ERR_NULL_POINTER
+    );
 }
 
 #[test]
 fn raw_calls_work() {
     unsafe {
         let version = CStr::from_ptr(mlakv_version_string()).to_str().unwrap();
-        assert!(version.starts_with("0.1."), "{}", version);
+        assert!(version.starts_with("0.2."), "{}", version);
         let shape = CStr::from_ptr(mlakv_status_string(MLAKV_ERR_SHAPE))
             .to_str()
             .unwrap();

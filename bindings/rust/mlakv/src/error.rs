@@ -26,7 +26,8 @@ pub enum Status {
     Stride,
     /// 7, `MLAKV_ERR_ALIGNMENT`: a pointer is not aligned to its element size.
     Alignment,
-    /// 8, `MLAKV_ERR_OVERLAP`: an output overlaps an input or the other output.
+    /// 8, `MLAKV_ERR_OVERLAP`: an output (`k_out`, `v_out`, an amax array) shares a byte with an
+    /// input, a scale or another output.
     Overlap,
     /// 9, `MLAKV_ERR_SIZE_OVERFLOW`: a size or offset does not fit in 64 bits / the address space.
     SizeOverflow,
@@ -55,6 +56,10 @@ pub enum Status {
     /// 21, `MLAKV_ERR_TABLE_DEVICE`: a table file was measured on a device this backend does not
     /// have.
     TableDevice,
+    /// 22, `MLAKV_ERR_OVERLAP_UNDECIDED`: an output and another operand interleave in a way mlakv
+    /// cannot decide (more than two large, unrelated strides): not proven disjoint, so refused;
+    /// no overlap was found.
+    OverlapUndecided,
     /// A code this version of the crate does not know.
     Unknown(i32),
 }
@@ -85,6 +90,7 @@ impl Status {
             sys::MLAKV_ERR_INTERNAL => Status::Internal,
             sys::MLAKV_ERR_NO_TABLE_ROW => Status::NoTableRow,
             sys::MLAKV_ERR_TABLE_DEVICE => Status::TableDevice,
+            sys::MLAKV_ERR_OVERLAP_UNDECIDED => Status::OverlapUndecided,
             other => Status::Unknown(other),
         }
     }
@@ -113,6 +119,7 @@ impl Status {
             Status::Internal => sys::MLAKV_ERR_INTERNAL,
             Status::NoTableRow => sys::MLAKV_ERR_NO_TABLE_ROW,
             Status::TableDevice => sys::MLAKV_ERR_TABLE_DEVICE,
+            Status::OverlapUndecided => sys::MLAKV_ERR_OVERLAP_UNDECIDED,
             Status::Unknown(code) => code,
         }
     }
@@ -142,6 +149,7 @@ impl Status {
             Status::Internal => "MLAKV_ERR_INTERNAL",
             Status::NoTableRow => "MLAKV_ERR_NO_TABLE_ROW",
             Status::TableDevice => "MLAKV_ERR_TABLE_DEVICE",
+            Status::OverlapUndecided => "MLAKV_ERR_OVERLAP_UNDECIDED",
             Status::Unknown(_) => "MLAKV_ERR_UNKNOWN",
         }
     }

@@ -15,6 +15,43 @@
 //! into FP8 with gradual underflow, saturating to ±max (infinities too), NaN to the format's NaN.
 //! Every backend gives identical bytes.
 //!
+//! Since mlakv 0.2 the multipliers may be per head ([`PackArgsBuilder::k_scale_inv_per_head`],
+//! [`ScaleGranularity::PerHead`]: head `j` uses `k_scale_inv[j]` / `v_scale_inv[j]`), and a call
+//! can accumulate the inputs' absolute maximum into amax outputs for calibration
+//! ([`PackArgsBuilder::k_amax`], [`PackArgsBuilder::v_amax`]; one float, or `h` per head):
+//!
+//! ```
+//! use mlakv::{Backend, Fp8Format, PackArgs, Tensor, TensorMut};
+//!
+//! # fn main() -> Result<(), mlakv::Error> {
+//! let (s, h) = (4, 2);
+//! let k_nope = vec![1.5f32; s * h * 16];
+//! let k_pe = vec![-3.0f32; s * 8];
+//! let v = vec![0.25f32; s * h * 16];
+//! let (mut k_out, mut v_out) = (vec![0u8; s * h * 24], vec![0u8; s * h * 16]);
+//! let (mut k_amax, mut v_amax) = ([0f32; 2], [0f32; 2]); // zeroed once, per head
+//! let (k_mult, v_mult) = ([1.0f32, 2.0], [4.0f32, 8.0]); // per-head multipliers (1 / scale)
+//! PackArgs::builder()
+//!     .k_nope(Tensor::contiguous(&k_nope, &[s, h, 16])?)
+//!     .k_pe(Tensor::contiguous(&k_pe, &[s, 8])?)
+//!     .v(Tensor::contiguous(&v, &[s, h, 16])?)
+//!     .k_out(TensorMut::contiguous(&mut k_out, Fp8Format::E4m3fn, &[s, h, 24])?)
+//!     .v_out(TensorMut::contiguous(&mut v_out, Fp8Format::E4m3fn, &[s, h, 16])?)
+//!     .k_scale_inv_per_head(&k_mult)
+//!     .v_scale_inv_per_head(&v_mult)
+//!     .k_amax(&mut k_amax)
+//!     .v_amax(&mut v_amax)
+//!     .backend(Backend::Reference)
+//!     .build()?
+//!     .run()?;
+//! assert_eq!(k_amax, [3.0, 3.0]); // |k_pe| counts for every head
+//! assert_eq!(v_amax, [0.25, 0.25]);
+//! assert_eq!(Fp8Format::E4m3fn.to_f32(k_out[24]), 3.0); // head 1: 1.5 * 2
+//! assert_eq!(Fp8Format::E4m3fn.to_f32(v_out[16]), 2.0); // head 1: 0.25 * 8
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Example
 //!
 //! DeepSeek V3 dimensions (D_nope = 128, D_rope = 64, D_v = 128), `k_nope` and `v` the two halves
@@ -62,6 +99,7 @@
 //!   the reference backend, synchronously.
 //! * Device memory is passed through the `unsafe` constructors [`Tensor::from_raw`] and
 //!   [`TensorMut::from_raw`] (and [`PackArgsBuilder::k_scale_inv_ptr`],
+//!   [`PackArgsBuilder::k_scale_inv_per_head_ptr`], [`PackArgsBuilder::k_amax_ptr`],
 //!   [`PackArgsBuilder::stream`]): the caller promises that the memory is valid for the
 //!   backend. The library still checks alignment, overlaps between outputs and inputs
 //!   ([`Status::Overlap`]) and, unless told to trust pointers, that every pointer is reachable
@@ -92,7 +130,7 @@ mod types;
 pub use args::{PackArgs, PackArgsBuilder};
 pub use error::{Error, Result, Status};
 pub use tensor::{contiguous_strides, Element, Tensor, TensorMut};
-pub use types::{Backend, Bf16, Dtype, Fp8Format, Pdl, F16};
+pub use types::{Backend, Bf16, Dtype, Fp8Format, Pdl, ScaleGranularity, F16};
 
 /// The raw FFI declarations (the `mlakv-sys` crate), for what the safe API does not cover.
 pub use mlakv_sys as sys;
@@ -137,12 +175,12 @@ pub fn version() -> Version {
     Version::from_code(unsafe { sys::mlakv_version() })
 }
 
-/// The version of the header this crate was written against (0.1.0).
+/// The version of the header this crate was written against (0.2.0).
 pub fn header_version() -> Version {
     Version::from_code(sys::MLAKV_VERSION)
 }
 
-/// The linked library's version and backends, e.g. `"0.1.0 (reference, cuda)"`.
+/// The linked library's version and backends, e.g. `"0.2.0 (reference, cuda)"`.
 pub fn version_string() -> String {
     // SAFETY: returns a static NUL-terminated string.
     unsafe { cstr_to_string(sys::mlakv_version_string()) }

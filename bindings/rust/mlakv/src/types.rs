@@ -266,6 +266,41 @@ impl Pdl {
     }
 }
 
+/// How many scale multipliers a call has (`mlakv_pack_args.scale_granularity`, since 0.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ScaleGranularity {
+    /// One multiplier for K and one for V (the default).
+    #[default]
+    PerTensor,
+    /// `h` multipliers for K and `h` for V, read from memory (head `j` of `k_out` uses the K
+    /// multiplier `j`, head `j` of `v_out` the V multiplier `j`); amax outputs then hold `h`
+    /// floats each.
+    PerHead,
+    /// A code this version of the crate does not know (the library refuses it with
+    /// [`Status::InvalidArgument`](crate::Status::InvalidArgument) unless it knows it).
+    Other(i32),
+}
+
+impl ScaleGranularity {
+    /// The C code, `MLAKV_SCALE_*`.
+    pub fn code(self) -> i32 {
+        match self {
+            ScaleGranularity::PerTensor => sys::MLAKV_SCALE_PER_TENSOR,
+            ScaleGranularity::PerHead => sys::MLAKV_SCALE_PER_HEAD,
+            ScaleGranularity::Other(code) => code,
+        }
+    }
+
+    /// The granularity of a C code.
+    pub fn from_code(code: i32) -> ScaleGranularity {
+        match code {
+            sys::MLAKV_SCALE_PER_TENSOR => ScaleGranularity::PerTensor,
+            sys::MLAKV_SCALE_PER_HEAD => ScaleGranularity::PerHead,
+            other => ScaleGranularity::Other(other),
+        }
+    }
+}
+
 /// A bfloat16 number, stored as its bit pattern (the `u16` a `torch.bfloat16` tensor holds).
 ///
 /// `#[repr(transparent)]` over `u16`, so a `&[u16]` of bf16 bits can be viewed as `&[Bf16]`

@@ -335,11 +335,11 @@ fn library_validation_errors_write_nothing() {
     );
     // outputs in two different formats
     expect_error!(Status::Dtype, &[], nope(), v(), k_pe(), e4, Fp8Format::E5m2);
-    // an inner stride of 2
+    // an inner stride of 2 (the shapes agree: [S, H, DN] every other element of each row)
     expect_error!(
         Status::Stride,
         &["k_nope"],
-        Tensor::new(&kv, &[S, H, DN / 2], &[H * (DN + DV), DN + DV, 2]).unwrap(),
+        Tensor::new(&kv, &[S, H, DN], &[H * (DN + DV), DN + DV, 2]).unwrap(),
         v(),
         k_pe(),
         e4,

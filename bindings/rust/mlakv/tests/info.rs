@@ -6,9 +6,9 @@ use mlakv::{Backend, Bf16, Fp8Format, PackArgs, Pdl, Status, Tensor, TensorMut};
 fn version_matches_the_header() {
     let v = mlakv::version();
     assert_eq!(v, mlakv::header_version());
-    assert_eq!(v.to_string(), "0.1.0");
+    assert_eq!(v.to_string(), "0.2.0");
     let s = mlakv::version_string();
-    assert!(s.starts_with("0.1.0"), "{}", s);
+    assert!(s.starts_with("0.2.0"), "{}", s);
     assert!(s.contains("reference"), "{}", s);
 }
 
@@ -99,7 +99,7 @@ fn dispatch_tables_read_replace_and_reset() {
 
 #[test]
 fn status_names_and_descriptions() {
-    for code in 1..=21 {
+    for code in 1..=22 {
         let status = Status::from_code(code);
         assert_eq!(status.code(), code);
         assert_ne!(status, Status::Unknown(code));
@@ -119,8 +119,71 @@ fn status_names_and_descriptions() {
     assert!(Status::TableDevice
         .description()
         .starts_with("MLAKV_ERR_TABLE_DEVICE"));
-    assert_eq!(Status::from_code(22), Status::Unknown(22));
-    assert!(!Status::Unknown(22).description().is_empty());
+    assert_eq!(Status::from_code(22), Status::OverlapUndecided);
+    assert_eq!(Status::OverlapUndecided.code(), 22);
+    assert_eq!(
+        Status::OverlapUndecided.name(),
+        "MLAKV_ERR_OVERLAP_UNDECIDED"
+    );
+    assert!(Status::OverlapUndecided
+        .description()
+        .starts_with("MLAKV_ERR_OVERLAP_UNDECIDED"));
+    assert_eq!(Status::from_code(23), Status::Unknown(23));
+    assert!(!Status::Unknown(23).description().is_empty());
+}
+
+/// The `mlakv.h` files to compare with: the one the build found (`MLAKV_INCLUDE_DIR`, set by
+/// run_tests.sh) and the source tree's.
+fn headers() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::var_os("MLAKV_INCLUDE_DIR").filter(|d| !d.is_empty()) {
+        out.push(std::path::PathBuf::from(dir).join("mlakv").join("mlakv.h"));
+    }
+    let tree =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../include/mlakv/mlakv.h");
+    if tree.is_file() {
+        out.push(tree);
+    }
+    out
+}
+
+#[test]
+fn every_status_of_the_header_is_known() {
+    let headers = headers();
+    assert!(
+        !headers.is_empty(),
+        "no mlakv.h: set MLAKV_INCLUDE_DIR=<prefix>/include"
+    );
+    for header in headers {
+        let text = std::fs::read_to_string(&header)
+            .unwrap_or_else(|e| panic!("reading {}: {}", header.display(), e));
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some("#define") {
+                continue;
+            }
+            let name = words.next().unwrap_or("");
+            if !name.starts_with("MLAKV_ERR_") {
+                continue;
+            }
+            let code: i32 = words.next().and_then(|w| w.parse().ok()).expect(line);
+            let status = Status::from_code(code);
+            assert_ne!(
+                status,
+                Status::Unknown(code),
+                "{} = {} ({}) has no Status variant",
+                name,
+                code,
+                header.display()
+            );
+            assert_eq!(status.name(), name, "{}", header.display());
+            assert_eq!(status.code(), code);
+            seen.push(code);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=22).collect::<Vec<i32>>(), "{}", header.display());
+    }
 }
 
 #[test]
