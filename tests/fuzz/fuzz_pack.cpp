@@ -3,10 +3,10 @@
 //   mlakv_dispatch_table_set / _get / _reset (sometimes, before the calls; always _reset at the end),
 //   mlakv_pack_fp8_plan and mlakv_pack_fp8 on one call built from the input, then follow-up calls that
 //   hit the per-thread plan cache (c_api/mlakv.cpp: identical args; args that differ only in data
-//   pointers, scales, scale pointers or stream).
+//   pointers, scales, scale pointers, amax pointers or stream), or in the scale granularity.
 //
-// Memory: every tensor and scale pointer points into one 64 KiB arena with PROT_NONE pages on both
-// sides (or is NULL, or a wild value); the argument struct is placed so that its last byte abuts a
+// Memory: every tensor, scale and amax pointer points into one 64 KiB arena with PROT_NONE pages on
+// both sides (or is NULL, or a wild value); the argument struct is placed so that its last byte abuts a
 // PROT_NONE page. mlakv_pack_fp8 is only called when the plan call rejected the arguments, or when
 // every operand's bytes (computed here from shapes, strides and dtype) lie inside the arena.
 //
@@ -15,14 +15,27 @@
 //   - rejected: the arena is byte-identical to its snapshot, mlakv_last_error() is non-empty and
 //     mlakv_status_string() of the status is a known one (not "MLAKV_ERR_UNKNOWN...");
 //   - accepted: the arena equals the snapshot with every output byte written by an independent
-//     oracle (tests/test_util.h: widening and FP8 encoding from the format definitions);
+//     oracle (tests/test_util.h: widening and FP8 encoding from the format definitions; per-head
+//     multipliers read from the scale arrays' bytes in the snapshot: head j of k_out, its k_nope part
+//     and its copy of k_pe, uses k[j]) and every amax float replaced by the value computed here from
+//     mlakv.h's rule (m = the largest |x| over the non-NaN inputs widened to fp32, +0 if none, -0 as
+//     +0; stored = max(old, m) compared as int32 bit patterns; per tensor: k over all of k_nope and
+//     k_pe, v over all of v; per head j: k over head j of k_nope and all of k_pe, v over head j of v);
+//     nothing else changed (0.2's amax arrays accumulate: follow-ups do not re-poison them);
+//   - an accepted, non-empty plan names the granularity and the amax arrays ("scales=per-head
+//     amax=k,v", as tests/test_scales.cpp checks);
 //   - the status is one the arguments allow (analyze() below): every argument error that the
 //     header / README / the contract of the validation rework defines as one is a "must" (the call
 //     must be rejected, with one of the must statuses: their order is not specified), things this
 //     harness cannot decide are a "may". Overlap and row aliasing of the outputs are decided by brute
 //     force over the arena's bytes whenever every operand lies in the arena; there, OVERLAP means a
-//     real shared byte, STRIDE (with sane strides) two rows of one output sharing a byte, and the
-//     status 22 ("could not prove disjoint") is never allowed.
+//     real shared byte between an output (k_out, v_out, k_amax, v_amax) and any other operand (the
+//     scale arrays are read-only operands: they may share bytes with the inputs and with each other),
+//     STRIDE (with sane strides) two rows of one output sharing a byte, and the status 22 ("could not
+//     prove disjoint") is never allowed. So an accepted call's amax arrays share no byte with anything.
+//   0.2 fields (docs/RELIABILITY.md): scale_granularity not 0/1 or reserved != 0 is INVALID_ARGUMENT
+//   (also for an empty call); per head, a NULL scale array is NULL_POINTER; scale and amax arrays
+//   (1 float, or h per head) not 4-byte aligned are ALIGNMENT; an empty call reads and writes none.
 //   Contract of the validation rework this is written against: an empty call (s = 0 or h = 0)
 //   checks struct_size, enums, dtypes, ranks, non-negative extents, that shapes agree, head dims
 //   (1..2^20) and that an explicit backend is compiled in; not pointers, not strides; it writes
@@ -30,13 +43,16 @@
 //   overflows int64, is MLAKV_ERR_SIZE_OVERFLOW.
 //
 // Counts (executions, calls, accepted, rejections by status) are printed to stderr at exit.
+// MLAKV_FUZZ_TRACE=1: each call's status (and mlakv_last_error()) is printed (to see what a seed does).
 // MLAKV_FUZZ_KEEP_GOING=1 (triage): each distinct failed check is printed once, its input saved as
 // finding-<n> in the working directory, and fuzzing goes on (scripts/fuzz.sh still fails).
 // Follow-up kinds (kind % 4): 0 the same args; 1 data pointers moved (mask bits 0-4 pick tensors, bit 5
 // deltas x 32, bit 6 one delta for all); 2 scales (kind bits 2, 3) and scale pointers (bits 4, 5: moved
 // by sd[], or NULL for sd = 0); 3 both, and a new stream (also kind bit 6); kind bit 7: the next
 // follow-up starts from this call; mask bit 7: first switch the table (to one whose only row matches
-// no call here, or back to the built-in one).
+// no call here, or back to the built-in one). Independently of the kind, amode bits 0, 1 move k_amax /
+// v_amax by ad[0] / ad[1] (x 4 with bit 3; ad = 0: NULL; from NULL: to arena + (u16) ad), bit 2 flips
+// the scale granularity between per tensor and per head (a new geometry: validated from scratch).
 //
 // ---- input format (little-endian; reading past the end gives zeros, so a short input is a small
 // valid bf16 -> e4m3fn call); tests/fuzz/gen_corpus.py writes the seed corpus in this format ----------
@@ -44,7 +60,7 @@
 //                   3 rows from tokens + a catch-all row); bits 2-4 follow-up calls (0-7)
 //   u8  ctl1        bit 0 small-buffer plan check; bit 1 table API on other backends / NULL text;
 //                   bit 2 NULL args; bit 3 table round trip (get -> set -> get); bit 4 the
-//                   mlakv_pack_args_init* functions with struct_size (ABI 0.2 headers)
+//                   mlakv_pack_args_init* functions with struct_size
 //   u8  in_dtype    %3: bf16 fp16 fp32          u8 out_dtype  %4: e4m3fn e5m2 e4m3fnuz e5m2fnuz
 //   u8  dims_mode   %4: 0 (128,64,128); 1 1+d%24 each; 2 multiples of 8; 3 raw u16s
 //   u16 d0, d1, d2
@@ -57,7 +73,8 @@
 //                   offsets; 3 explicit 64-byte aligned offsets; %8 == 4: nested (k_out and v_out
 //                   rows in the head padding of k_nope's rows; g[3] >= 0x8000: one byte further)
 //   u16 g[7]        gaps / offsets of: k_nope (or kv), k_pe, v, k_out (or out), v_out, k scale, v scale
-//   u8  scale_mode  bit 0 k through a pointer; bit 1 v through a pointer; bit 2 host float NaN (else -7)
+//   u8  scale_mode  bit 0 k through a pointer; bit 1 v through a pointer (per tensor; per head always);
+//                   bit 2 host float NaN (else -7) where a pointer is used
 //   u8  ksel, u32 kraw, u8 vsel, u32 vraw       the multipliers (scale_value)
 //   u8  backend_sel %8: 1 AUTO, 2 CUDA, 3 HIP, 4 raw, else REFERENCE;  u32 backend_raw
 //   u8  misc        bits 0-1 pdl (3: raw); 2 TRUST_POINTERS; 3 raw flags; 4 raw device; 5 stream
@@ -66,8 +83,30 @@
 //                   (ss_k 0xFFFF: 2^20, 0xFFFE: 64 KiB + 8, zero tail); else exact;
 //   u16 ss_k, u16 ss_pos, u8 ss_byte
 //   u8  fill_byte, u8 value_mode, u64 seed       arena contents
-//   u8  nmut (%9), then nmut x {u8 field (% 64, or % 66 with a 0.2 header), u8 sub, u64 value}
-//   follow-ups x {u8 kind, u8 mask, u16 d[5], u16 sd[2], u8 ksel, u32 kraw, u8 vsel, u32 vraw}
+//   ---- the 0.2 fields (all zero: per tensor, reserved 0, no amax) ----
+//   u8  v02         bits 0-2 scale_granularity: 0, 2, 4 per tensor; 1, 3, 5 per head; 6 gran_raw;
+//                   7 kWild32[gran_raw % 16]; bit 3 k_amax; bit 4 v_amax; bits 5-6 both set: reserved =
+//                   res_raw (1 where that is 0); bit 7 undersized arrays: room for one float in the layout
+//   u32 gran_raw, u32 res_raw
+//   u8  psv         per-head scale values (h for k, h for v; a generator seeded from seed): %8: 0 distinct
+//                   powers of two; 1 the per-tensor values (ksel/kraw, vsel/vraw); 2 kScaleSpecial; 3 random
+//                   bits; 4 fval (any kind); 5 powers of two, every 4th one special (0, -0, negative, NaN,
+//                   +-inf, subnormal, max); 6 2^[-40, 40) x random mantissa and sign; 7 negative powers of two
+//   u8  amax_init   initial amax floats: %8: 0 zeros; 1 random bits; 2 negative; 3 NaNs (either sign, any
+//                   payload); 4 powers of two 2^[-12, 12); 5 each one of 1-4, +inf, -0; 6 +inf, FLT_MAX, -0,
+//                   the smallest subnormal; 7 left as the fill byte
+//   4 x {u8 sel, u16 pos}   where the k scale, v scale, k_amax, v_amax arrays go (1 float, h per head):
+//                   sel %8: 0-3 in the layout (after the tensors, as place says: gaps / offsets g[5], g[6]
+//                   for the scales, pos for the amax arrays); 4 NULL; 5 inside operand ((sel >> 3) & 15) % 9
+//                   (0-8: k_nope k_pe v k_out v_out k_scale v_scale k_amax v_amax) at byte pos % its span,
+//                   rounded down to 4 unless sel bit 7; 6 arena + pos rounded down to 4; 7 arena + pos.
+//                   Scale arrays exist per head, or per tensor where scale_mode says (and sel % 8 != 4);
+//                   amax arrays where v02 says (and sel % 8 != 4)
+//   ----
+//   u8  nmut (%9), then nmut x {u8 field (% 68), u8 sub, u64 value}  (64 scale_granularity, 65 reserved,
+//                   66 k_amax, 67 v_amax)
+//   follow-ups x {u8 kind, u8 mask, u16 d[5], u16 sd[2], u8 ksel, u32 kraw, u8 vsel, u32 vraw, u8 amode,
+//                 u16 ad[2]}
 //   table: mode 1: the rest as text; modes 2, 3: u8 nrows (1 + %6), nrows x 8 token bytes
 #include <mlakv/mlakv.h>
 #include <sys/mman.h>
@@ -95,20 +134,28 @@ constexpr size_t kArgs = sizeof(mlakv_pack_args);
 constexpr size_t kStructCap = size_t(1) << 20;  // struct sizes up to this get a full (zeroed) buffer
 constexpr size_t kStructSure = 64 * 1024;       // ... and up to this must be accepted when zero-tailed
 // struct sizes of past releases (tests/abi/mlakv.abi "past" lines): accepted, the fields past them get
-// their defaults. (The harness leaves every field newer than 0.1 at its default, so either way the
-// library must see the same call.)
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
+// their defaults (effective() below: a 0.1 size means per-tensor scales and no amax, whatever the
+// harness put in the 0.2 fields).
+#ifndef MLAKV_PACK_ARGS_SIZE_0_1
+#error "fuzz_pack.cpp fuzzes the 0.2 fields of mlakv_pack_args: it needs mlakv.h 0.2 or later"
+#endif
 constexpr size_t kMinArgs = MLAKV_PACK_ARGS_SIZE_0_1;
 constexpr size_t kPastSizes[] = {MLAKV_PACK_ARGS_SIZE_0_1, kArgs};
-#else
-constexpr size_t kMinArgs = kArgs;
-constexpr size_t kPastSizes[] = {kArgs};
-#endif
 constexpr i128 kSpanMax = i128(1) << 57;
+// One past the last address. A span that ends exactly there does not run past the end of the address
+// space, but c_api/validate.cpp rejects it as SIZE_OVERFLOW (bytes > UINTPTR_MAX - base): allowed
+// either way (no such memory exists: the harness only ever sees it from wild pointers).
+constexpr i128 kTopEnd = i128(UINTPTR_MAX) + 1;
 constexpr int kStatusUnproven = 22;  // "could not prove disjoint" (being added)
 constexpr int64_t kMaxHeadDim = int64_t(1) << 20;
-constexpr int kOps = 7;  // k_nope, k_pe, v, k_out, v_out, k scale, v scale
-const char* const kOpName[kOps] = {"k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr"};
+// operands: the five tensors, the scale arrays (read), the amax arrays (written)
+constexpr int kOps = 9;
+enum { kKNope, kKPe, kV, kKOut, kVOut, kKScale, kVScale, kKAmax, kVAmax };
+const char* const kOpName[kOps] = {"k_nope", "k_pe", "v", "k_out", "v_out", "k_scale_inv_ptr", "v_scale_inv_ptr",
+                                   "k_amax", "v_amax"};
+bool is_output(int i) { return i == kKOut || i == kVOut || i == kKAmax || i == kVAmax; }
+using OpBits = uint16_t;  // one bit per operand
+constexpr OpBits kAllOps = OpBits((1u << kOps) - 1);
 
 Mask bit(int st) { return (st >= 0 && st < 64) ? Mask(1) << st : 0; }
 
@@ -135,14 +182,21 @@ std::string status_name(int st) {
 struct Counters {
   uint64_t execs = 0, calls = 0, packed = 0, plan_only = 0, accepted = 0, accepted_empty = 0, verified = 0,
            followups = 0, table_ok = 0, table_parse = 0;
+  // non-empty accepted calls with per-head scales / with an amax array (and of those, verified byte for
+  // byte), amax floats verified, accepted calls whose scale arrays share bytes with an input or each other
+  uint64_t ph_accepted = 0, ph_verified = 0, amax_accepted = 0, amax_verified = 0, amax_floats = 0,
+           scale_shared = 0;
   uint64_t by_status[65] = {};  // [64]: any other value
   void count(int st) { by_status[(st >= 0 && st < 64) ? st : 64]++; }
   ~Counters() {
     std::fprintf(stderr,
                  "fuzz_pack: %" PRIu64 " executions, %" PRIu64 " calls (%" PRIu64 " through mlakv_pack_fp8, %" PRIu64
                  " plan only), %" PRIu64 " accepted (%" PRIu64 " empty, %" PRIu64 " outputs verified byte for byte), %" PRIu64
-                 " follow-up calls, tables set: %" PRIu64 " ok, %" PRIu64 " parse errors; rejected:",
-                 execs, calls, packed, plan_only, accepted, accepted_empty, verified, followups, table_ok, table_parse);
+                 " follow-up calls, tables set: %" PRIu64 " ok, %" PRIu64 " parse errors; per-head scales: %" PRIu64
+                 " accepted (%" PRIu64 " verified); amax: %" PRIu64 " accepted (%" PRIu64 " verified, %" PRIu64
+                 " amax floats); %" PRIu64 " accepted with scale arrays sharing bytes with inputs or each other; rejected:",
+                 execs, calls, packed, plan_only, accepted, accepted_empty, verified, followups, table_ok, table_parse,
+                 ph_accepted, ph_verified, amax_accepted, amax_verified, amax_floats, scale_shared);
     bool any = false;
     for (int st = 1; st < 65; ++st)
       if (by_status[st]) {
@@ -250,19 +304,16 @@ void* ptrval(uint8_t sub, uint64_t v, void* cur) {
     default: {
       const uintptr_t a = arena_addr();
       const uintptr_t wild[] = {1, 2, 8, 0x1000, UINTPTR_MAX, UINTPTR_MAX - 1, UINTPTR_MAX - 0xFFF,
-                                uintptr_t(1) << 47, a - 64, a + kArena, a + kArena - 1, a - 1};
+                                uintptr_t(1) << 47, a - 64, a + kArena, a + kArena - 1, a - 1,
+                                UINTPTR_MAX - 3, UINTPTR_MAX - 7, a + kArena - 4, a - 4};
       return reinterpret_cast<void*>(wild[v % (sizeof wild / sizeof wild[0])]);
     }
   }
 }
 
-// mutation fields: 5 tensors x 11, the scalars (55-63), and with a 0.2 header scale_granularity (64) and
-// reserved (65); k_amax / v_amax stay NULL (no oracle for them here)
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
-constexpr int kMutFields = 66;
-#else
-constexpr int kMutFields = 64;
-#endif
+// mutation fields: 5 tensors x 11, the scalars (55-63), scale_granularity (64), reserved (65), k_amax (66),
+// v_amax (67)
+constexpr int kMutFields = 68;
 
 // ---- one call ---------------------------------------------------------------------------------------------
 struct Call {
@@ -271,7 +322,10 @@ struct Call {
   bool trail_set = false;  // one non-zero byte past this header's struct (S > kArgs)
   size_t trail_pos = 0;
   uint8_t trail_byte = 0;
-  float kmem = 1.0f, vmem = 1.0f;  // what the arena holds at the scale pointers initially
+  // what fill_arena writes at the scale pointers (1 float, or h per head) and at the amax pointers (the
+  // initial amax floats' bits) before the first call
+  std::vector<float> kmem = {1.0f}, vmem = {1.0f};
+  std::vector<uint32_t> kamax0, vamax0;
 };
 
 mlakv_tensor* tensors(mlakv_pack_args& a, int i) {
@@ -283,7 +337,18 @@ const mlakv_tensor& tensor(const mlakv_pack_args& a, int i) {
 }
 uintptr_t op_ptr(const mlakv_pack_args& a, int i) {
   if (i < 5) return reinterpret_cast<uintptr_t>(tensor(a, i).data);
-  return reinterpret_cast<uintptr_t>(i == 5 ? a.k_scale_inv_ptr : a.v_scale_inv_ptr);
+  switch (i) {
+    case kKScale: return reinterpret_cast<uintptr_t>(a.k_scale_inv_ptr);
+    case kVScale: return reinterpret_cast<uintptr_t>(a.v_scale_inv_ptr);
+    case kKAmax: return reinterpret_cast<uintptr_t>(a.k_amax);
+    default: return reinterpret_cast<uintptr_t>(a.v_amax);
+  }
+}
+bool per_head(const mlakv_pack_args& a) { return a.scale_granularity == MLAKV_SCALE_PER_HEAD; }
+// floats in each scale / amax array as the library reads them: 1, or h per head (-1: h unknown)
+int64_t aux_count(const mlakv_pack_args& a) {
+  if (!per_head(a)) return 1;
+  return a.k_nope.ndim >= 2 && a.k_nope.ndim <= MLAKV_MAX_RANK && a.k_nope.shape[1] >= 0 ? a.k_nope.shape[1] : -1;
 }
 
 bool in_dtype_ok(int32_t d) { return d == MLAKV_DTYPE_BF16 || d == MLAKV_DTYPE_FP16 || d == MLAKV_DTYPE_FP32; }
@@ -352,31 +417,37 @@ Geo geo_tensor(const mlakv_tensor& t) {
   g.in_arena = p && g.blo >= 0 && g.bhi <= i128(kArena);
   return g;
 }
-Geo geo_scale(const float* ptr) {
+// A scale or amax array of n floats (n < 0: unknown).
+Geo geo_aux(uintptr_t p, int64_t n) {
   Geo g;
-  g.known = true;
   g.es = 4;
-  if (!ptr) { g.empty = true; g.in_arena = true; return g; }
-  g.blo = arena_off(reinterpret_cast<uintptr_t>(ptr));
-  g.bhi = g.blo + 4;
+  if (n < 0) return g;
+  g.known = true;
+  if (!p || n == 0) { g.empty = true; g.in_arena = true; return g; }
+  g.hi = n - 1;
+  g.blo = arena_off(p);
+  g.bhi = sadd(g.blo, smul(n, 4));
   g.in_arena = g.blo >= 0 && g.bhi <= i128(kArena);
   return g;
+}
+Geo geo_op(const mlakv_pack_args& a, int i) {
+  return i < 5 ? geo_tensor(tensor(a, i)) : geo_aux(op_ptr(a, i), aux_count(a));
 }
 
 // ---- byte ownership over the arena (brute force) ----------------------------------------------------------
 struct ByteMap {
   std::vector<uint32_t> stamp = std::vector<uint32_t>(kArena, 0);
-  std::vector<uint8_t> bits = std::vector<uint8_t>(kArena, 0);
+  std::vector<OpBits> bits = std::vector<OpBits>(kArena, 0);
   std::vector<int32_t> row[2] = {std::vector<int32_t>(kArena), std::vector<int32_t>(kArena)};
   uint32_t gen = 0;
   void clear() {
     if (++gen == 0) { std::fill(stamp.begin(), stamp.end(), 0u); gen = 1; }
   }
-  uint8_t& at(size_t i) {
+  OpBits& at(size_t i) {
     if (stamp[i] != gen) { stamp[i] = gen; bits[i] = 0; row[0][i] = row[1][i] = -1; }
     return bits[i];
   }
-  uint8_t get(size_t i) const { return stamp[i] == gen ? bits[i] : 0; }
+  OpBits get(size_t i) const { return stamp[i] == gen ? bits[i] : 0; }
 };
 ByteMap& bytemap() {
   static ByteMap b;
@@ -386,7 +457,7 @@ constexpr i128 kBruteLimit = i128(1) << 22;
 
 // Marks every byte of a tensor's elements (dims of stride 0 or extent 1 collapsed: same bytes).
 // false if too many elements to enumerate.
-bool mark_input(const mlakv_tensor& t, const Geo& g, uint8_t b) {
+bool mark_input(const mlakv_tensor& t, const Geo& g, OpBits b) {
   if (g.empty) return true;
   int64_t n[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
   int k = 0;
@@ -413,6 +484,8 @@ struct Verdict {
   bool nonempty = false, empty = false;  // definitely (all ranks valid, extents agree on it)
   bool in_arena = false;                 // every operand's bytes in the arena: mlakv_pack_fp8 may be called
   bool brute = false, overlap = false, alias[2] = {false, false};
+  bool scale_shared = false;  // (brute force) a scale array shares bytes with an input or the other one
+  std::string overlap_what;   // (brute force) the first shared byte found: whose
   Geo g[kOps];
   void need(int st, const std::string& why) { must |= bit(st); notes += "\n    must " + status_name(st) + ": " + why; }
   void maybe(int st) { may |= bit(st); }
@@ -444,9 +517,7 @@ Verdict analyze(const Call& c, bool table_set) {
   Verdict v;
   const mlakv_pack_args& a = c.a;
   Mem& m = mem();
-  for (int i = 0; i < 5; ++i) v.g[i] = geo_tensor(tensor(a, i));
-  v.g[5] = geo_scale(a.k_scale_inv_ptr);
-  v.g[6] = geo_scale(a.v_scale_inv_ptr);
+  for (int i = 0; i < kOps; ++i) v.g[i] = geo_op(a, i);
   v.in_arena = true;
   for (int i = 0; i < kOps; ++i) v.in_arena = v.in_arena && v.g[i].known && v.g[i].in_arena;
 
@@ -465,12 +536,10 @@ Verdict analyze(const Call& c, bool table_set) {
   if (a.pdl < MLAKV_PDL_AUTO || a.pdl > MLAKV_PDL_OFF) v.need(MLAKV_ERR_INVALID_ARGUMENT, "pdl " + std::to_string(a.pdl));
   if (a.flags & ~MLAKV_FLAGS_KNOWN) v.need(MLAKV_ERR_INVALID_ARGUMENT, "unknown flag bits");
   if (a.device != 0) v.maybe(MLAKV_ERR_DEVICE);
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
-  // (0.2 fields: only their defaults and invalid values are generated: the mutations in build())
+  // the 0.2 fields (checked with the enums, for empty calls too)
   if (a.scale_granularity != MLAKV_SCALE_PER_TENSOR && a.scale_granularity != MLAKV_SCALE_PER_HEAD)
     v.need(MLAKV_ERR_INVALID_ARGUMENT, "scale_granularity " + std::to_string(a.scale_granularity));
   if (a.reserved) { v.need(MLAKV_ERR_INVALID_ARGUMENT, "reserved is not 0"); v.maybe(MLAKV_ERR_STRUCT_SIZE); }
-#endif
 
   // dtypes
   const int32_t idt = a.k_nope.dtype, odt = a.k_out.dtype;
@@ -551,14 +620,27 @@ Verdict analyze(const Call& c, bool table_set) {
     if (t.shape[last] > 1 && t.strides[last] != 1) fact(MLAKV_ERR_STRIDE, nm + " inner stride " + std::to_string(t.strides[last]));
     if (g.known && !g.empty) {
       if (g.span() > kSpanMax) fact(MLAKV_ERR_SIZE_OVERFLOW, nm + " spans more than 2^57 bytes");
-      if (p && sadd(i128(p), smul(g.hi + 1, g.es)) > i128(UINTPTR_MAX) + 1) fact(MLAKV_ERR_SIZE_OVERFLOW, nm + " runs past the address space");
+      const i128 end = sadd(i128(p), smul(g.hi + 1, g.es));
+      if (p && end > kTopEnd) fact(MLAKV_ERR_SIZE_OVERFLOW, nm + " runs past the address space");
+      else if (p && end == kTopEnd) v.maybe(MLAKV_ERR_SIZE_OVERFLOW);
       if (p && sadd(i128(p), smul(g.lo, g.es)) < 0) v.maybe(MLAKV_ERR_SIZE_OVERFLOW);
     }
   }
-  for (int i = 5; i < 7; ++i) {
+  // scale and amax arrays: 1 float each, or h per head
+  const int64_t n_aux = aux_count(a);
+  for (int i = kKScale; i <= kVAmax; ++i) {
     const uintptr_t p = op_ptr(a, i);
-    if (p % 4) fact(MLAKV_ERR_ALIGNMENT, std::string(kOpName[i]) + " misaligned");
-    if (p > UINTPTR_MAX - 3) fact(MLAKV_ERR_SIZE_OVERFLOW, std::string(kOpName[i]) + " runs past the address space");
+    const std::string nm = kOpName[i];
+    if (!p) {
+      if (per_head(a) && (i == kKScale || i == kVScale)) fact(MLAKV_ERR_NULL_POINTER, nm + " is NULL with per-head scales");
+      continue;
+    }
+    if (p % 4) fact(MLAKV_ERR_ALIGNMENT, nm + " misaligned");
+    if (n_aux > 0) {
+      const i128 end = sadd(i128(p), smul(n_aux, 4));
+      if (end > kTopEnd) fact(MLAKV_ERR_SIZE_OVERFLOW, nm + " runs past the address space");
+      else if (end == kTopEnd) v.maybe(MLAKV_ERR_SIZE_OVERFLOW);
+    }
   }
 
   // overlap and aliasing, by brute force over the arena
@@ -576,29 +658,48 @@ Verdict analyze(const Call& c, bool table_set) {
         (t.shape[2] <= 1 || t.strides[2] == 1))
       v.alias[o] = true;
   }
+  // Every operand's bytes get its bit: the inputs and the scale arrays (read-only: they may share bytes
+  // with each other) first, then the outputs (k_amax, v_amax, k_out, v_out), each checked against every
+  // bit already there, so that any byte an output shares with any other operand is found.
   ByteMap& bm = bytemap();
   bm.clear();
   bool feasible = !v.alias[0] && !v.alias[1];
-  const uint8_t kInBits = 1 | 2 | 4 | 32 | 64;
-  for (int i = 0; i < 3; ++i) feasible &= mark_input(tensor(a, i), v.g[i], uint8_t(1u << i));
-  for (int i = 5; i < 7; ++i)
-    if (!v.g[i].empty)
-      for (int e = 0; e < 4; ++e) bm.at(size_t(v.g[i].blo + e)) |= uint8_t(1u << i);
+  for (int i = 0; i < 3; ++i) feasible &= mark_input(tensor(a, i), v.g[i], OpBits(1u << i));
+  auto shared = [&](int mine, OpBits b, size_t off) {
+    if (v.overlap) return;
+    v.overlap = true;
+    int other = 0;
+    while (!((b >> other) & 1) || other == mine) ++other;
+    v.overlap_what = std::string(kOpName[mine]) + " and " + kOpName[other] + " share arena+" + std::to_string(off);
+  };
+  for (int i : {kKScale, kVScale, kKAmax, kVAmax}) {
+    const Geo& g = v.g[i];
+    if (g.empty || !feasible) continue;
+    const OpBits mine = OpBits(1u << i);
+    for (i128 x = g.blo; x < g.bhi; ++x) {
+      OpBits& b = bm.at(size_t(x));
+      if (b & ~mine) {
+        if (is_output(i)) shared(i, b, size_t(x));
+        else v.scale_shared = true;
+      }
+      b |= mine;
+    }
+  }
   for (int o = 0; o < 2 && feasible; ++o) {
     const mlakv_tensor& t = tensor(a, 3 + o);
     const Geo& g = v.g[3 + o];
     if (g.empty) continue;
     const int64_t n0 = t.shape[0], n1 = t.shape[1], n2 = t.shape[2];
     if (smul(smul(n0, n1), n2) > kBruteLimit) { feasible = false; break; }
-    const uint8_t mine = uint8_t(1u << (3 + o)), others = uint8_t(kInBits | (o ? 8 : 0));
+    const OpBits mine = OpBits(1u << (3 + o)), others = OpBits(kAllOps & ~mine);
     const i128 base = arena_off(reinterpret_cast<uintptr_t>(t.data));
     for (int64_t t0 = 0; t0 < n0; ++t0)
       for (int64_t h0 = 0; h0 < n1; ++h0) {
         const int32_t id = int32_t(t0 * n1 + h0);
         for (int64_t i = 0; i < n2; ++i) {
           const size_t off = size_t(base + i128(t0) * t.strides[0] + i128(h0) * t.strides[1] + i128(i) * t.strides[2]);
-          uint8_t& b = bm.at(off);
-          if (b & others) v.overlap = true;
+          OpBits& b = bm.at(off);
+          if (b & others) shared(3 + o, b, off);
           if ((b & mine) && bm.row[o][off] != id) v.alias[o] = true;
           b |= mine;
           bm.row[o][off] = id;
@@ -612,7 +713,7 @@ Verdict analyze(const Call& c, bool table_set) {
     return v;
   }
   v.brute = true;
-  if (v.overlap) fact(MLAKV_ERR_OVERLAP, "an output shares a byte with another operand");
+  if (v.overlap) fact(MLAKV_ERR_OVERLAP, "an output shares a byte with another operand: " + v.overlap_what);
   return v;
 }
 
@@ -648,24 +749,49 @@ uint32_t read_raw(const std::vector<uint8_t>& a, i128 off, int es) {
   return r;
 }
 
-// want = snap with every output byte of the (accepted, non-empty, in-arena) call written; the written
-// offsets go to *written.
-void expected_arena(const mlakv_pack_args& a, std::vector<uint32_t>* written) {
+float snap_f32(i128 off) {
+  float f;
+  std::memcpy(&f, mem().snap.data() + size_t(off), 4);
+  return f;
+}
+
+// The amax rule of mlakv.h, from its text: |x| of every non-NaN input widened to fp32 (-0 becomes +0),
+// the largest as a float (+0 when there is none), combined with the stored float as int32 bit patterns.
+struct AmaxAcc {
+  float m = 0.0f;
+  void see(float x) {
+    if (std::isnan(x)) return;
+    const float y = std::fabs(x);
+    if (y > m) m = y;
+  }
+};
+uint32_t amax_store(uint32_t old_bits, float m) {
+  const int32_t o = int32_t(old_bits), n = int32_t(tu::f32_bits(m));
+  return uint32_t(o > n ? o : n);
+}
+
+// want = snap with every output byte of the (accepted, non-empty, in-arena) call written and every amax
+// float accumulated; the written output offsets (not the amax arrays) go to *written. Returns the number of
+// amax floats.
+int64_t expected_arena(const mlakv_pack_args& a, std::vector<uint32_t>* written) {
   Mem& m = mem();
   m.want = m.snap;
   EncodeMemo& q = encode_memo();
   const mlakv_dtype odt = a.k_out.dtype;
   const mlakv_dtype dt = a.k_nope.dtype;
   const int es = tu::dtype_size(dt);
-  auto scale = [&](const float* p, float host) {
-    if (!p) return host;
-    float f;
-    std::memcpy(&f, m.snap.data() + size_t(arena_off(reinterpret_cast<uintptr_t>(p))), 4);
-    return f;
-  };
-  const float ks = scale(a.k_scale_inv_ptr, a.k_scale_inv), vs = scale(a.v_scale_inv_ptr, a.v_scale_inv);
-  auto Q = [&](i128 off, float mul) { return q.encode(odt, tu::widen(dt, read_raw(m.snap, off, es)) * mul); };
   const int64_t s = a.k_nope.shape[0], h = a.k_nope.shape[1], dn = a.k_nope.shape[2], dv = a.v.shape[2];
+  const bool ph = per_head(a);
+  // the multipliers of each head: per head from the arrays' bytes, per tensor the pointer's float or the
+  // host float
+  std::vector<float> km(static_cast<size_t>(h)), vm(static_cast<size_t>(h));
+  for (int64_t j = 0; j < h; ++j) {
+    const i128 e = ph ? i128(j) * 4 : 0;
+    km[size_t(j)] = a.k_scale_inv_ptr ? snap_f32(arena_off(op_ptr(a, kKScale)) + e) : a.k_scale_inv;
+    vm[size_t(j)] = a.v_scale_inv_ptr ? snap_f32(arena_off(op_ptr(a, kVScale)) + e) : a.v_scale_inv;
+  }
+  auto X = [&](i128 off) { return tu::widen(dt, read_raw(m.snap, off, es)); };
+  auto Q = [&](i128 off, float mul) { return q.encode(odt, X(off) * mul); };
   const int last_pe = a.k_pe.ndim - 1;
   const int64_t dr = a.k_pe.shape[last_pe];
   const i128 kn = arena_off(op_ptr(a, 0)), kp = arena_off(op_ptr(a, 1)), vv = arena_off(op_ptr(a, 2)),
@@ -675,23 +801,52 @@ void expected_arena(const mlakv_pack_args& a, std::vector<uint32_t>* written) {
   const int64_t* vs_ = a.v.strides;
   const int64_t* os = a.k_out.strides;
   const int64_t* ws = a.v_out.strides;
+  auto kn_at = [&](int64_t t, int64_t hh, int64_t i) { return kn + (i128(t) * ks_[0] + i128(hh) * ks_[1] + i128(i) * ks_[2]) * es; };
+  auto kp_at = [&](int64_t t, int64_t i) { return kp + (i128(t) * ps[0] + i128(i) * ps[last_pe]) * es; };
+  auto v_at = [&](int64_t t, int64_t hh, int64_t i) { return vv + (i128(t) * vs_[0] + i128(hh) * vs_[1] + i128(i) * vs_[2]) * es; };
   written->clear();
   for (int64_t t = 0; t < s; ++t)
     for (int64_t hh = 0; hh < h; ++hh) {
+      const float kmul = km[size_t(hh)], vmul = vm[size_t(hh)];
       for (int64_t i = 0; i < dn + dr; ++i) {
-        const i128 in = i < dn ? kn + (i128(t) * ks_[0] + i128(hh) * ks_[1] + i128(i) * ks_[2]) * es
-                               : kp + (i128(t) * ps[0] + i128(i - dn) * ps[last_pe]) * es;
+        const i128 in = i < dn ? kn_at(t, hh, i) : kp_at(t, i - dn);
         const size_t off = size_t(ko + i128(t) * os[0] + i128(hh) * os[1] + i128(i) * os[2]);
-        m.want[off] = Q(in, ks);
+        m.want[off] = Q(in, kmul);
         written->push_back(uint32_t(off));
       }
       for (int64_t i = 0; i < dv; ++i) {
-        const i128 in = vv + (i128(t) * vs_[0] + i128(hh) * vs_[1] + i128(i) * vs_[2]) * es;
         const size_t off = size_t(vo + i128(t) * ws[0] + i128(hh) * ws[1] + i128(i) * ws[2]);
-        m.want[off] = Q(in, vs);
+        m.want[off] = Q(v_at(t, hh, i), vmul);
         written->push_back(uint32_t(off));
       }
     }
+
+  // amax: per head j over head j's elements (and, for K, all of k_pe); per tensor over everything
+  const int64_t n = ph ? h : 1;
+  int64_t floats = 0;
+  for (int which = 0; which < 2; ++which) {
+    const uintptr_t p = op_ptr(a, which ? kVAmax : kKAmax);
+    if (!p) continue;
+    AmaxAcc pe;  // k_pe counts for every head
+    if (!which)
+      for (int64_t t = 0; t < s; ++t)
+        for (int64_t i = 0; i < dr; ++i) pe.see(X(kp_at(t, i)));
+    for (int64_t j = 0; j < n; ++j) {
+      AmaxAcc acc = which ? AmaxAcc() : pe;
+      for (int64_t hh = ph ? j : 0; hh < (ph ? j + 1 : h); ++hh)
+        for (int64_t t = 0; t < s; ++t) {
+          if (which) for (int64_t i = 0; i < dv; ++i) acc.see(X(v_at(t, hh, i)));
+          else for (int64_t i = 0; i < dn; ++i) acc.see(X(kn_at(t, hh, i)));
+        }
+      const size_t off = size_t(arena_off(p) + i128(j) * 4);
+      uint32_t old_bits;
+      std::memcpy(&old_bits, m.snap.data() + off, 4);
+      const uint32_t nb = amax_store(old_bits, acc.m);
+      std::memcpy(m.want.data() + off, &nb, 4);
+      ++floats;
+    }
+  }
+  return floats;
 }
 
 // ---- reporting ---------------------------------------------------------------------------------------------
@@ -725,10 +880,21 @@ std::string call_text(const Call& c) {
   s += "  k_scale_inv_ptr " + ptr_text(op_ptr(a, 5)) + " v_scale_inv_ptr " + ptr_text(op_ptr(a, 6)) + "\n";
   s += "  backend " + std::to_string(a.backend) + " device " + std::to_string(a.device) + " stream " +
        ptr_text(reinterpret_cast<uintptr_t>(a.stream)) + " pdl " + std::to_string(a.pdl) + " flags " + std::to_string(a.flags) + "\n";
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
   s += "  scale_granularity " + std::to_string(a.scale_granularity) + " reserved " + std::to_string(a.reserved) +
        " k_amax " + ptr_text(reinterpret_cast<uintptr_t>(a.k_amax)) + " v_amax " + ptr_text(reinterpret_cast<uintptr_t>(a.v_amax)) + "\n";
-#endif
+  // the floats at the scale and amax pointers before the call (up to 8 of each)
+  const int64_t n = aux_count(a);
+  for (int i = kKScale; i <= kVAmax; ++i) {
+    const Geo g = geo_aux(op_ptr(a, i), n < 0 ? 0 : n);
+    if (g.empty || !g.in_arena) continue;
+    s += "  " + std::string(kOpName[i]) + " before the call:";
+    for (i128 x = g.blo; x < g.bhi && x < g.blo + 32; x += 4) {
+      float f;
+      std::memcpy(&f, mem().snap.data() + size_t(x), 4);
+      s += " " + float_text(f);
+    }
+    s += g.bhi - g.blo > 32 ? " ...\n" : "\n";
+  }
   return s;
 }
 
@@ -811,7 +977,8 @@ void check_arena(const Ctx& x, const Call& c, const Verdict& v, int sp, int sk, 
 int check_call(const Call& c, Ctx& x, std::vector<uint32_t>* written) {
   Mem& m = mem();
   written->clear();
-  const Verdict v = analyze(effective(c), x.table_set);
+  const Call ec = effective(c);  // as the library sees it
+  const Verdict v = analyze(ec, x.table_set);
   const StructBuf sb = write_struct(c);
   std::memcpy(m.snap.data(), m.arena, kArena);
   g_count.calls++;
@@ -846,6 +1013,12 @@ int check_call(const Call& c, Ctx& x, std::vector<uint32_t>* written) {
              text.find(x.table_set ? " table=set" : " table=built-in") == std::string::npos) {
     fail(x, &c, &v, sp, kNotCalled, std::string("the plan does not name the table in force (") +
          (x.table_set ? "set" : "built-in") + "): " + text);
+  } else if (text.rfind("backend=reference", 0) == 0) {
+    const mlakv_pack_args& e = ec.a;
+    const std::string want = std::string(" scales=") + (per_head(e) ? "per-head" : "per-tensor") + " amax=" +
+                             (e.k_amax ? (e.v_amax ? "k,v" : "k") : e.v_amax ? "v" : "none") + " ";
+    if (text.find(want) == std::string::npos)
+      fail(x, &c, &v, sp, kNotCalled, "the plan does not say" + want + "(the granularity and amax arrays of the call): " + text);
   }
   check_arena(x, c, v, sp, kNotCalled, m.snap, "mlakv_pack_fp8_plan changed the arena");
   if (!struct_intact(sb)) fail(x, &c, &v, sp, kNotCalled, "mlakv_pack_fp8_plan changed the argument struct");
@@ -860,6 +1033,10 @@ int check_call(const Call& c, Ctx& x, std::vector<uint32_t>* written) {
   }
   const int st = sk == kNotCalled ? sp : sk;
   g_count.count(st);
+  static const bool trace = std::getenv("MLAKV_FUZZ_TRACE") && std::strcmp(std::getenv("MLAKV_FUZZ_TRACE"), "0") != 0;
+  if (trace)
+    std::fprintf(stderr, "fuzz_pack: %s %d: %s%s%s%s\n", x.label, x.step, status_name(st).c_str(), sk == kNotCalled ? " (plan only)" : "",
+                 st != MLAKV_OK ? ": " : "", st != MLAKV_OK ? mlakv_last_error() : "");
   const bool arena_same = std::memcmp(m.arena, m.snap.data(), kArena) == 0;
   const std::string arena_note = arena_same ? " (the arena is unchanged)" : " (and the arena changed)";
   if (sk != kNotCalled && !struct_intact(sb)) fail(x, &c, &v, sp, sk, "mlakv_pack_fp8 changed the argument struct");
@@ -879,9 +1056,11 @@ int check_call(const Call& c, Ctx& x, std::vector<uint32_t>* written) {
     if (sk != MLAKV_OK) {
       check_arena(x, c, v, sp, sk, m.snap, "rejected, but the arena changed");
     } else if (v.nonempty && v.brute) {
-      expected_arena(effective(c).a, written);
-      check_arena(x, c, v, sp, sk, m.want, "accepted, wrong output bytes or bytes written outside the outputs");
+      const int64_t floats = expected_arena(ec.a, written);
+      check_arena(x, c, v, sp, sk, m.want, "accepted, wrong output bytes, wrong amax floats or bytes written outside the outputs");
       g_count.verified++;
+      if (per_head(ec.a)) g_count.ph_verified++;
+      if (floats) { g_count.amax_verified++; g_count.amax_floats += uint64_t(floats); }
     } else {
       check_arena(x, c, v, sp, sk, m.snap, "accepted an empty call, but the arena changed");
     }
@@ -889,6 +1068,9 @@ int check_call(const Call& c, Ctx& x, std::vector<uint32_t>* written) {
   if (st == MLAKV_OK) {
     g_count.accepted++;
     if (v.empty) g_count.accepted_empty++;
+    if (!v.empty && per_head(ec.a)) g_count.ph_accepted++;
+    if (!v.empty && (ec.a.k_amax || ec.a.v_amax)) g_count.amax_accepted++;
+    if (v.scale_shared) g_count.scale_shared++;
   }
   return st;
 }
@@ -982,10 +1164,67 @@ void fill_arena(const Call& c, uint8_t fill, int mode, uint64_t seed) {
       std::memcpy(ar + size_t(x), &raw, size_t(es));
     }
   }
-  const float vals[2] = {c.kmem, c.vmem};
-  for (int i = 5; i < 7; ++i) {
-    const Geo g = geo_scale(i == 5 ? c.a.k_scale_inv_ptr : c.a.v_scale_inv_ptr);
-    if (!g.empty && g.in_arena) std::memcpy(ar + size_t(g.blo), &vals[i - 5], 4);
+  // then the scale arrays (over any input bytes they share), then the amax arrays' initial floats; each
+  // float that lies in the arena (a mutated pointer may have moved an array partly out of it)
+  auto put = [&](uintptr_t p, const void* src, size_t n) {
+    if (!p) return;
+    const i128 o = arena_off(p);
+    for (size_t k = 0; k < n; ++k)
+      if (o + i128(4 * k) >= 0 && o + i128(4 * k) + 4 <= i128(kArena))
+        std::memcpy(ar + size_t(o + i128(4 * k)), static_cast<const uint8_t*>(src) + 4 * k, 4);
+  };
+  put(op_ptr(c.a, kKScale), c.kmem.data(), c.kmem.size());
+  put(op_ptr(c.a, kVScale), c.vmem.data(), c.vmem.size());
+  put(op_ptr(c.a, kKAmax), c.kamax0.data(), c.kamax0.size());
+  put(op_ptr(c.a, kVAmax), c.vamax0.data(), c.vamax0.size());
+}
+
+// A per-head multiplier of head j (psv: the input's mode; see the input format).
+float head_scale(tu::Rng& r, uint8_t psv, int64_t j, bool v, float per_tensor) {
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  static const float special[] = {0.0f, -0.0f, -1.5f, std::numeric_limits<float>::quiet_NaN(), inf, -inf,
+                                  std::numeric_limits<float>::denorm_min(), 1e-40f, std::numeric_limits<float>::max()};
+  switch (psv % 8) {
+    case 0: return v ? std::ldexp(1.0f, 2 - int(j % 5)) : std::ldexp(1.0f, int(j % 7) - 3);
+    case 1: return per_tensor;
+    case 2: return kScaleSpecial[r.below(sizeof kScaleSpecial / sizeof kScaleSpecial[0])];
+    case 3: return tu::bits_f32(r.u32());
+    case 4: { const uint64_t x = r.next(); return fval(uint8_t(x), x >> 8); }
+    case 5:
+      if (j % 4 == 3) return special[r.below(sizeof special / sizeof special[0])];
+      return std::ldexp(1.0f, int(r.below(13)) - 6);
+    case 6: {
+      const float m = std::ldexp(1.0f + float(r.below(1u << 23)) / float(1u << 23), int(r.below(80)) - 40);
+      return (r.u32() & 1) ? -m : m;
+    }
+    default: return -std::ldexp(1.0f, int(r.below(13)) - 6);
+  }
+}
+
+// An initial amax float's bits (mode: the input's amax_init % 8, below 7).
+uint32_t amax_start(tu::Rng& r, int mode) {
+  if (mode == 5) {
+    const int pick = int(r.below(6));
+    if (pick == 4) return 0x7F800000u;  // +inf
+    if (pick == 5) return 0x80000000u;  // -0
+    mode = 1 + pick;
+  }
+  switch (mode) {
+    case 0: return 0;
+    case 1: return r.u32();
+    case 2: {  // negative: -0, -inf, a negative NaN, or a negative finite value
+      const uint32_t k = r.u32() % 8;
+      if (k == 0) return 0x80000000u;
+      if (k == 1) return 0xFF800000u;
+      if (k == 2) return 0xFFFFFFFFu;  // a negative NaN (int32 -1)
+      return tu::f32_bits(-std::ldexp(1.0f + float(r.below(256)) / 256.0f, int(r.below(40)) - 20));
+    }
+    case 3: return (r.u32() & 0x80000000u) | 0x7F800000u | ((r.u32() & 0x7FFFFFu) | 1u);  // NaN, either sign
+    case 4: return tu::f32_bits(std::ldexp(1.0f, int(r.below(24)) - 12));
+    default: {
+      static const uint32_t v[] = {0x7F800000u, 0x7F7FFFFFu, 0x80000000u, 0x00000001u};
+      return v[r.below(4)];
+    }
   }
 }
 
@@ -1042,6 +1281,24 @@ Call build(In& in, Setup* su) {
   su->fill_byte = in.u8();
   su->value_mode = in.u8();
   su->seed = in.u64();
+  // the 0.2 fields
+  const uint8_t v02 = in.u8();
+  const uint32_t gran_raw = in.u32(), res_raw = in.u32();
+  const uint8_t psv = in.u8(), amax_init = in.u8();
+  uint8_t aux_sel[4];
+  uint16_t aux_pos[4];
+  for (int k = 0; k < 4; ++k) { aux_sel[k] = in.u8(); aux_pos[k] = in.u16(); }
+  int32_t gran;
+  switch (v02 & 7) {
+    case 0: case 2: case 4: gran = MLAKV_SCALE_PER_TENSOR; break;
+    case 1: case 3: case 5: gran = MLAKV_SCALE_PER_HEAD; break;
+    case 6: gran = int32_t(gran_raw); break;
+    default: gran = kWild32[gran_raw % (sizeof kWild32 / sizeof kWild32[0])]; break;
+  }
+  const bool ph = gran == MLAKV_SCALE_PER_HEAD;
+  // the scale and amax arrays (k scale, v scale, k amax, v amax): which exist, and their floats
+  const bool has_aux[4] = {(ph || (scale_mode & 1)) && aux_sel[0] % 8 != 4, (ph || (scale_mode & 2)) && aux_sel[1] % 8 != 4,
+                           (v02 & 8) && aux_sel[2] % 8 != 4, (v02 & 16) && aux_sel[3] % 8 != 4};
 
   // strides (elements) of an [s, h, row] view with `pitch` elements per row slot
   auto strides3 = [&](int64_t pitch, bool head_major, int64_t* st, int64_t* sh) {
@@ -1061,23 +1318,24 @@ Call build(In& in, Setup* su) {
   strides3(out_i ? dk + dv : dv, out_hm, &vo_st, &vo_sh);
   if (nested) { ko_st = vo_st = kn_st * es; ko_sh = vo_sh = kn_sh * es; }
   const int64_t pe_st = bcast ? 0 : dr + pad_t;
-  // buffer sizes in bytes, in placement order
-  int64_t bytes[7];
+  // buffer sizes in bytes, in placement order (the scale and amax arrays placed elsewhere take none)
+  const int64_t n_aux = ph ? h : 1;
+  int64_t bytes[kOps];
   bytes[0] = elems3(kn_st, kn_sh, kv_i ? dn + dv : dn) * es;
   bytes[1] = s ? ((s - 1) * pe_st + dr) * es : 0;
   bytes[2] = kv_i ? 0 : elems3(v_st, v_sh, dv) * es;
   bytes[3] = nested ? 0 : elems3(ko_st, ko_sh, out_i ? dk + dv : dk);
   bytes[4] = out_i || nested ? 0 : elems3(vo_st, vo_sh, dv);
-  bytes[5] = (scale_mode & 1) ? 4 : 0;
-  bytes[6] = (scale_mode & 2) ? 4 : 0;
-  uintptr_t off[7];
+  for (int k = 0; k < 4; ++k) bytes[5 + k] = has_aux[k] && aux_sel[k] % 8 < 4 ? 4 * ((v02 & 128) ? 1 : n_aux) : 0;
+  const uint16_t gap[kOps] = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], aux_pos[2], aux_pos[3]};
+  uintptr_t off[kOps];
   uint64_t cursor = 0;
-  for (int i = 0; i < 7; ++i) {
+  for (int i = 0; i < kOps; ++i) {
     switch (place % 4) {
-      case 0: cursor = (cursor + uint64_t(g[i] % 8) * 64 + 63) & ~uint64_t(63); off[i] = uintptr_t(cursor); break;
-      case 1: cursor += g[i] % 64; off[i] = uintptr_t(cursor); break;
-      case 2: off[i] = g[i] % kArena; break;
-      default: off[i] = (g[i] % kArena) & ~uintptr_t(63); break;
+      case 0: cursor = (cursor + uint64_t(gap[i] % 8) * 64 + 63) & ~uint64_t(63); off[i] = uintptr_t(cursor); break;
+      case 1: cursor += gap[i] % 64; off[i] = uintptr_t(cursor); break;
+      case 2: off[i] = gap[i] % kArena; break;
+      default: off[i] = (gap[i] % kArena) & ~uintptr_t(63); break;
     }
     if (place % 4 < 2) cursor += uint64_t(bytes[i]);
   }
@@ -1093,10 +1351,52 @@ Call build(In& in, Setup* su) {
   const float host_dummy = (scale_mode & 4) ? std::numeric_limits<float>::quiet_NaN() : -7.0f;
   a.k_scale_inv = kval;
   a.v_scale_inv = vval;
-  c.kmem = kval;
-  c.vmem = vval;
-  if (scale_mode & 1) { a.k_scale_inv_ptr = static_cast<const float*>(P(off[5])); a.k_scale_inv = host_dummy; }
-  if (scale_mode & 2) { a.v_scale_inv_ptr = static_cast<const float*>(P(off[6])); a.v_scale_inv = host_dummy; }
+  a.scale_granularity = gran;
+  if ((v02 & 0x60) == 0x60) a.reserved = res_raw ? res_raw : 1u;
+  // the arrays: in the layout, at arena offsets, or inside another operand (placed last, so that the
+  // others are where they will be)
+  auto set_aux = [&](int k, void* p) {
+    switch (k) {
+      case 0: a.k_scale_inv_ptr = static_cast<const float*>(p); break;
+      case 1: a.v_scale_inv_ptr = static_cast<const float*>(p); break;
+      case 2: a.k_amax = static_cast<float*>(p); break;
+      default: a.v_amax = static_cast<float*>(p); break;
+    }
+  };
+  for (int k = 0; k < 4; ++k) {
+    if (!has_aux[k]) continue;
+    const int sel = aux_sel[k] % 8;
+    if (sel < 4) set_aux(k, P(off[5 + k]));
+    else if (sel == 6) set_aux(k, P((aux_pos[k] % kArena) & ~uintptr_t(3)));
+    else if (sel == 7) set_aux(k, P(aux_pos[k] % kArena));
+  }
+  for (int k = 0; k < 4; ++k) {
+    if (!has_aux[k] || aux_sel[k] % 8 != 5) continue;
+    const int target = ((aux_sel[k] >> 3) & 15) % kOps;
+    const Geo tg = geo_op(a, target);
+    uintptr_t o = aux_pos[k] % kArena;
+    if (target != 5 + k && tg.known && !tg.empty && tg.in_arena) o = uintptr_t(tg.blo + i128(aux_pos[k]) % (tg.bhi - tg.blo));
+    if (!(aux_sel[k] & 128)) o &= ~uintptr_t(3);
+    set_aux(k, P(o));
+  }
+  if (a.k_scale_inv_ptr) a.k_scale_inv = host_dummy;
+  if (a.v_scale_inv_ptr) a.v_scale_inv = host_dummy;
+  // what the arena holds there before the call
+  tu::Rng r(su->seed ^ 0x5CA1E5u);
+  c.kmem.assign(size_t(n_aux), kval);
+  c.vmem.assign(size_t(n_aux), vval);
+  if (ph)
+    for (int64_t j = 0; j < n_aux; ++j) {
+      c.kmem[size_t(j)] = head_scale(r, psv, j, false, kval);
+      c.vmem[size_t(j)] = head_scale(r, psv, j, true, vval);
+    }
+  if (amax_init % 8 != 7) {
+    for (int k = 0; k < 2; ++k) {
+      std::vector<uint32_t>& v = k ? c.vamax0 : c.kamax0;
+      v.resize(size_t(n_aux));
+      for (uint32_t& x : v) x = amax_start(r, amax_init % 8);
+    }
+  }
 
   switch (backend_sel % 8) {
     case 1: a.backend = MLAKV_BACKEND_AUTO; break;
@@ -1147,14 +1447,10 @@ Call build(In& in, Setup* su) {
       case 60: a.device = i32val(sub, val, a.device); break;
       case 61: a.pdl = i32val(sub, val, a.pdl); break;
       case 62: a.flags = uint32_t(i32val(sub, val, int32_t(a.flags))); break;
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
-      case 64: {  // never MLAKV_SCALE_PER_HEAD (no oracle for it here)
-        const int32_t g = i32val(sub, val, a.scale_granularity);
-        a.scale_granularity = g == MLAKV_SCALE_PER_HEAD ? MLAKV_SCALE_PER_TENSOR : g;
-        break;
-      }
+      case 64: a.scale_granularity = i32val(sub, val, a.scale_granularity); break;
       case 65: a.reserved = uint32_t(i32val(sub, val, int32_t(a.reserved))); break;
-#endif
+      case 66: a.k_amax = static_cast<float*>(ptrval(sub, val, a.k_amax)); break;
+      case 67: a.v_amax = static_cast<float*>(ptrval(sub, val, a.v_amax)); break;
       case 63: a.stream = reinterpret_cast<void*>(uintptr_t(val)); break;
       default: break;
     }
@@ -1270,7 +1566,6 @@ void table_api_edges(Ctx& x, uint32_t raw) {
 // header's struct), or nothing with STRUCT_SIZE below the 0.1 size or above 1 MiB; the 0.1 spelling
 // (the function, not the macro) fills exactly 456 bytes. Buffers end at a guard page.
 void check_init(Ctx& x, size_t S) {
-#ifdef MLAKV_PACK_ARGS_SIZE_0_1
   Mem& m = mem();
   const size_t B = S <= kStructCap ? ((S + 7) & ~size_t(7)) : kArgs;
   uint8_t* p = m.sregion + m.sregion_size - B;
@@ -1294,9 +1589,6 @@ void check_init(Ctx& x, size_t S) {
   ref.struct_size = MLAKV_PACK_ARGS_SIZE_0_1;
   if (std::memcmp(q, &ref, MLAKV_PACK_ARGS_SIZE_0_1) != 0)
     fail(x, nullptr, nullptr, 0, kNotCalled, "mlakv_pack_args_init (0.1) did not fill the 0.1 layout with its defaults");
-#else
-  (void)x; (void)S;
-#endif
 }
 
 int one_input(const uint8_t* data, size_t size);
@@ -1325,7 +1617,7 @@ int one_input(const uint8_t* data, size_t size) {
   Ctx x;
 
   // follow-up steps and the table come after the mutations
-  struct Step { uint8_t kind, mask; int16_t d[5], sd[2]; uint8_t ksel; uint32_t kraw; uint8_t vsel; uint32_t vraw; };
+  struct Step { uint8_t kind, mask; int16_t d[5], sd[2]; uint8_t ksel; uint32_t kraw; uint8_t vsel; uint32_t vraw, amode; int16_t ad[2]; };
   const int nsteps = (su.ctl0 >> 2) & 7;
   Step steps[7];
   for (int k = 0; k < nsteps; ++k) {
@@ -1335,6 +1627,8 @@ int one_input(const uint8_t* data, size_t size) {
     for (int16_t& d : s.d) d = int16_t(in.u16());
     for (int16_t& d : s.sd) d = int16_t(in.u16());
     s.ksel = in.u8(); s.kraw = in.u32(); s.vsel = in.u8(); s.vraw = in.u32();
+    s.amode = in.u8();
+    for (int16_t& d : s.ad) d = int16_t(in.u16());
   }
   if (su.ctl0 & 3) set_table(in, x, su.ctl0 & 3, su.ctl1);
   if (su.ctl1 & 2) table_api_edges(x, uint32_t(su.seed));
@@ -1400,6 +1694,18 @@ int one_input(const uint8_t* data, size_t size) {
             reinterpret_cast<uintptr_t>(n.a.v_scale_inv_ptr ? n.a.v_scale_inv_ptr : static_cast<const float*>(at_off(0))) + uintptr_t(int64_t(s.sd[1])));
     }
     if (kind == 3 || (s.kind & 64)) n.a.stream = reinterpret_cast<void*>(uintptr_t(s.kraw) * 8);
+    // amax pointers (only pointers differ: the plan cache's rebind path) and the granularity (a new
+    // geometry); the amax arrays keep what earlier calls accumulated there
+    for (int k = 0; k < 2; ++k) {
+      if (!(s.amode >> k & 1)) continue;
+      float*& p = k ? n.a.v_amax : n.a.k_amax;
+      const int64_t d = (s.amode & 8) ? int64_t(s.ad[k]) * 4 : int64_t(s.ad[k]);
+      if (s.ad[k] == 0) p = nullptr;
+      else if (!p) p = static_cast<float*>(at_off(uint16_t(s.ad[k]) % kArena));
+      else p = reinterpret_cast<float*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(d));
+    }
+    if ((s.amode & 4) && (n.a.scale_granularity == MLAKV_SCALE_PER_TENSOR || n.a.scale_granularity == MLAKV_SCALE_PER_HEAD))
+      n.a.scale_granularity = n.a.scale_granularity == MLAKV_SCALE_PER_HEAD ? MLAKV_SCALE_PER_TENSOR : MLAKV_SCALE_PER_HEAD;
     g_count.followups++;
     std::vector<uint32_t> w;
     check_call(n, x, &w);
