@@ -13,9 +13,18 @@
 // `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
 //
 //   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]
+//   mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--json FILE]
 //   (--only keeps the sweep candidates whose name contains one of the parts; --no-host skips the
 //   host-cost section; --table installs a dispatch table from a file first, as
 //   mlakv_dispatch_table_set would)
+//   --ext: only the cost of per-head scales and amax (issue 15), in one process: per-tensor,
+//   per-head, per-tensor + amax and per-head + amax (amax in steady state: the arrays already hold
+//   the maximum, as in a calibration), and per-head + amax zeroed before every call (a memset node
+//   before each call, against per-tensor after the same memset), each a graph of calls on the same
+//   buffers (L2 warm), the modes interleaved over --rounds rounds (default 30) in rotating order;
+//   overheads are the medians of the per-round differences against per-tensor, in us and %, checked
+//   against the bars: per-head <= 1% at >= 100 MB moved and <= 0.05 us at s <= 64, amax <= 3% and
+//   <= 0.1 us. Default sizes: h in {16, 128} x s in {1, 8, 64, 1024, 4096, 16384}.
 #include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
 
@@ -236,7 +245,8 @@ double host_us_per_call(int n, const std::function<void()>& f) {
 
 struct Opts {
   std::vector<Size> sizes;
-  bool sweep = true, host = true;
+  bool sweep = true, host = true, ext = false;
+  int rounds = 30;
   std::string json_path, only, table_in;
 };
 
@@ -251,11 +261,17 @@ Opts parse_args(int argc, char** argv) {
     else if (a == "--only" && i + 1 < argc) o.only = argv[++i];
     else if (a == "--no-host") o.host = false;
     else if (a == "--table" && i + 1 < argc) o.table_in = argv[++i];
+    else if (a == "--ext") o.ext = true;
+    else if (a == "--rounds" && i + 1 < argc) o.rounds = std::max(3, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n");
+      std::fprintf(stderr,
+                   "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n"
+                   "       mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--json FILE]   (per-head scales and amax: overheads vs per-tensor)\n");
       std::exit(2);
     }
   }
+  if (o.sizes.empty() && o.ext)
+    o.sizes = parse_sizes("16:1,16:8,16:64,16:1024,16:4096,16:16384,128:1,128:8,128:64,128:1024,128:4096,128:16384");
   if (o.sizes.empty())
     o.sizes = parse_sizes(
         "16:1,16:2,16:3,16:4,16:8,16:16,16:64,16:128,16:384,16:1024,16:2048,16:4096,16:8192,16:16384,16:32768,"
@@ -473,6 +489,176 @@ void print_table(const std::vector<Row>& rows) {
   }
 }
 
+
+// ---- --ext: per-head scales and amax against per-tensor, same build, same buffers -------------------
+struct ExtRow {
+  Size z;
+  std::string plan_tensor, plan_head;
+  double us[6] = {0, 0, 0, 0, 0, 0};    // median us a call per mode
+  double diff[6] = {0, 0, 0, 0, 0, 0};  // median per-round difference against the mode's baseline
+};
+constexpr int kExtModes = 6;
+const char* const kExtNames[kExtModes] = {"per-tensor", "per-head", "tensor+amax", "head+amax", "tensor+memset",
+                                          "head+amax0"};
+// mode -> the mode it is compared with
+constexpr int kExtBase[kExtModes] = {0, 0, 0, 0, 4, 4};
+
+ExtRow ext_size(Timer& T, const Size& z, int rounds) {
+  ExtRow r;
+  r.z = z;
+  Set b;
+  const size_t kv_n = size_t(z.s * z.h * W);
+  CK(cudaMalloc(&b.kv, kv_n * 2));
+  CK(cudaMalloc(&b.pe, size_t(z.s * DR * 2)));
+  CK(cudaMalloc(&b.k, size_t(z.s * z.h * (DN + DR))));
+  CK(cudaMalloc(&b.v, size_t(z.s * z.h * DV)));
+  std::vector<uint16_t> host(kv_n);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
+  CK(cudaMemcpy(b.kv, host.data(), kv_n * 2, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
+  float *d_sc, *d_am;  // per-head multipliers (h for K, h for V), amax (h + h)
+  CK(cudaMalloc(&d_sc, size_t(2 * z.h) * 4));
+  CK(cudaMalloc(&d_am, size_t(2 * z.h) * 4));
+  std::vector<float> sc(size_t(2 * z.h));
+  for (int64_t j = 0; j < z.h; ++j) { sc[size_t(j)] = 1.0f / 0.0375f; sc[size_t(z.h + j)] = 1.0f / 0.021f; }
+  CK(cudaMemcpy(d_sc, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemset(d_am, 0, size_t(2 * z.h) * 4));
+  mlakv_pack_args a[kExtModes];
+  for (int m = 0; m < kExtModes; ++m) {
+    a[m] = make_args(z, b, d_sc, T.st);
+    const bool head = m == 1 || m == 3 || m == 5, amax = m == 2 || m == 3 || m == 5;
+    a[m].v_scale_inv_ptr = d_sc + (head ? z.h : 1);
+    a[m].scale_granularity = head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
+    if (amax) {
+      a[m].k_amax = d_am;
+      a[m].v_amax = d_am + (head ? z.h : 1);
+    }
+  }
+  char plan[512];
+  check(mlakv_pack_fp8_plan(&a[0], plan, sizeof plan, nullptr), "plan");
+  r.plan_tensor = plan;
+  check(mlakv_pack_fp8_plan(&a[3], plan, sizeof plan, nullptr), "plan");
+  r.plan_head = plan;
+  const double bytes = z.bytes();
+  const int calls = bytes > 200e6 ? 4 : (bytes > 20e6 ? 10 : 40);
+  // one graph a mode: `calls` calls (mode 4 and 5: each after a memset of the amax arrays)
+  cudaGraphExec_t ge[kExtModes];
+  for (int m = 0; m < kExtModes; ++m) {
+    cudaGraph_t g;
+    CK(cudaStreamBeginCapture(T.st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < calls; ++i) {
+      if (m >= 4) CK(cudaMemsetAsync(d_am, 0, size_t(2 * z.h) * 4, T.st));
+      check(mlakv_pack_fp8(&a[m]), "pack");
+    }
+    CK(cudaStreamEndCapture(T.st, &g));
+    CK(cudaGraphInstantiate(&ge[m], g, 0));
+    CK(cudaGraphDestroy(g));
+    CK(cudaGraphLaunch(ge[m], T.st));  // warm-up (and the amax arrays reach their steady state)
+  }
+  CK(cudaStreamSynchronize(T.st));
+  std::vector<double> t[kExtModes], d[kExtModes];
+  for (int round = 0; round < rounds; ++round) {
+    double now[kExtModes];
+    for (int j = 0; j < kExtModes; ++j) {
+      const int m = (j + round) % kExtModes;
+      float ms = 0;
+      CK(cudaEventRecord(T.e0, T.st));
+      CK(cudaGraphLaunch(ge[m], T.st));
+      CK(cudaEventRecord(T.e1, T.st));
+      CK(cudaEventSynchronize(T.e1));
+      CK(cudaEventElapsedTime(&ms, T.e0, T.e1));
+      now[m] = 1e3 * ms / calls;
+    }
+    for (int m = 0; m < kExtModes; ++m) {
+      t[m].push_back(now[m]);
+      d[m].push_back(now[m] - now[kExtBase[m]]);
+    }
+  }
+  auto med = [](std::vector<double> x) {
+    std::sort(x.begin(), x.end());
+    return x[x.size() / 2];
+  };
+  for (int m = 0; m < kExtModes; ++m) {
+    r.us[m] = med(t[m]);
+    r.diff[m] = med(d[m]);
+    CK(cudaGraphExecDestroy(ge[m]));
+  }
+  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); cudaFree(d_sc); cudaFree(d_am);
+  return r;
+}
+
+// Bars of issue 15 for mode m at size z (*us: at s <= 64; *frac: at >= 100 MB moved; a size between
+// the two regimes has none): per-head 0.05 us / 1%, amax 0.1 us / 3%, per-head + amax the two summed.
+bool ext_bar(int m, const Size& z, double* us, double* frac) {
+  if (m < 1 || m > 3) return false;
+  const double bar_us[4] = {0, 0.05, 0.1, 0.15}, bar_frac[4] = {0, 0.01, 0.03, 0.04};
+  *us = 0;
+  *frac = 0;
+  if (z.s <= 64) *us = bar_us[m];
+  else if (z.bytes() >= 100e6) *frac = bar_frac[m];
+  else return false;
+  return true;
+}
+
+// The row of a plan's text (after " | "): what runs.
+std::string plan_row(const std::string& plan) {
+  const size_t at = plan.find(" | ");
+  return at == std::string::npos ? plan : plan.substr(at + 3);
+}
+
+int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
+  std::vector<ExtRow> rows;
+  std::printf("per-head scales and amax vs per-tensor (DeepSeek dims, bf16 -> e4m3fn, graph replay of calls on the same "
+              "buffers, L2 warm; %d interleaved rounds; overhead = median per-round difference)\n", o.rounds);
+  for (const Size& z : o.sizes) {
+    rows.push_back(ext_size(T, z, o.rounds));
+    const ExtRow& r = rows.back();
+    std::printf("h=%-4lld s=%-6lld %8.2f MB  per-tensor %8.3f us | per-head %+7.3f us (%+6.2f%%) | tensor+amax %+7.3f us (%+6.2f%%) | "
+                "head+amax %+7.3f us (%+6.2f%%) | head+amax zeroed each call %+7.3f us vs memset+per-tensor %.3f\n",
+                (long long)z.h, (long long)z.s, z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
+                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[5], r.us[4]);
+    std::printf("  row: %s\n", plan_row(r.plan_tensor).c_str());
+    if (plan_row(r.plan_tensor) != plan_row(r.plan_head))  // a row holds for both instances or neither
+      std::printf("  NOTE: per-head + amax runs another row: %s\n", plan_row(r.plan_head).c_str());
+    std::fflush(stdout);
+  }
+  int fails = 0;
+  std::printf("\n| h | s | MB | per-tensor us | per-head +us (%%) | tensor+amax +us (%%) | head+amax +us (%%) | head+amax zeroed +us | bars |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (const ExtRow& r : rows) {
+    std::string bars;
+    for (int m = 1; m <= 3; ++m) {
+      double us, frac;
+      if (!ext_bar(m, r.z, &us, &frac)) continue;
+      const bool ok = frac > 0 ? r.diff[m] <= frac * r.us[0] : r.diff[m] <= us;
+      char b[96];
+      if (frac > 0) std::snprintf(b, sizeof b, "%s %s (<= %.0f%%) ", kExtNames[m], ok ? "ok" : "OVER", 100 * frac);
+      else std::snprintf(b, sizeof b, "%s %s (<= %.2f us) ", kExtNames[m], ok ? "ok" : "OVER", us);
+      bars += b;
+      fails += !ok;
+    }
+    std::printf("| %lld | %lld | %.2f | %.3f | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f | %s|\n", (long long)r.z.h,
+                (long long)r.z.s, r.z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
+                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[5], bars.empty() ? "(none at this size) " : bars.c_str());
+  }
+  std::printf("%s: %d over a bar\n", fails ? "EXT BARS FAILED" : "ext bars: all met", fails);
+  if (!o.json_path.empty()) {
+    std::FILE* f = std::fopen(o.json_path.c_str(), "w");
+    if (!f) { std::perror(o.json_path.c_str()); std::exit(1); }
+    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rounds\": %d, \"ext\": [\n", prop.name,
+                 prop.major * 10 + prop.minor, driver, mlakv_version_string(), o.rounds);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const ExtRow& r = rows[i];
+      std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f", (long long)r.z.h, (long long)r.z.s, r.z.bytes());
+      for (int m = 0; m < kExtModes; ++m) std::fprintf(f, ", \"%s_us\": %.4f, \"%s_extra_us\": %.4f", kExtNames[m], r.us[m], kExtNames[m], r.diff[m]);
+      std::fprintf(f, ", \"plan\": \"%s\"}%s\n", r.plan_head.c_str(), i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(f, "]}\n");
+    std::fclose(f);
+  }
+  return fails ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -486,6 +672,7 @@ int main(int argc, char** argv) {
               prop.multiProcessorCount, prop.l2CacheSize >> 20, driver, mlakv_version_string());
   Timer T;
   bench::warm_up(T.st);
+  if (o.ext) return run_ext(T, prop, driver, o);
   float* d_sc;
   CK(cudaMalloc(&d_sc, 8));
   const float sc[2] = {1.0f / 0.0375f, 1.0f / 0.021f};

@@ -29,56 +29,66 @@ using kern::Units;
 using kern::Params;
 using KernelFn = void (*)(Params);
 
-// ---- kernel instances: [variant][input type][format][unit layout][unroll 1/2/4]; general ignores
-// the last two; the split-k_pe and wide layouts (DS16S, DS32S, DS8W) exist with unroll 1 and 2 only
-// (nullptr for 4)
+// ---- kernel instances: [plain / ext][variant][input type][format][unit layout][unroll 1/2/4];
+// general ignores the unit layout and unroll; the split-k_pe and wide layouts (DS16S, DS32S, DS8W)
+// exist with unroll 1 and 2 only (nullptr for 4). ext: the bodies with per-head scales and amax
+// (src/gpu/pack_kernels.cuh), for calls that ask for either.
 constexpr int kUnrolls[3] = {1, 2, 4};
 constexpr int kUnits = kern::kUnitsCount;
 
-template <InType T, Fp8Format F, Units D, int U>
-struct FlatK { static constexpr KernelFn fn = kern::pack_flat<T, F, D, U>; };
-template <InType T, Fp8Format F, Units D, int U>
-struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D, U>; };
-template <InType T, Fp8Format F, Units D, int U>
-struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U>; };
-template <InType T, Fp8Format F, Units D, int U>
-struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F>; };
+template <InType T, Fp8Format F, Units D, int U, bool X>
+constexpr KernelFn flat_kernel() {
+  if constexpr (kern::flat_capped<T, F, D, U, X>()) return kern::pack_flat_ext_r32<T, F, D>;
+  else return kern::pack_flat<T, F, D, U, X>;
+}
+template <InType T, Fp8Format F, Units D, int U, bool X>
+struct FlatK { static constexpr KernelFn fn = flat_kernel<T, F, D, U, X>(); };
+template <InType T, Fp8Format F, Units D, int U, bool X>
+struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D, U, X>; };
+template <InType T, Fp8Format F, Units D, int U, bool X>
+struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U, X>; };
+template <InType T, Fp8Format F, Units D, int U, bool X>
+struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F, X>; };
 
 struct KernelTable {
-  KernelFn k[kVariantCount][3][4][kUnits][3];
+  KernelFn k[2][kVariantCount][3][4][kUnits][3];
   KernelTable() {
-    fill<FlatK>(kFlat);
-    fill<PersistK>(kPersist);
-    fill<Tile2dK>(kTile2d);
-    fill<GeneralK>(kGeneral);
+    fill<FlatK, false>(kFlat);
+    fill<PersistK, false>(kPersist);
+    fill<Tile2dK, false>(kTile2d);
+    fill<GeneralK, false>(kGeneral);
+    fill<FlatK, true>(kFlat);
+    fill<PersistK, true>(kPersist);
+    fill<Tile2dK, true>(kTile2d);
+    fill<GeneralK, true>(kGeneral);
   }
-  template <template <InType, Fp8Format, Units, int> class K>
+  template <template <InType, Fp8Format, Units, int, bool> class K, bool X>
   void fill(int v) {
-    fill_t<K, InType::BF16>(k[v][0]);
-    fill_t<K, InType::FP16>(k[v][1]);
-    fill_t<K, InType::FP32>(k[v][2]);
+    fill_t<K, X, InType::BF16>(k[X][v][0]);
+    fill_t<K, X, InType::FP16>(k[X][v][1]);
+    fill_t<K, X, InType::FP32>(k[X][v][2]);
   }
-  template <template <InType, Fp8Format, Units, int> class K, InType T>
+  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T>
   void fill_t(KernelFn (&o)[4][kUnits][3]) {
-    fill_f<K, T, Fp8Format::E4M3FN>(o[0]);
-    fill_f<K, T, Fp8Format::E5M2>(o[1]);
-    fill_f<K, T, Fp8Format::E4M3FNUZ>(o[2]);
-    fill_f<K, T, Fp8Format::E5M2FNUZ>(o[3]);
+    fill_f<K, X, T, Fp8Format::E4M3FN>(o[0]);
+    fill_f<K, X, T, Fp8Format::E5M2>(o[1]);
+    fill_f<K, X, T, Fp8Format::E4M3FNUZ>(o[2]);
+    fill_f<K, X, T, Fp8Format::E5M2FNUZ>(o[3]);
   }
-  template <template <InType, Fp8Format, Units, int> class K, InType T, Fp8Format F>
+  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T, Fp8Format F>
   void fill_f(KernelFn (&o)[kUnits][3]) {
-    fill_d<K, T, F, Units::DS16, true>(o[int(Units::DS16)]);
-    fill_d<K, T, F, Units::DS8, true>(o[int(Units::DS8)]);
-    fill_d<K, T, F, Units::V8, true>(o[int(Units::V8)]);
-    fill_d<K, T, F, Units::DS16S, false>(o[int(Units::DS16S)]);
-    fill_d<K, T, F, Units::DS32S, false>(o[int(Units::DS32S)]);
-    fill_d<K, T, F, Units::DS8W, false>(o[int(Units::DS8W)]);
+    fill_d<K, X, T, F, Units::DS16, true>(o[int(Units::DS16)]);
+    fill_d<K, X, T, F, Units::DS8, true>(o[int(Units::DS8)]);
+    fill_d<K, X, T, F, Units::V8, true>(o[int(Units::V8)]);
+    fill_d<K, X, T, F, Units::DS16S, false>(o[int(Units::DS16S)]);
+    fill_d<K, X, T, F, Units::DS32S, false>(o[int(Units::DS32S)]);
+    fill_d<K, X, T, F, Units::DS8W, false>(o[int(Units::DS8W)]);
   }
-  template <template <InType, Fp8Format, Units, int> class K, InType T, Fp8Format F, Units D, bool U4>
+  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T, Fp8Format F, Units D, bool U4>
   void fill_d(KernelFn (&o)[3]) {
-    o[0] = K<T, F, D, 1>::fn;
-    o[1] = K<T, F, D, 2>::fn;
-    if constexpr (U4) o[2] = K<T, F, D, 4>::fn;
+    o[0] = K<T, F, D, 1, X>::fn;
+    o[1] = K<T, F, D, 2, X>::fn;
+    if constexpr (U4) o[2] = K<T, F, D, 4, X>::fn;
     else o[2] = nullptr;
   }
 };
@@ -137,7 +147,7 @@ const Global& global() {
 }
 
 constexpr int kMaxDevices = 64;
-constexpr int kKernelSlots = kVariantCount * 3 * 4 * kUnits * 3;
+constexpr int kKernelSlots = 2 * kVariantCount * 3 * 4 * kUnits * 3;
 
 // A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
 // is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
@@ -223,7 +233,7 @@ DeviceInfo* device_info(int dev) {
     }
     DeviceGuard guard(dev);
     int max_threads = 0;
-    if (!guard.ok() || rt::kernel_limits(reinterpret_cast<const void*>(kernels().k[kFlat][0][0][0][0]), &max_threads,
+    if (!guard.ok() || rt::kernel_limits(reinterpret_cast<const void*>(kernels().k[0][kFlat][0][0][0][0]), &max_threads,
                                          &d.image_arch) != rt::kOk) {
       rt::clear_error();  // no image for this device in the fat binary
       return;
@@ -323,6 +333,12 @@ rt::Where classify(RangeCache& cache, const void* p, int device, int64_t bytes, 
 }
 
 mlakv_status check_memory(const PackProblem& p, uint32_t skip, std::string* why) {
+  // (a device that does not exist is the call's problem, not its memory's)
+  if (p.device >= global().count) {
+    *why = std::string(rt::kName) + " device " + std::to_string(p.device) + " does not exist (" +
+           std::to_string(global().count) + " present)";
+    return MLAKV_ERR_DEVICE;
+  }
   RangeCache* cache = nullptr;
   for (int i = 0; i < kOperandCount; ++i) {
     const Operand& o = p.op[i];
@@ -403,13 +419,17 @@ struct Choice {
   Units units = Units::V8;
   int64_t lanes = 0, pairs = 0;  // vector variants: threads a (token, head) row; rows x lanes
   int ui = 0;
-  KernelFn fn = nullptr;
+  KernelFn fn[2] = {nullptr, nullptr};  // the plain and the ext instance
+  bool runs[2] = {false, false};         // whether each can run the row (its registers allow the threads)
 };
 
 // Whether the row's variant can run p on device d, beyond the row's own conditions: the unit
 // layout, 32-bit pair indices, tile2d's grid limits, and the threads the kernel's registers allow
-// (a row never runs with fewer threads than it names). Fills *c. *device_error: dev could not be
-// made current to ask a kernel's limits.
+// (a row never runs with fewer threads than it names). The kernel is the call's instance: plain,
+// or ext for per-head scales or amax (more registers: a row of many threads may hold for one and
+// not the other). Fills *c, with whether the other instance could run the row too (a cached plan
+// can be rebound to it: pack()). *device_error: dev could not be made current to ask a kernel's
+// limits.
 bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* c, bool* device_error) {
   *c = Choice();
   if (r.variant != kGeneral) {
@@ -422,28 +442,38 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
   }
   c->ui = unroll_index(r.cfg.unroll);
   const int in = int(p.in_type), fmt = int(p.out_format), u = int(c->units);
-  c->fn = kernels().k[r.variant][in][fmt][u][c->ui];
-  if (!c->fn) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
-  const int cap = max_threads(d, p.device, (((r.variant * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui, c->fn);
-  if (!cap) {
-    *device_error = true;
-    return false;
+  const int want = p.per_head || p.has_amax() ? 1 : 0;
+  for (int x : {want, 1 - want}) {
+    c->fn[x] = kernels().k[x][r.variant][in][fmt][u][c->ui];
+    if (!c->fn[x]) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
+    const int cap =
+        max_threads(d, p.device, ((((x * kVariantCount + r.variant) * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui, c->fn[x]);
+    c->runs[x] = cap && r.cfg.threads <= (cap & ~31);
+    if (x == want && !cap) {
+      *device_error = true;
+      return false;
+    }
+    if (x == want && !c->runs[x]) return false;
   }
-  return r.cfg.threads <= (cap & ~31);
+  return true;
 }
 
 // ---- the launch --------------------------------------------------------------------------------
 
 // Everything pack() needs, computed once per distinct call.
 struct Launch {
-  KernelFn fn;
+  KernelFn fn[2];  // the plain and the ext instance of the row's kernel
+  bool runs[2];    // whether each can run the row (the one the plan was made for always can)
+  int ext;         // which one the call's arguments ask for (per-head scales or an amax pointer)
   dim3 grid, block;
   Params P;
 };
 static_assert(sizeof(Launch) <= sizeof(Plan::launch), "Plan::launch too small");
 
-// The fields of Params that change when only the call's buffers or scales do.
-void set_pointers(const PackProblem& p, Params* P) {
+// The fields of the launch that change when only the call's buffers or scales do (amax pointers
+// included: a cached plan may gain or lose them, and with them the ext instance).
+void set_pointers(const PackProblem& p, Launch* L) {
+  Params* P = &L->P;
   P->k_nope = static_cast<const char*>(p.in(kKNope));
   P->k_pe = static_cast<const char*>(p.in(kKPe));
   P->v = static_cast<const char*>(p.in(kV));
@@ -453,15 +483,19 @@ void set_pointers(const PackProblem& p, Params* P) {
   P->v_scale_inv_ptr = p.scale_ptr(kVScaleInv);
   P->k_scale_inv = p.k_scale_inv;
   P->v_scale_inv = p.v_scale_inv;
+  P->k_amax = p.amax(kKAmax);
+  P->v_amax = p.amax(kVAmax);
+  P->per_head = p.per_head ? 1 : 0;
+  L->ext = p.per_head || p.has_amax() ? 1 : 0;  // per-tensor calls without amax: the plain kernel
 }
 
-void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, &reinterpret_cast<Launch*>(plan->launch)->P); }
+void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, reinterpret_cast<Launch*>(plan->launch)); }
 
 // Kernel parameters, grid and block of the chosen row.
 void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, const DeviceInfo& d, Launch* L) {
   Params& P = L->P;
   P = Params();
-  set_pointers(p, &P);
+  set_pointers(p, L);
   const Operand* o = p.op;
   P.kn_st = o[kKNope].st; P.kn_sh = o[kKNope].sh; P.kp_st = o[kKPe].st;
   P.v_st = o[kV].st; P.v_sh = o[kV].sh;
@@ -492,16 +526,15 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
       grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.units) * 8));
     }
   }
-  L->fn = c.fn;
+  L->fn[0] = c.fn[0];
+  L->fn[1] = c.fn[1];
+  L->runs[0] = c.runs[0];
+  L->runs[1] = c.runs[1];
   L->grid = grid;
   L->block = dim3(unsigned(threads), 1, 1);
 }
 
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
-  if (p.per_head || p.has_amax()) {  // (the kernels do not have them yet)
-    *why = std::string("per-head scales and amax run on the reference backend only in this build, not on ") + rt::kName;
-    return MLAKV_ERR_NO_TABLE_ROW;
-  }
   DeviceInfo* d = device_info(p.device);
   if (!d) {
     *why = std::string(rt::kName) + " device " + std::to_string(p.device) +
@@ -548,12 +581,20 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
 
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   const Launch& L = *reinterpret_cast<const Launch*>(plan.launch);
+  if (!L.runs[L.ext]) {
+    // a cached plan rebound to new pointers that ask for the other instance (amax pointers that
+    // came or went), which cannot run the plan's row: the table walk for this call, as
+    // mlakv_pack_fp8_plan would print it (rare: a row of more threads than the instance allows)
+    Plan fresh;
+    const mlakv_status st = gpu::plan(p, &fresh, why);
+    return st != MLAKV_OK ? st : pack(p, fresh, why);
+  }
   DeviceGuard guard(p.device);  // launch on p.device, the caller's current device restored after
   if (!guard.ok()) {
     *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
-  const rt::Status e = rt::launch(L.fn, L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
+  const rt::Status e = rt::launch(L.fn[L.ext], L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
   if (e != rt::kOk) {
     rt::clear_error();
     *why = std::string(rt::kName) + " kernel launch: " + rt::error_string(e);

@@ -10,7 +10,34 @@
 //   persist - flat's numbering with a grid of (SMs x waves) blocks striding over it;
 //   general - one element per thread, 64-bit indices: any dims, any alignment.
 // k_pe is read by every head's row of a token; after the first it comes from L1/L2, so DRAM
-// sees it once per token.
+// sees it once per token (and each head's copy is encoded by that head's row, with its scale).
+//
+// Per-head scales and amax (issue 15): every kernel is compiled twice, by the template flag X:
+//   plain (X = false) - one multiplier for K and one for V, no amax: exactly the code (and the
+//                       registers, so the occupancy and the rows a device can run) of the kernels
+//                       before per-head scales and amax existed;
+//   ext   (X = true)  - per-head multipliers (Params::per_head, runtime-uniform: h floats behind each
+//                       scale pointer, read after the PDL wait) and/or amax: each thread keeps the
+//                       running maximum of |input| (NaN ignored) in registers, lanes that share a
+//                       destination combine theirs with warp shuffles / redux, and one lane reads the
+//                       destination once and issues an atomicMax on the int32 bit pattern only if
+//                       its value is larger.
+// (One kernel with a runtime branch between the two bodies was measured first: the same compile
+// time and code size, but the kernel's registers are the larger body's, +7 to +16 on most plain
+// kernels - 32 -> 48 for tile2d ds16s unroll 1, an occupancy of 1280 threads an SM instead of 2048.)
+// The host picks the instance per call (src/gpu/gpu_backend.cu: a row holds only where both can
+// run it, so a cached plan can gain or lose amax pointers without a new table walk).
+// Where the ext body puts the maxima:
+//   tile2d          a block is one head: thread maxima, combined per warp at the end, into amax[0]
+//                   (per tensor) or amax[head] (per head); the head's scales come with the PDL entry;
+//   flat / persist  per tensor: thread maxima across all pairs (persist: all its chunks), combined
+//                   per warp at the end; per head: per (row, lane) pair, the lanes of one row (an
+//                   aligned group of L lanes in DS layouts: redux / xor shuffles; x8 layouts: a
+//                   segmented shuffle reduction keyed by row) combine, the row's lane 0 commits, and
+//                   each pair's multipliers are loaded per head;
+//   general         per tensor: thread maxima, per warp at the end; per head: each element, a
+//                   segmented shuffle reduction keyed by (row, K or V), the segment's first lane
+//                   commits.
 #pragma once
 #include <stdint.h>
 
@@ -81,6 +108,11 @@ struct Params {
   // the general path
   int64_t s;
   int32_t d_nope, d_rope, d_v;
+  // per-head scales and amax, read by the ext kernels only (appended: the plain kernels' parameter
+  // offsets stay as they were)
+  float* k_amax;    // NULL: no amax of K; else 1 float (per tensor) or h (per head), accumulated into
+  float* v_amax;
+  int32_t per_head; // the scale pointers hold h multipliers, the amax arrays h floats
 };
 
 // L lanes a row, CPL units of k_nope and of v a lane, W / WP elements a unit, UN / UR / UV units
@@ -159,13 +191,17 @@ MLAKV_DEVICE void load_chunk(Chunk<T, N>* c, const char* src) {
   }
 }
 
-// N elements -> N fp8 bytes, one N-byte store.
-template <InType T, Fp8Format F, int N>
-MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool evict_first) {
+// N elements -> N fp8 bytes, one N-byte store. X (the ext body): *acc also takes the maximum of
+// the elements' magnitudes, before scaling (vendor::amax_step: NaN ignored).
+template <InType T, Fp8Format F, int N, bool X = false>
+MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool evict_first, float* acc = nullptr) {
   float x[N];
 #pragma unroll
-  for (int e = 0; e < N; ++e)
-    x[e] = scale_mul(T == InType::FP32 ? bits_f32(c.w[e]) : widen<T>(c.w[e / 2], e & 1), m);
+  for (int e = 0; e < N; ++e) {
+    const float in = T == InType::FP32 ? bits_f32(c.w[e]) : widen<T>(c.w[e / 2], e & 1);
+    if constexpr (X) *acc = vendor::amax_step(*acc, in);
+    x[e] = scale_mul(in, m);
+  }
   uint32_t out[(N + 3) / 4];
 #pragma unroll
   for (int j = 0; j < (N + 3) / 4; ++j) out[j] = 0;
@@ -177,9 +213,68 @@ MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, boo
   else vendor::store2(dst, uint16_t(out[0]), evict_first);
 }
 
-MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs) {
-  *ks = P.k_scale_inv_ptr ? *P.k_scale_inv_ptr : P.k_scale_inv;
-  *vs = P.v_scale_inv_ptr ? *P.v_scale_inv_ptr : P.v_scale_inv;
+// The multipliers: from the scale pointers when set (entry `head` of per-head arrays; 0 per
+// tensor), else the values.
+MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs, int64_t head = 0) {
+  *ks = P.k_scale_inv_ptr ? P.k_scale_inv_ptr[head] : P.k_scale_inv;
+  *vs = P.v_scale_inv_ptr ? P.v_scale_inv_ptr[head] : P.v_scale_inv;
+}
+
+// ---- amax: maxima as int32 bit patterns (non-negative, non-NaN floats: the float order) ----------
+
+// One lane's contribution m to *p, where the lane read *p as `seen` (int32 bits): an atomic max only
+// if m is larger, so a destination that already holds at least m costs no atomic (a calibration
+// in its steady state costs none at all). A stale `seen` only costs an atomic that was not needed.
+MLAKV_DEVICE void amax_commit(float* p, uint32_t m, int32_t seen) {
+  if (int32_t(m) > seen) vendor::amax_max(p, int32_t(m));
+}
+
+// What a block's destinations held when it started (read by thread 0 right after the PDL wait, so
+// the read overlaps the block's work; through L2: the freshest copy, one read a block).
+struct AmaxSeen {
+  int32_t k = 0, v = 0;
+};
+MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
+  AmaxSeen s;
+  if (vendor::block_leader()) {
+    if (P.k_amax) s.k = vendor::amax_read_l2(P.k_amax + idx);
+    if (P.v_amax) s.v = vendor::amax_read_l2(P.v_amax + idx);
+  }
+  return s;
+}
+
+// The thread maxima of a whole block (every thread calls it, at the end) into dst[idx]: combined
+// by warp and across the warps (vendor::block_max2), then one commit a block - the number of
+// atomics a call can issue is bounded by its blocks, even into arrays zeroed before every call.
+MLAKV_DEVICE void amax_flush(const Params& P, float ak, float av, int64_t idx, AmaxSeen seen) {
+  if (!P.k_amax && !P.v_amax) return;
+  uint32_t mk = f32_bits(ak), mv = f32_bits(av);
+  if (vendor::block_max2(&mk, &mv)) {
+    if (P.k_amax) amax_commit(P.k_amax + idx, mk, seen.k);
+    if (P.v_amax) amax_commit(P.v_amax + idx, mv, seen.v);
+  }
+}
+
+// Maxima of lanes holding the same key, for keys that come in contiguous runs of lanes (rows of
+// an x8 layout, the (row, K / V) segments of the general kernel): after it, the first lane of each
+// run holds the run's maximum in *mk (and *mv when TWO); returns whether this lane is such a first
+// lane. Every lane calls it (converged). A lane with a key of its own (an invalid pair) combines
+// with nobody. (Keys that repeat further on are harmless: a lane only ever takes values of its key.)
+template <bool TWO>
+MLAKV_DEVICE bool segment_max(uint32_t key, uint32_t* mk, uint32_t* mv) {
+  const int lane = vendor::lane();
+#pragma unroll
+  for (int d = 1; d < vendor::kLanes; d <<= 1) {
+    const uint32_t k_d = vendor::shfl_down(key, d), mk_d = vendor::shfl_down(*mk, d);
+    const bool take = lane + d < vendor::kLanes && k_d == key;
+    *mk = take && mk_d > *mk ? mk_d : *mk;
+    if constexpr (TWO) {
+      const uint32_t mv_d = vendor::shfl_down(*mv, d);
+      *mv = take && mv_d > *mv ? mv_d : *mv;
+    }
+  }
+  const uint32_t before = vendor::shfl_up(key, 1);
+  return lane == 0 || before != key;
 }
 
 template <Units D>
@@ -191,8 +286,13 @@ MLAKV_DEVICE int lanes_of(const Params& P) { return is_ds(D) ? UnitsT<D>::L : P.
 // overlap the previous kernel's tail instead of following it. Output addresses come after the
 // loads are issued. ready() also returns the scales (read after
 // the wait: a device-memory scale may be written by the previous kernel).
-template <InType T, Fp8Format F, Units D, int UNROLL, class PairAt, class Ready>
-MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
+// X: the ext body. Each pair's maxima of |k_nope|, |k_pe| (K) and |v| go to sink(ok, head, lane,
+// token, K max, V max, K amax seen, V amax seen); with per-head scales and PH (pairs of several
+// heads: flat, persist) each pair's multipliers are loaded by its head (tile2d's ready() returns
+// its head's).
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X = false, bool PH = false, class PairAt, class Ready,
+          class Sink = int>
+MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready, Sink sink = 0) {
   using DT = UnitsT<D>;
   constexpr int E = Elem<T>::size;
   constexpr int CPL = DT::CPL, W = DT::W, WP = DT::WP;
@@ -235,6 +335,25 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
     }
     if (ok[i] && lane_of[i] < ur) load_chunk<T, WP>(&pe[i], s_pe[i]);
   }
+  // X: the pairs' multipliers; per head, where a thread's pairs are of several heads (PH), loaded
+  // by head with the data in flight (ready() read none then), and so are what their heads' amax
+  // held (through L1: the read is cheap, a stale value only costs an atomic)
+  float ksp[UNROLL], vsp[UNROLL];
+  int32_t seen_k[UNROLL], seen_v[UNROLL];
+  if constexpr (X) {
+#pragma unroll
+    for (int i = 0; i < UNROLL; ++i) {
+      ksp[i] = ks;
+      vsp[i] = vs;
+      seen_k[i] = seen_v[i] = 0;
+      if (PH && P.per_head) {
+        ksp[i] = ok[i] ? P.k_scale_inv_ptr[h_of[i]] : 0.0f;
+        vsp[i] = ok[i] ? P.v_scale_inv_ptr[h_of[i]] : 0.0f;
+        if (is_ds(D) && ok[i] && P.k_amax) seen_k[i] = vendor::amax_read(P.k_amax + h_of[i]);
+        if (is_ds(D) && ok[i] && P.v_amax) seen_v[i] = vendor::amax_read(P.v_amax + h_of[i]);
+      }
+    }
+  }
   // output addresses only now: with every load in flight (and, under PDL, the input addresses
   // computed before the wait) a warp's first load is not held back by arithmetic it does not need
   uint8_t* ko[UNROLL];
@@ -249,24 +368,47 @@ MLAKV_DEVICE void run_pairs(const Params& P, PairAt pair_at, Ready ready) {
     kpo[i] = krow + dn + cp;
     vo[i] = P.v_out + t * P.vo_st + hh * P.vo_sh + c;
   }
+  if constexpr (!X) {
 #pragma unroll
-  for (int i = 0; i < UNROLL; ++i) {
+    for (int i = 0; i < UNROLL; ++i) {
 #pragma unroll
-    for (int k = 0; k < CPL; ++k) {
-      const int u = lane_of[i] + k * L;
-      if (ok[i] && u < un) convert_store<T, F, W>(kn[i][k], ko[i] + k * L * W, ks, evict_first);
-      if (ok[i] && u < uv) convert_store<T, F, W>(vv[i][k], vo[i] + k * L * W, vs, evict_first);
+      for (int k = 0; k < CPL; ++k) {
+        const int u = lane_of[i] + k * L;
+        if (ok[i] && u < un) convert_store<T, F, W>(kn[i][k], ko[i] + k * L * W, ks, evict_first);
+        if (ok[i] && u < uv) convert_store<T, F, W>(vv[i][k], vo[i] + k * L * W, vs, evict_first);
+      }
+      if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP>(pe[i], kpo[i], ks, evict_first);
     }
-    if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP>(pe[i], kpo[i], ks, evict_first);
+  } else {
+#pragma unroll
+    for (int i = 0; i < UNROLL; ++i) {
+      float ak = 0.0f, av = 0.0f;  // this pair's maxima
+#pragma unroll
+      for (int k = 0; k < CPL; ++k) {
+        const int u = lane_of[i] + k * L;
+        if (ok[i] && u < un) convert_store<T, F, W, true>(kn[i][k], ko[i] + k * L * W, ksp[i], evict_first, &ak);
+        if (ok[i] && u < uv) convert_store<T, F, W, true>(vv[i][k], vo[i] + k * L * W, vsp[i], evict_first, &av);
+      }
+      if (ok[i] && lane_of[i] < ur) convert_store<T, F, WP, true>(pe[i], kpo[i], ksp[i], evict_first, &ak);
+      sink(ok[i], h_of[i], lane_of[i], t_of[i], ak, av, seen_k[i], seen_v[i]);
+    }
   }
 }
 
 // PDL entry, just before the first global read: optionally let the next kernel launch now, then
-// wait for the previous one and read the scales.
-MLAKV_DEVICE void pdl_enter(const Params& P, float* ks, float* vs) {
+// wait for the previous one and read the scales (of head `head` for per-head scales).
+MLAKV_DEVICE void pdl_enter(const Params& P, float* ks, float* vs, int64_t head = 0) {
   if (P.early) vendor::launch_dependents();
   vendor::grid_dependency_wait();
-  read_scales(P, ks, vs);
+  read_scales(P, ks, vs, head);
+}
+// The ext body of flat / persist: with per-head scales the pairs load their heads' multipliers
+// (run_pairs), so none is read here (a load into the same register would hold theirs back).
+MLAKV_DEVICE void pdl_enter_ext(const Params& P, float* ks, float* vs) {
+  if (P.early) vendor::launch_dependents();
+  vendor::grid_dependency_wait();
+  *ks = *vs = 0.0f;
+  if (!P.per_head) read_scales(P, ks, vs);
 }
 MLAKV_DEVICE void pdl_exit(const Params& P) {
   if (!P.early) vendor::launch_dependents();
@@ -284,45 +426,150 @@ MLAKV_DEVICE bool flat_pair(const Params& P, uint32_t g, int64_t* t, int64_t* hh
   return g < P.pairs;
 }
 
-template <InType T, Fp8Format F, Units D, int UNROLL>
-__global__ void pack_flat(const Params P) {
+// The ext body's sink for flat numbering: per tensor, the pair's maxima join the thread's (*ak,
+// *av, flushed per block at the end); per head, the row's lanes combine now and its lane 0 commits
+// to amax[head]. In DS layouts a row's L lanes are an aligned group of a warp (blocks and chunks
+// are multiples of 32 pairs) and what the head's amax held was read with the data (seen_*); in x8
+// layouts rows are runs of lanes keyed by row, whose first lane reads the destination now. Every
+// lane of the warp calls it (converged).
+template <Units D>
+struct FlatSink {
+  const Params& P;
+  float* ak;
+  float* av;
+  MLAKV_DEVICE void operator()(bool ok, int64_t hh, int lane, int64_t t, float pk, float pv, int32_t seen_k,
+                               int32_t seen_v) const {
+    if (!P.per_head) {
+      *ak = *ak > pk ? *ak : pk;
+      *av = *av > pv ? *av : pv;
+      return;
+    }
+    if (!P.k_amax && !P.v_amax) return;
+    uint32_t mk = f32_bits(pk), mv = f32_bits(pv);
+    bool first;
+    if constexpr (is_ds(D)) {
+      constexpr int G = UnitsT<D>::L < vendor::kLanes ? UnitsT<D>::L : vendor::kLanes;
+      mk = vendor::group_max<G>(mk);
+      mv = vendor::group_max<G>(mv);
+      first = lane % G == 0;
+    } else {
+      (void)lane;
+      first = segment_max<true>(ok ? uint32_t(t * P.h + hh) : 0xFFFFFFFFu, &mk, &mv);
+      if (first && ok) {
+        if (P.k_amax) seen_k = vendor::amax_read(P.k_amax + hh);
+        if (P.v_amax) seen_v = vendor::amax_read(P.v_amax + hh);
+      }
+    }
+    if (first && ok) {
+      if (P.k_amax) amax_commit(P.k_amax + hh, mk, seen_k);
+      if (P.v_amax) amax_commit(P.v_amax + hh, mv, seen_v);
+    }
+  }
+};
+
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
+MLAKV_DEVICE void flat_run(const Params& P) {
   const uint32_t base = blockIdx.x * blockDim.x * uint32_t(UNROLL) + threadIdx.x;
-  run_pairs<T, F, D, UNROLL>(
+  float ak = 0.0f, av = 0.0f;
+  AmaxSeen seen;
+  run_pairs<T, F, D, UNROLL, X, true>(
       P, [&](int i, int64_t* t, int64_t* hh, int* lane) { return flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane); },
-      [&](float* ks, float* vs) { pdl_enter(P, ks, vs); });
+      [&](float* ks, float* vs) {
+        if constexpr (X) {
+          pdl_enter_ext(P, ks, vs);
+          if (!P.per_head) seen = amax_seen_block(P, 0);
+        } else {
+          pdl_enter(P, ks, vs);
+        }
+      },
+      FlatSink<D>{P, &ak, &av});
+  if constexpr (X)
+    if (!P.per_head) amax_flush(P, ak, av, 0, seen);
   pdl_exit(P);
 }
 
-template <InType T, Fp8Format F, Units D, int UNROLL>
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
+__global__ void pack_flat(const Params P) {
+  flat_run<T, F, D, UNROLL, X>(P);
+}
+
+// The ext instances of flat with unroll 1, 16-bit inputs and ds16 units: their plain twins fit in
+// 32 registers, two blocks of 1024 threads an SM (the H200 rows of ~100 MB), the ext body took 38
+// to 40 and ran those rows at half occupancy (+24% at h=128, s=1024); held to 32 it does not
+// spill (ptxas -v, sm_90a; x8 units would, so they are not held).
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
+constexpr bool flat_capped() {
+  return X && UNROLL == 1 && T != InType::FP32 && D == Units::DS16;
+}
+template <InType T, Fp8Format F, Units D>
+__global__ void MLAKV_BOUNDS_1024X2 pack_flat_ext_r32(const Params P) {
+  flat_run<T, F, D, 1, true>(P);
+}
+
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
 __global__ void pack_persist(const Params P) {
   const uint32_t chunk = blockDim.x * uint32_t(UNROLL);
   float ks = 0.f, vs = 0.f;
+  float ak = 0.0f, av = 0.0f;
+  AmaxSeen seen;
   bool entered = false;
-  for (uint32_t first = blockIdx.x * chunk; first < P.pairs; first += gridDim.x * chunk) {
+  for (uint32_t first = blockIdx.x * chunk; first < P.pairs; first += gridDim.x * chunk) {  // block-uniform
     const uint32_t base = first + threadIdx.x;
-    run_pairs<T, F, D, UNROLL>(
+    run_pairs<T, F, D, UNROLL, X, true>(
         P, [&](int i, int64_t* t, int64_t* hh, int* lane) { return flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane); },
         [&](float* k, float* v) {
-          if (!entered) { pdl_enter(P, &ks, &vs); entered = true; }
+          if constexpr (X) {
+            if (!entered) {
+              pdl_enter_ext(P, &ks, &vs);
+              if (!P.per_head) seen = amax_seen_block(P, 0);
+              entered = true;
+            }
+          } else {
+            if (!entered) { pdl_enter(P, &ks, &vs); entered = true; }
+          }
           *k = ks;
           *v = vs;
-        });
+        },
+        FlatSink<D>{P, &ak, &av});
   }
-  if (!entered) pdl_enter(P, &ks, &vs);  // a block with no work still takes part in PDL
+  if constexpr (X) {
+    if (!entered) {  // a block with no work still takes part in PDL
+      pdl_enter_ext(P, &ks, &vs);
+      if (!P.per_head) seen = amax_seen_block(P, 0);
+    }
+  } else {
+    if (!entered) pdl_enter(P, &ks, &vs);  // a block with no work still takes part in PDL
+  }
+  if constexpr (X)
+    if (!P.per_head) amax_flush(P, ak, av, 0, seen);
   pdl_exit(P);
 }
 
+// tile2d's ext sink: a block is one head, so every pair's maxima join the thread's.
+struct ThreadSink {
+  float* ak;
+  float* av;
+  MLAKV_DEVICE void operator()(bool, int64_t, int, int64_t, float pk, float pv, int32_t, int32_t) const {
+    *ak = *ak > pk ? *ak : pk;
+    *av = *av > pv ? *av : pv;
+  }
+};
+
 // blockIdx.x: a block of P.block tokens; blockIdx.y: the head.
-template <InType T, Fp8Format F, Units D, int UNROLL>
+template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
 __global__ void pack_tile2d(const Params P) {
   const int64_t t0 = int64_t(blockIdx.x) * P.block;
   const int64_t left = P.s - t0;
   const uint32_t L = uint32_t(lanes_of<D>(P));
   const uint32_t n = uint32_t(left < P.block ? left : P.block) * L;
   const int64_t head = blockIdx.y;
+  int64_t scale_at = 0;  // the ext body, per-head scales: the block's multipliers are its head's
+  if constexpr (X) scale_at = P.per_head ? head : 0;
+  float ak = 0.0f, av = 0.0f;
+  AmaxSeen seen;
   if (uint32_t(P.block) * L == blockDim.x * uint32_t(UNROLL)) {
     // one pass covers the tile (the table's tile2d rows are sized so): no loop, no re-entry test
-    run_pairs<T, F, D, UNROLL>(
+    run_pairs<T, F, D, UNROLL, X>(
         P,
         [&](int i, int64_t* t, int64_t* hh, int* lane) {
           const uint32_t l = threadIdx.x + uint32_t(i) * blockDim.x;
@@ -332,14 +579,19 @@ __global__ void pack_tile2d(const Params P) {
           *hh = head;
           return l < n;
         },
-        [&](float* k, float* v) { pdl_enter(P, k, v); });
+        [&](float* k, float* v) {
+          pdl_enter(P, k, v, scale_at);
+          if constexpr (X) seen = amax_seen_block(P, scale_at);
+        },
+        ThreadSink{&ak, &av});
+    if constexpr (X) amax_flush(P, ak, av, scale_at, seen);
     pdl_exit(P);
     return;
   }
   float ks = 0.f, vs = 0.f;
   bool entered = false;
   for (uint32_t base = threadIdx.x; base < n; base += blockDim.x * uint32_t(UNROLL)) {
-    run_pairs<T, F, D, UNROLL>(
+    run_pairs<T, F, D, UNROLL, X>(
         P,
         [&](int i, int64_t* t, int64_t* hh, int* lane) {
           const uint32_t l = base + uint32_t(i) * blockDim.x;
@@ -350,18 +602,27 @@ __global__ void pack_tile2d(const Params P) {
           return l < n;
         },
         [&](float* k, float* v) {
-          if (!entered) { pdl_enter(P, &ks, &vs); entered = true; }
+          if (!entered) {
+            pdl_enter(P, &ks, &vs, scale_at);
+            if constexpr (X) seen = amax_seen_block(P, scale_at);
+            entered = true;
+          }
           *k = ks;
           *v = vs;
-        });
+        },
+        ThreadSink{&ak, &av});
   }
-  if (!entered) pdl_enter(P, &ks, &vs);
+  if (!entered) {
+    pdl_enter(P, &ks, &vs, scale_at);
+    if constexpr (X) seen = amax_seen_block(P, scale_at);
+  }
+  if constexpr (X) amax_flush(P, ak, av, scale_at, seen);  // (every thread of the block gets here)
   pdl_exit(P);
 }
 
 // Any dims, any alignment: one element per thread and grid-stride, 64-bit indices.
 template <InType T, Fp8Format F>
-__global__ void pack_general(const Params P) {
+MLAKV_DEVICE void general_plain(const Params& P) {
   float ks, vs;
   pdl_enter(P, &ks, &vs);
   const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
@@ -393,6 +654,69 @@ __global__ void pack_general(const Params P) {
     *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
   }
   pdl_exit(P);
+}
+
+// The general kernel's ext body: the loop runs while any lane of the warp has an element (the
+// per-head reduction needs every lane).
+template <InType T, Fp8Format F>
+MLAKV_DEVICE void general_ext(const Params& P) {
+  float ks, vs;
+  pdl_enter(P, &ks, &vs);
+  const AmaxSeen seen = P.per_head ? AmaxSeen() : amax_seen_block(P, 0);
+  const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
+  const int64_t total = P.s * P.h * w;
+  constexpr int E = Elem<T>::size;
+  const int64_t lane = vendor::lane();  // the warp's first element is i - lane
+  float ak = 0.0f, av = 0.0f;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i - lane < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const bool ok = i < total;
+    const int64_t row = i / w, c = i - row * w;
+    const int64_t t = row / P.h, hh = row - t * P.h;
+    const bool is_v = c >= P.d_nope + P.d_rope;
+    float x = 0.0f;
+    if (ok) {
+      const char* src;
+      uint8_t* dst;
+      float m;
+      if (c < P.d_nope) {
+        src = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
+        dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+        m = ks;
+      } else if (!is_v) {
+        src = P.k_pe + (t * P.kp_st + (c - P.d_nope)) * E;
+        dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+        m = ks;
+      } else {
+        const int64_t cv = c - P.d_nope - P.d_rope;
+        src = P.v + (t * P.v_st + hh * P.v_sh + cv) * E;
+        dst = P.v_out + t * P.vo_st + hh * P.vo_sh + cv;
+        m = vs;
+      }
+      if (P.per_head) m = is_v ? P.v_scale_inv_ptr[hh] : P.k_scale_inv_ptr[hh];
+      if (T == InType::FP32) x = *reinterpret_cast<const float*>(src);
+      else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
+      *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
+    }
+    const float a = vendor::amax_step(0.0f, x);
+    if (!P.per_head) {
+      if (is_v) av = av > a ? av : a;
+      else ak = ak > a ? ak : a;
+    } else if (P.k_amax || P.v_amax) {
+      // the run of lanes of one (row, K or V) combines; its first lane commits where it belongs
+      uint32_t mk = f32_bits(a);
+      const bool first = segment_max<false>(ok ? uint32_t(row * 2 + (is_v ? 1 : 0)) : 0xFFFFFFFFu, &mk, nullptr);
+      float* dst_amax = is_v ? P.v_amax : P.k_amax;
+      if (first && ok && dst_amax) amax_commit(dst_amax + hh, mk, vendor::amax_read(dst_amax + hh));
+    }
+  }
+  if (!P.per_head) amax_flush(P, ak, av, 0, seen);
+  pdl_exit(P);
+}
+
+template <InType T, Fp8Format F, bool X>
+__global__ void pack_general(const Params P) {
+  if constexpr (X) general_ext<T, F>(P);
+  else general_plain<T, F>(P);
 }
 
 }  // namespace kern

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "gpu/ext_cases.h"  // per-head scales and amax cases, shared with tests/gpu_host
 #include "test_util.h"  // tensor builders and bf16/fp16 rounding shared with the CPU suite
 
 namespace {
@@ -821,6 +823,406 @@ TEST_CASE("cuda: routing and memory checks") {
   // no sticky CUDA error left behind by any of the refusals
   CHECK(cudaGetLastError() == cudaSuccess);
   cudaFree(dkv); cudaFree(dpe); cudaFree(dk); cudaFree(dv);
+}
+
+// ---- per-head scales and amax (issue 15) ----------------------------------------------------------------
+namespace {
+
+// Device memory of one test, freed when it ends.
+struct CudaMem : ext::Mem {
+  std::vector<void*> blocks;
+  cudaStream_t stream = nullptr;  // what sync() waits for (nullptr: the device)
+  ~CudaMem() override {
+    for (void* b : blocks) cudaFree(b);
+  }
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    REQUIRE(cudaMalloc(&p, bytes) == cudaSuccess);
+    blocks.push_back(p);
+    return p;
+  }
+  void put(void* dst, const void* src, size_t bytes) override { REQUIRE(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice) == cudaSuccess); }
+  void get(void* dst, const void* src, size_t bytes) override { REQUIRE(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost) == cudaSuccess); }
+  void sync() override { REQUIRE((stream ? cudaStreamSynchronize(stream) : cudaDeviceSynchronize()) == cudaSuccess); }
+};
+
+// Runs c on the CUDA backend and checks everything ext::run checks (bytes vs the reference's per-head
+// call and vs per-tensor calls on each head, amax vs a host loop and the reference).
+void check_ext(ext::Case c, bool forced_row_runs = true) {
+  CudaMem mem;
+  c.backend = MLAKV_BACKEND_CUDA;
+  c.seed = g_seed++;
+  const ext::Result r = ext::run(mem, c);
+  INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
+  REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
+  CHECK(r.bad_bytes == 0);
+  CHECK(r.bad_bytes_heads == 0);
+  CHECK(r.bad_amax == 0);
+  if (c.table && forced_row_runs) CHECK(r.plan.find("# catch-all") == std::string::npos);
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+std::string ext_row(const char* variant, int threads, int block, int unroll, int waves, int early, int lanes, int split,
+                    int wide, int evict_first = 0, const char* dims = "x8") {
+  char row[256];
+  std::snprintf(row, sizeof row,
+                "arch=0-100000 s=1-* sxh=1-* dims=%s variant=%s threads=%d block=%d unroll=%d waves=%d early=%d lanes=%d "
+                "split=%d evict_first=%d wide=%d\n",
+                dims, variant, threads, block, unroll, waves, early, lanes, split, evict_first, wide);
+  return row;
+}
+
+}  // namespace
+
+TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll, as the reference and a host loop") {
+  GPU_ONLY();
+  // each head its own power of two (K and V apart), amax arrays starting below and above, inputs
+  // with NaN, +-inf, -0 and subnormals; sizes that give several blocks, persist loops of several
+  // chunks, partial tiles, and rows of every head count against the warp (h = 1, 3, 16, 128)
+  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
+  const int64_t hs[] = {16, 3, 128, 1};
+  int k = 0;
+  for (const char* v : {"flat", "tile2d", "persist"})
+    for (const L& l : layouts)
+      for (int unroll : {1, 2, 4}) {
+        if (unroll == 4 && (l.split || l.wide)) continue;  // compiled with unroll 1 and 2 only
+        ++k;
+        const int threads = k % 3 == 0 ? 64 : k % 3 == 1 ? 256 : 128;
+        const std::string table = ext_row(v, threads, k % 2 ? 16 : 5, unroll, 1 + k % 2, k % 2, l.lanes, l.split, l.wide, k % 4 == 0);
+        ext::Case c;
+        c.h = hs[k % 4];
+        c.s = c.h >= 128 ? 3 + k % 5 : 37 + 19 * (k % 7);
+        c.in = tu::kInputDtypes[k % 3];
+        c.out = tu::kFp8Dtypes[(k / 3) % 4];
+        c.per_head = k % 5 != 4;
+        c.k_amax = k % 7 != 1;
+        c.v_amax = k % 7 != 2;
+        c.inf = k % 3 == 0;
+        c.inf_pe = k % 5 == 0;
+        c.nan_head = k % 4 == 1;
+        c.pad_out = k % 3 == 1 ? 16 : 0;
+        c.table = table.c_str();
+        check_ext(c);
+      }
+  // the general kernel, and x8 units of other dims: lanes 8, 12 (rows across warp boundaries), 4
+  struct D { int64_t dn, dr, dv; } dims[] = {{128, 64, 128}, {64, 32, 64}, {96, 48, 80}, {16, 16, 32}, {5, 3, 7}};
+  for (const D& d : dims)
+    for (const char* v : {"general", "flat", "tile2d", "persist"}) {
+      const bool vec = std::strcmp(v, "general") != 0;
+      if (vec && d.dn % 8) continue;
+      for (bool per_head : {true, false}) {
+        ++k;
+        const std::string table = ext_row(v, k % 2 ? 128 : 64, 4, 1 + k % 2, 1, 0, 16, 0, 0, 0, vec ? "x8" : "any");
+        ext::Case c;
+        c.dn = d.dn; c.dr = d.dr; c.dv = d.dv;
+        c.s = 17 + k % 40;
+        c.h = k % 3 == 0 ? 5 : k % 3 == 1 ? 16 : 1;
+        c.in = tu::kInputDtypes[k % 3];
+        c.nan_head = k % 2 == 0;
+        c.inf_pe = k % 3 == 0;
+        c.per_head = per_head;
+        c.table = table.c_str();
+        check_ext(c);
+      }
+    }
+}
+
+TEST_CASE("cuda per-head scales: equal multipliers give the per-tensor bytes; every input type and format") {
+  GPU_ONLY();
+  // the GPU's own per-tensor bytes against its per-head bytes with every head at that multiplier
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (int64_t h : {1, 16, 128}) {
+        const int64_t s = 33;
+        const int e = tu::dtype_size(in);
+        std::mt19937_64 rng(g_seed++);
+        std::vector<uint8_t> kv(size_t(s * h * 256 * e)), pe(size_t(s * 64 * e));
+        fill_random(kv, in, rng);
+        fill_random(pe, in, rng);
+        CudaMem mem;
+        void* d_kv = mem.alloc(kv.size());
+        void* d_pe = mem.alloc(pe.size());
+        uint8_t* d_k[2] = {static_cast<uint8_t*>(mem.alloc(size_t(s * h * 192))), static_cast<uint8_t*>(mem.alloc(size_t(s * h * 192)))};
+        uint8_t* d_v[2] = {static_cast<uint8_t*>(mem.alloc(size_t(s * h * 128))), static_cast<uint8_t*>(mem.alloc(size_t(s * h * 128)))};
+        float* d_sc = static_cast<float*>(mem.alloc(size_t(2 * h) * 4));
+        mem.put(d_kv, kv.data(), kv.size());
+        mem.put(d_pe, pe.data(), pe.size());
+        std::vector<float> sc(size_t(2 * h));
+        for (int64_t j = 0; j < h; ++j) { sc[size_t(j)] = 26.6f; sc[size_t(h + j)] = 47.6f; }
+        mem.put(d_sc, sc.data(), sc.size() * 4);
+        for (int per_head = 0; per_head < 2; ++per_head) {
+          CK(cudaMemset(d_k[per_head], 0xA5, size_t(s * h * 192)));
+          CK(cudaMemset(d_v[per_head], 0xA5, size_t(s * h * 128)));
+          mlakv_pack_args a = ds_args(s, h, d_kv, d_pe, d_k[per_head], d_v[per_head], MLAKV_BACKEND_CUDA, in, out);
+          a.k_scale_inv_ptr = d_sc;
+          a.v_scale_inv_ptr = d_sc + h;
+          a.scale_granularity = per_head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
+          REQUIRE_MESSAGE(mlakv_pack_fp8(&a) == MLAKV_OK, mlakv_last_error());
+        }
+        mem.sync();
+        std::vector<uint8_t> k0(size_t(s * h * 192)), k1(k0.size()), v0(size_t(s * h * 128)), v1(v0.size());
+        mem.get(k0.data(), d_k[0], k0.size()); mem.get(k1.data(), d_k[1], k1.size());
+        mem.get(v0.data(), d_v[0], v0.size()); mem.get(v1.data(), d_v[1], v1.size());
+        INFO("in=" << tu::dtype_name(in) << " out=" << tu::dtype_name(out) << " h=" << h);
+        CHECK(k0 == k1);
+        CHECK(v0 == v1);
+      }
+  // and through ext::run (the built-in rows), powers of two and arbitrary multipliers per head
+  int k = 0;
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (ext::Scales sc : {ext::kEqual, ext::kPow2, ext::kRandom}) {
+        ++k;
+        ext::Case c;
+        c.s = k % 2 ? 9 : 300;
+        c.h = k % 3 ? 16 : 128;
+        c.in = in;
+        c.out = out;
+        c.scales = sc;
+        c.k_amax = c.v_amax = k % 2 == 0;
+        check_ext(c);
+      }
+}
+
+TEST_CASE("cuda amax: inf, NaN, -0 and subnormals, per tensor and per head, across the built-in rows' sizes") {
+  GPU_ONLY();
+  // the built-in table's rows (every band of sm_90 from 1 to beyond L2), per tensor and per head,
+  // both amax arrays, against the host loop; a head whose v is all NaN finds +0
+  const int64_t sizes[][2] = {{1, 16}, {8, 16}, {64, 16}, {300, 16}, {1, 128}, {8, 128}, {64, 128}, {400, 128},
+                              {2048, 16}, {1024, 128}, {4096, 128}, {16384, 16}};
+  int k = 0;
+  for (const auto& z : sizes)
+    for (bool per_head : {false, true}) {
+      ++k;
+      ext::Case c;
+      c.s = z[0];
+      c.h = z[1];
+      c.per_head = per_head;
+      c.scales = per_head ? ext::kPow2 : ext::kEqual;
+      c.inf = k % 3 == 0;
+      c.inf_pe = k % 5 == 0;
+      c.nan_head = k % 2 == 0;
+      c.in = k % 4 == 3 ? MLAKV_DTYPE_FP16 : MLAKV_DTYPE_BF16;
+      check_ext(c);
+    }
+  // misaligned and padded layouts (the general path, or x8 rows with padding), per head
+  for (int64_t m : {0, 1, 3})
+    for (bool per_head : {false, true}) {
+      ext::Case c;
+      c.s = 70;
+      c.h = 12;
+      c.misalign_in = m;
+      c.pad_in = 8;
+      c.pad_out = 8;
+      c.fused_kv = m != 1;
+      c.per_head = per_head;
+      check_ext(c);
+    }
+}
+
+TEST_CASE("cuda amax accumulates across calls: per tensor and per head, from below and from above") {
+  GPU_ONLY();
+  for (bool per_head : {false, true})
+    for (const char* v : {"flat", "tile2d", "persist", "general"}) {
+      const std::string table = ext_row(v, 128, 8, 2, 1, 1, 16, 0, 0, 0, std::strcmp(v, "general") ? "x8" : "any");
+      ext::Case c;
+      c.s = 200;
+      c.h = 16;
+      c.per_head = per_head;
+      c.calls = 4;
+      c.inf = false;
+      c.table = table.c_str();
+      check_ext(c);
+    }
+}
+
+TEST_CASE("cuda per-head scales and amax with PDL on and off") {
+  GPU_ONLY();
+  for (int pdl : {MLAKV_PDL_AUTO, MLAKV_PDL_ON, MLAKV_PDL_OFF})
+    for (int64_t s : {1, 8, 384}) {
+      ext::Case c;
+      c.s = s;
+      c.h = 128;
+      c.pdl = pdl;
+      c.calls = 2;
+      check_ext(c);
+    }
+}
+
+TEST_CASE("cuda amax through a cached plan: amax pointers that come and go between calls of one geometry") {
+  GPU_ONLY();
+  // the same arguments but for the amax pointers: the cached plan is rebound (pointers only) and
+  // must launch the instance the pointers now ask for
+  const int64_t s = 64, h = 16;
+  std::vector<uint16_t> kv(size_t(s * h * 256)), pe(size_t(s * 64));
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (auto& x : kv) x = tu::to_bf16(nd(rng));
+  for (auto& x : pe) x = tu::to_bf16(nd(rng));
+  float want_k = 0, want_v = 0;
+  for (int64_t r = 0; r < s * h; ++r)
+    for (int64_t i = 0; i < 128; ++i) {
+      want_k = std::max(want_k, std::fabs(tu::widen_bf16(kv[size_t(r * 256 + i)])));
+      want_v = std::max(want_v, std::fabs(tu::widen_bf16(kv[size_t(r * 256 + 128 + i)])));
+    }
+  for (uint16_t x : pe) want_k = std::max(want_k, std::fabs(tu::widen_bf16(x)));
+  CudaMem mem;
+  void* d_kv = mem.alloc(kv.size() * 2);
+  void* d_pe = mem.alloc(pe.size() * 2);
+  void* d_k = mem.alloc(size_t(s * h * 192));
+  void* d_v = mem.alloc(size_t(s * h * 128));
+  float* d_am = static_cast<float*>(mem.alloc(8));
+  mem.put(d_kv, kv.data(), kv.size() * 2);
+  mem.put(d_pe, pe.data(), pe.size() * 2);
+  mlakv_pack_args a = ds_args(s, h, d_kv, d_pe, d_k, d_v, MLAKV_BACKEND_CUDA);
+  auto amax = [&] {
+    float r[2];
+    mem.sync();
+    mem.get(r, d_am, 8);
+    return std::make_pair(r[0], r[1]);
+  };
+  CK(cudaMemset(d_am, 0, 8));
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // no amax
+  CHECK(amax().first == 0.0f);
+  a.k_amax = d_am;
+  a.v_amax = d_am + 1;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(amax().first == want_k);
+  CHECK(amax().second == want_v);
+  const float minus[2] = {-1.0f, -1.0f};
+  mem.put(d_am, minus, 8);
+  a.k_amax = a.v_amax = nullptr;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // gone again: nothing written
+  CHECK(amax().first == -1.0f);
+  CHECK(amax().second == -1.0f);
+  a.v_amax = d_am + 1;  // only V
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(amax().first == -1.0f);
+  CHECK(amax().second == want_v);
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("cuda graph capture: per-head scales changed and amax reset between replays") {
+  GPU_ONLY();
+  // a graph of two per-head calls with amax (a PDL chain), replayed after new per-head multipliers
+  // were written and the amax arrays zeroed: bytes as the reference's with those multipliers, amax
+  // as the host loop's (both calls see the same inputs: the maximum once)
+  const int64_t s = 64, h = 16;
+  std::vector<uint16_t> kv(size_t(s * h * 256)), pe(size_t(s * 64));
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  for (int64_t t = 0; t < s; ++t)
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t i = 0; i < 256; ++i) kv[size_t((t * h + j) * 256 + i)] = tu::to_bf16(nd(rng) * float(1 + j));
+  for (auto& x : pe) x = tu::to_bf16(nd(rng));
+  std::vector<float> want_k(size_t(h), 0.f), want_v(size_t(h), 0.f);
+  float pe_max = 0;
+  for (uint16_t x : pe) pe_max = std::max(pe_max, std::fabs(tu::widen_bf16(x)));
+  for (int64_t t = 0; t < s; ++t)
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t i = 0; i < 128; ++i) {
+        want_k[size_t(j)] = std::max({want_k[size_t(j)], pe_max, std::fabs(tu::widen_bf16(kv[size_t((t * h + j) * 256 + i)]))});
+        want_v[size_t(j)] = std::max(want_v[size_t(j)], std::fabs(tu::widen_bf16(kv[size_t((t * h + j) * 256 + 128 + i)])));
+      }
+  CudaMem mem;
+  void* d_kv = mem.alloc(kv.size() * 2);
+  void* d_pe = mem.alloc(pe.size() * 2);
+  void* d_k = mem.alloc(size_t(s * h * 192));
+  void* d_v = mem.alloc(size_t(s * h * 128));
+  float* d_sc = static_cast<float*>(mem.alloc(size_t(2 * h) * 4));
+  float* d_am = static_cast<float*>(mem.alloc(size_t(2 * h) * 4));
+  mem.put(d_kv, kv.data(), kv.size() * 2);
+  mem.put(d_pe, pe.data(), pe.size() * 2);
+  auto args = [&](void* kvp, void* pep, void* k, void* v, const float* sc, float* am, mlakv_backend b) {
+    mlakv_pack_args a = ds_args(s, h, kvp, pep, k, v, b);
+    a.scale_granularity = MLAKV_SCALE_PER_HEAD;
+    a.k_scale_inv_ptr = sc;
+    a.v_scale_inv_ptr = sc + h;
+    a.k_amax = am;
+    a.v_amax = am + h;
+    return a;
+  };
+  cudaStream_t st;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  mem.stream = st;
+  mlakv_pack_args ga = args(d_kv, d_pe, d_k, d_v, d_sc, d_am, MLAKV_BACKEND_CUDA);
+  ga.stream = st;
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < 2; ++i) REQUIRE(mlakv_pack_fp8(&ga) == MLAKV_OK);
+  CK(cudaStreamEndCapture(st, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 4; ++replay) {
+    std::vector<float> sc(size_t(2 * h));
+    for (int64_t j = 0; j < h; ++j) {
+      sc[size_t(j)] = std::ldexp(1.0f, int((j + replay) % 9) - 4);
+      sc[size_t(h + j)] = std::ldexp(1.0f, 3 - int((j * 3 + replay) % 7));
+    }
+    CK(cudaMemcpy(d_sc, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemset(d_am, 0, size_t(2 * h) * 4));
+    CK(cudaMemset(d_k, 0xA5, size_t(s * h * 192)));
+    CK(cudaMemset(d_v, 0xA5, size_t(s * h * 128)));
+    CK(cudaGraphLaunch(exec, st));
+    CK(cudaStreamSynchronize(st));
+    std::vector<uint8_t> gk(size_t(s * h * 192)), gv(size_t(s * h * 128)), rk(gk.size()), rv(gv.size());
+    std::vector<float> gam(size_t(2 * h)), ram(size_t(2 * h), 0.f);
+    mem.get(gk.data(), d_k, gk.size());
+    mem.get(gv.data(), d_v, gv.size());
+    mem.get(gam.data(), d_am, gam.size() * 4);
+    mlakv_pack_args ra = args(kv.data(), pe.data(), rk.data(), rv.data(), sc.data(), ram.data(), MLAKV_BACKEND_REFERENCE);
+    REQUIRE_MESSAGE(mlakv_pack_fp8(&ra) == MLAKV_OK, mlakv_last_error());
+    INFO("replay " << replay);
+    CHECK(gk == rk);
+    CHECK(gv == rv);
+    for (int64_t j = 0; j < h; ++j) {
+      CHECK(gam[size_t(j)] == want_k[size_t(j)]);
+      CHECK(gam[size_t(h + j)] == want_v[size_t(j)]);
+      CHECK(ram[size_t(j)] == want_k[size_t(j)]);
+    }
+  }
+  cudaGraphExecDestroy(exec); cudaGraphDestroy(graph); cudaStreamDestroy(st);
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("cuda amax: many blocks racing for one destination, steady state and from zero") {
+  GPU_ONLY();
+  // a large call whose every warp finds the same maximum (the value is everywhere): from zero the
+  // first warps race their atomics, then (second call) every warp reads the destination and skips
+  const int64_t s = 4096, h = 128;
+  std::vector<uint16_t> kv(size_t(s * h * 256), tu::to_bf16(-3.5)), pe(size_t(s * 64), tu::to_bf16(1.0));
+  CudaMem mem;
+  void* d_kv = mem.alloc(kv.size() * 2);
+  void* d_pe = mem.alloc(pe.size() * 2);
+  void* d_k = mem.alloc(size_t(s * h * 192));
+  void* d_v = mem.alloc(size_t(s * h * 128));
+  float* d_am = static_cast<float*>(mem.alloc(size_t(2 * h) * 4));
+  mem.put(d_kv, kv.data(), kv.size() * 2);
+  mem.put(d_pe, pe.data(), pe.size() * 2);
+  for (bool per_head : {false, true}) {
+    const int64_t n = per_head ? h : 1;
+    CK(cudaMemset(d_am, 0, size_t(2 * h) * 4));
+    mlakv_pack_args a = ds_args(s, h, d_kv, d_pe, d_k, d_v, MLAKV_BACKEND_CUDA);
+    std::vector<float> sc(size_t(2 * h), 1.0f);
+    float* d_sc = static_cast<float*>(mem.alloc(sc.size() * 4));
+    mem.put(d_sc, sc.data(), sc.size() * 4);
+    a.scale_granularity = per_head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
+    a.k_scale_inv_ptr = d_sc;
+    a.v_scale_inv_ptr = d_sc + n;
+    a.k_amax = d_am;
+    a.v_amax = d_am + n;
+    for (int call = 0; call < 2; ++call) {
+      REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+      std::vector<float> got(size_t(2 * n));
+      mem.sync();
+      mem.get(got.data(), d_am, got.size() * 4);
+      INFO("per_head " << per_head << " call " << call);
+      for (int64_t j = 0; j < n; ++j) {
+        CHECK(got[size_t(j)] == 3.5f);
+        CHECK(got[size_t(n + j)] == 3.5f);
+      }
+    }
+  }
 }
 
 int main(int argc, char** argv) {

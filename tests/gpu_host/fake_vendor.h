@@ -29,6 +29,7 @@ inline thread_local dim3 blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
 
 #define MLAKV_DEVICE inline
+#define MLAKV_BOUNDS_1024X2
 #define MLAKV_GPU_BACKEND_ENTRY hip_backend
 
 #include "gpu/vendors/gfx_arch.h"
@@ -49,6 +50,31 @@ inline void store8(void* p, uint2 v, bool) { memcpy(p, &v, 8); }
 inline void store4(void* p, uint32_t v, bool) { memcpy(p, &v, 4); }
 inline void store2(void* p, uint16_t v, bool) { memcpy(p, &v, 2); }
 inline uint32_t umulhi(uint32_t a, uint32_t b) { return uint32_t((uint64_t(a) * b) >> 32); }
+// amax: threads run one at a time, so no two lanes combine (a group of one lane: every thread
+// commits its own maxima: a read, then the int32 maximum written back)
+constexpr int kLanes = 1;
+inline int lane() { return 0; }
+template <int G>
+inline uint32_t group_max(uint32_t v) { return v; }
+inline uint32_t shfl_down(uint32_t v, int) { return v; }
+inline uint32_t shfl_up(uint32_t v, int) { return v; }
+inline float amax_step(float acc, float x) {
+  const uint32_t a = f32_bits(x) & 0x7FFFFFFFu, b = f32_bits(acc);
+  return bits_f32(a <= 0x7F800000u && a > b ? a : b);
+}
+inline int32_t amax_read(const float* p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+inline int32_t amax_read_l2(const float* p) { return amax_read(p); }
+inline bool block_leader() { return true; }                  // a block of one thread, as for the warps:
+inline bool block_max2(uint32_t*, uint32_t*) { return true; }  // every thread commits its own maxima
+inline void amax_max(float* p, int32_t v) {
+  int32_t old;
+  memcpy(&old, p, 4);
+  if (v > old) memcpy(p, &v, 4);
+}
 }  // namespace vendor
 
 // ---- the fake runtime's state, set by the tests
@@ -73,6 +99,7 @@ struct State {
   std::vector<Launch> launches;
   bool run_kernels = true;
   int fail_launches = 0;  // the next n launches fail
+  std::vector<std::pair<const void*, int>> kernel_max_threads;  // kernels with a lower limit than their device's
 };
 inline State& state() {
   static State s;
@@ -122,8 +149,10 @@ inline Status device_props(int dev, DeviceProps* p) {
   p->name = d.name;
   return kOk;
 }
-inline Status kernel_limits(const void*, int* max_threads, int* image_arch) {
+inline Status kernel_limits(const void* fn, int* max_threads, int* image_arch) {
   *max_threads = fake::state().devices[size_t(fake::t_current)].max_threads;
+  for (const auto& k : fake::state().kernel_max_threads)
+    if (k.first == fn && k.second < *max_threads) *max_threads = k.second;
   *image_arch = 0;
   return kOk;
 }

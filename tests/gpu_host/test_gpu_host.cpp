@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 #include <mlakv/mlakv.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +18,8 @@
 #include <vector>
 
 #include "fake_vendor.h"
+#include "gpu/pack_kernels.cuh"  // a kernel instance's address (its register limit, faked)
+#include "gpu/ext_cases.h"  // per-head scales and amax cases, shared with the CUDA suite
 #include "test_util.h"
 
 namespace {
@@ -505,6 +509,231 @@ TEST_CASE("rows on the device's L2 size") {
   CHECK(r.bad == 0);
   CHECK(r.plan.find("arch=942-942 l2=200-300 s=1-*") != std::string::npos);
   CHECK(r.plan.find("table=set") != std::string::npos);
+  REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+}
+
+// ---- per-head scales and amax (issue 15) over fake devices -------------------------------------------------------
+namespace {
+
+struct FakeMem : ext::Mem {
+  void* alloc(size_t bytes) override { return (new DeviceBuf(bytes))->data(); }
+  void put(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void get(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void sync() override {}
+};
+
+// Runs c on the hip backend of the fake MI300X and checks everything ext::run checks.
+void check_ext(ext::Case c) {
+  FakeMem mem;
+  c.backend = MLAKV_BACKEND_HIP;
+  c.device = kMi300;
+  const ext::Result r = ext::run(mem, c);
+  INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
+  REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
+  CHECK(r.bad_bytes == 0);
+  CHECK(r.bad_bytes_heads == 0);
+  CHECK(r.bad_amax == 0);
+  if (c.table) CHECK(r.plan.find("# catch-all") == std::string::npos);  // the forced row ran
+}
+
+// A table forcing one variant, unit layout and unroll (hip rows: lanes, split, wide).
+std::string ext_row(const char* variant, int threads, int block, int unroll, int waves, int lanes, int split, int wide,
+                    const char* dims = "x8") {
+  char row[256];
+  std::snprintf(row, sizeof row,
+                "arch=0-100000 s=1-* sxh=1-* dims=%s variant=%s threads=%d block=%d unroll=%d waves=%d early=0 lanes=%d "
+                "split=%d evict_first=0 wide=%d\n",
+                dims, variant, threads, block, unroll, waves, lanes, split, wide);
+  return row;
+}
+
+}  // namespace
+
+TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, bytes and amax as the reference and a host loop") {
+  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
+  uint64_t seed = 100;
+  int k = 0;
+  for (const char* v : {"tile2d", "flat", "persist"})
+    for (const L& l : layouts)
+      for (int unroll : {1, 2, 4}) {
+        if (unroll == 4 && (l.split || l.wide)) continue;  // compiled with unroll 1 and 2 only
+        ++k;
+        const std::string table = ext_row(v, k % 2 ? 64 : 128, k % 3 ? 4 : 3, unroll, 2, l.lanes, l.split, l.wide);
+        ext::Case c;
+        c.s = 5 + k % 7;
+        c.h = k % 2 ? 16 : 3;
+        c.in = tu::kInputDtypes[k % 3];
+        c.out = tu::kFp8Dtypes[k % 4];
+        c.per_head = k % 4 != 3;
+        c.k_amax = k % 5 != 1;
+        c.v_amax = k % 5 != 2;
+        c.inf = k % 3 == 0;
+        c.inf_pe = k % 7 == 0;
+        c.nan_head = k % 4 == 1;
+        c.pad_out = k % 3 == 1 ? 16 : 0;
+        c.table = table.c_str();
+        c.seed = seed++;
+        check_ext(c);
+      }
+  // the general kernel, and x8 units of other dims (lanes = the largest unit count: 8, 12, 4)
+  struct D { int64_t dn, dr, dv; } dims[] = {{128, 64, 128}, {64, 32, 64}, {96, 48, 80}, {16, 16, 32}, {5, 3, 7}};
+  for (const D& d : dims)
+    for (const char* v : {"general", "flat", "tile2d", "persist"}) {
+      const bool vec = std::strcmp(v, "general") != 0;
+      if (vec && d.dn % 8) continue;
+      ++k;
+      const std::string table = ext_row(v, 64, 2, 1 + k % 2, 1, 16, 0, 0, vec ? "x8" : "any");
+      ext::Case c;
+      c.dn = d.dn; c.dr = d.dr; c.dv = d.dv;
+      c.s = 3 + k % 5;
+      c.h = k % 2 ? 5 : 2;
+      c.in = tu::kInputDtypes[k % 3];
+      c.nan_head = k % 2 == 0;
+      c.inf_pe = k % 3 == 0;
+      c.per_head = k % 3 != 2;
+      c.table = table.c_str();
+      c.seed = seed++;
+      check_ext(c);
+    }
+}
+
+TEST_CASE("per-head scales: equal multipliers give the per-tensor bytes; powers of two, every input type and format") {
+  uint64_t seed = 500;
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (ext::Scales sc : {ext::kEqual, ext::kPow2, ext::kRandom}) {
+        ext::Case c;
+        c.s = 9;
+        c.h = 4;
+        c.in = in;
+        c.out = out;
+        c.scales = sc;
+        c.k_amax = c.v_amax = sc == ext::kRandom;
+        c.seed = seed++;
+        check_ext(c);  // the built-in table's rows
+      }
+  // misaligned and padded layouts: the general path or the vector ones, per head
+  for (int64_t m : {0, 1, 3}) {
+    ext::Case c;
+    c.s = 6;
+    c.h = 5;
+    c.misalign_in = m;
+    c.pad_in = 8;
+    c.pad_out = 8;
+    c.fused_kv = m != 1;
+    c.seed = seed++;
+    check_ext(c);
+  }
+}
+
+TEST_CASE("amax accumulates across calls: per tensor and per head, from below and from above") {
+  uint64_t seed = 900;
+  for (bool per_head : {false, true})
+    for (const char* v : {"flat", "tile2d", "persist", "general"}) {
+      const std::string table = ext_row(v, 128, 2, 1, 1, 16, 0, 0, std::strcmp(v, "general") ? "x8" : "any");
+      ext::Case c;
+      c.s = 4;
+      c.h = 6;
+      c.per_head = per_head;
+      c.scales = ext::kEqual;
+      c.calls = 3;
+      c.inf = false;
+      c.table = table.c_str();
+      c.seed = seed++;
+      check_ext(c);
+    }
+}
+
+TEST_CASE("amax through a cached plan: pointers that come and go between calls of one geometry") {
+  // the same arguments but for the amax pointers: c_api rebinds the cached plan (pointers only), so
+  // the kernels' ext body must follow the pointers that are set now
+  const int64_t s = 3, h = 2;
+  DeviceBuf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128)), am(8);
+  for (int64_t i = 0; i < s * h * 256; ++i) kv.buf.put(2, i, tu::to_bf16(double(i % 97) - 40.0));
+  for (int64_t i = 0; i < s * 64; ++i) pe.buf.put(2, i, tu::to_bf16(double(i % 13) * 0.5));
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+  a.v = tu::tensor3(kv.data() + 256, MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+  a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
+  a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+  a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+  a.backend = MLAKV_BACKEND_HIP;
+  float* amax = reinterpret_cast<float*>(am.data());
+  amax[0] = amax[1] = 0.0f;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // no amax
+  CHECK(amax[0] == 0.0f);
+  a.k_amax = amax;
+  a.v_amax = amax + 1;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  float want_k = 0, want_v = 0;
+  for (int64_t t = 0; t < s; ++t)
+    for (int64_t j = 0; j < h; ++j)
+      for (int64_t i = 0; i < 128; ++i) {
+        want_k = std::max(want_k, std::fabs(tu::widen_bf16(uint16_t(kv.buf.get(2, t * h * 256 + j * 256 + i)))));
+        want_v = std::max(want_v, std::fabs(tu::widen_bf16(uint16_t(kv.buf.get(2, t * h * 256 + j * 256 + 128 + i)))));
+      }
+  for (int64_t i = 0; i < s * 64; ++i) want_k = std::max(want_k, std::fabs(tu::widen_bf16(uint16_t(pe.buf.get(2, i)))));
+  CHECK(amax[0] == want_k);
+  CHECK(amax[1] == want_v);
+  amax[0] = amax[1] = -1.0f;
+  a.k_amax = a.v_amax = nullptr;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // pointers gone again: nothing written
+  CHECK(amax[0] == -1.0f);
+  CHECK(amax[1] == -1.0f);
+  a.v_amax = amax + 1;  // only V
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(amax[0] == -1.0f);
+  CHECK(amax[1] == want_v);
+}
+
+TEST_CASE("a row the ext kernel cannot run: skipped for per-head / amax calls, also when a cached plan gains amax") {
+  // the ext instance (per-head scales, amax) of flat fp16 -> e5m2fnuz, 16 lanes with k_pe split,
+  // unroll 1 reports a 256-thread limit on the MI250X; its plain instance runs 1024. A per-tensor
+  // call takes the 1024-thread row; the same call with amax (a rebound cached plan) and a per-head
+  // call take the next row, as their plans say
+  mlakv::fake::state().kernel_max_threads.push_back(
+      {reinterpret_cast<const void*>(&mlakv::kern::pack_flat<mlakv::InType::FP16, mlakv::Fp8Format::E5M2FNUZ, mlakv::kern::Units::DS16S, 1, true>), 256});
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP,
+                                   "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=flat threads=1024 lanes=16 split=1  # wide\n"
+                                   "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=flat threads=128 lanes=16 split=1  # narrow\n") == MLAKV_OK);
+  const int64_t s = 5, h = 3;
+  DeviceBuf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128)), am(8), sc(size_t(2 * h * 4));
+  for (int64_t i = 0; i < s * h * 256; ++i) kv.buf.put(2, i, tu::to_fp16(double(i % 89) - 30.0));
+  for (int64_t i = 0; i < s * 64; ++i) pe.buf.put(2, i, tu::to_fp16(double(i % 7)));
+  float* scales = reinterpret_cast<float*>(sc.data());
+  for (int64_t j = 0; j < 2 * h; ++j) scales[j] = 0.5f;
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_FP16, s, h, 128, h * 256, 256);
+  a.v = tu::tensor3(kv.data() + 256, MLAKV_DTYPE_FP16, s, h, 128, h * 256, 256);
+  a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_FP16, s, 64, 64);
+  a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E5M2FNUZ, s, h, 192, h * 192, 192);
+  a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E5M2FNUZ, s, h, 128, h * 128, 128);
+  a.k_scale_inv_ptr = scales;
+  a.v_scale_inv_ptr = scales + h;
+  a.backend = MLAKV_BACKEND_HIP;
+  a.device = kMi250;
+  auto& launches = mlakv::fake::state().launches;
+  CHECK(tu::plan_text(a).find("# wide") != std::string::npos);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(launches.back().block.x == 1024);
+  float* amax = reinterpret_cast<float*>(am.data());
+  amax[0] = amax[1] = 0.0f;
+  a.k_amax = amax;
+  a.v_amax = amax + 1;
+  CHECK(tu::plan_text(a).find("# narrow") != std::string::npos);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // pointers only changed: the cached plan, rebound
+  CHECK(launches.back().block.x == 128);
+  CHECK(amax[0] == 58.0f);  // |k_nope| up to 58, |k_pe| up to 6
+  CHECK(amax[1] == 58.0f);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // the same arguments again
+  CHECK(launches.back().block.x == 128);
+  a.k_amax = a.v_amax = nullptr;
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(launches.back().block.x == 1024);
+  a.scale_granularity = MLAKV_SCALE_PER_HEAD;  // a new geometry: planned for the ext instance
+  CHECK(tu::plan_text(a).find("# narrow") != std::string::npos);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(launches.back().block.x == 128);
   REQUIRE(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
 }
 

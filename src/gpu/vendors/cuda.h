@@ -17,6 +17,7 @@
 #include "mlakv/mlakv.h"
 
 #define MLAKV_DEVICE __device__ __forceinline__
+#define MLAKV_BOUNDS_1024X2 __launch_bounds__(1024, 2)  // at most 32 registers a thread
 #define MLAKV_GPU_BACKEND_ENTRY cuda_backend  // the Backend this build's GPU host layer defines
 
 #include "gpu/vendors/plain.h"  // load16/8/4, Wide32, load32_pair
@@ -95,6 +96,67 @@ MLAKV_DEVICE void store2(void* p, uint16_t v, bool evict_first) {
 }
 
 MLAKV_DEVICE uint32_t umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
+
+// ---- amax (per-head scales and amax, src/gpu/pack_kernels.cuh): lanes that combine their maxima
+// before one of them touches memory (a warp; the kernels' blocks are 1-D and whole warps)
+constexpr int kLanes = 32;
+MLAKV_DEVICE int lane() { return int(threadIdx.x & 31u); }
+// The maximum over each aligned group of G lanes (G a power of two <= kLanes), every lane of the
+// warp taking part: one redux.sync a group of 16 or 32 lanes on sm_80+ (as cooperative groups do),
+// xor shuffles otherwise.
+template <int G>
+MLAKV_DEVICE uint32_t group_max(uint32_t v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr bool kRedux = G >= 16;
+#else
+  constexpr bool kRedux = false;
+#endif
+  if constexpr (kRedux) {
+    const uint32_t mask = G == 32 ? 0xFFFFFFFFu : ((1u << G) - 1u) << (lane() & ~(G - 1));
+    return __reduce_max_sync(mask, v);
+  } else {
+#pragma unroll
+    for (int d = G / 2; d > 0; d >>= 1) {
+      const uint32_t o = __shfl_xor_sync(0xFFFFFFFFu, v, d, G);
+      v = o > v ? o : v;
+    }
+    return v;
+  }
+}
+MLAKV_DEVICE uint32_t shfl_down(uint32_t v, int d) { return __shfl_down_sync(0xFFFFFFFFu, v, unsigned(d)); }
+MLAKV_DEVICE uint32_t shfl_up(uint32_t v, int d) { return __shfl_up_sync(0xFFFFFFFFu, v, unsigned(d)); }
+// acc = max(acc, |x|), NaN x ignored (max.f32 returns the non-NaN operand), -0 as +0, inf counts;
+// denormals kept (the library builds with -ftz=false)
+MLAKV_DEVICE float amax_step(float acc, float x) { return fmaxf(acc, fabsf(x)); }
+// A destination's current value (int32 bit pattern): amax_read through L1 (cheap where many
+// lanes ask for the same few floats; possibly stale, which only costs an atomic), amax_read_l2
+// through L2 (the freshest copy, for one read a block)
+MLAKV_DEVICE int32_t amax_read(const float* p) { return *reinterpret_cast<const int*>(p); }
+MLAKV_DEVICE int32_t amax_read_l2(const float* p) { return __ldcg(reinterpret_cast<const int*>(p)); }
+MLAKV_DEVICE void amax_max(float* p, int32_t v) { atomicMax(reinterpret_cast<int*>(p), v); }
+// The block's maxima of *a and *b, every thread of the (1-D) block calling it once, at its end:
+// true (with the maxima) for one thread. A redux / shuffles a warp, then the warps' through shared
+// memory.
+MLAKV_DEVICE bool block_leader() { return threadIdx.x == 0; }
+MLAKV_DEVICE bool block_max2(uint32_t* a, uint32_t* b) {
+  __shared__ uint32_t warp_max[2][32];
+  const unsigned w = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  uint32_t x = group_max<32>(*a), y = group_max<32>(*b);
+  if (lane() == 0) {
+    warp_max[0][w] = x;
+    warp_max[1][w] = y;
+  }
+  __syncthreads();
+  if (w == 0) {
+    x = unsigned(lane()) < warps ? warp_max[0][lane()] : 0u;
+    y = unsigned(lane()) < warps ? warp_max[1][lane()] : 0u;
+    x = group_max<32>(x);
+    y = group_max<32>(y);
+  }
+  *a = x;
+  *b = y;
+  return threadIdx.x == 0;
+}
 
 }  // namespace vendor
 }  // namespace mlakv

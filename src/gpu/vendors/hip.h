@@ -23,6 +23,7 @@
 #include "mlakv/mlakv.h"
 
 #define MLAKV_DEVICE __device__ __forceinline__
+#define MLAKV_BOUNDS_1024X2  // (CUDA: two 1024-thread blocks an SM; HIP's second parameter means another thing)
 #define MLAKV_GPU_BACKEND_ENTRY hip_backend  // the Backend this build's GPU host layer defines
 
 #include "gpu/vendors/gfx_arch.h"  // gfx_arch, arch_name
@@ -72,6 +73,52 @@ MLAKV_DEVICE void store2(void* p, uint16_t v, bool evict_first) {
 }
 
 MLAKV_DEVICE uint32_t umulhi(uint32_t a, uint32_t b) { return __umulhi(a, b); }
+
+// ---- amax (src/gpu/pack_kernels.cuh): lanes combine in groups of 32 (half a wave64, or a wave32;
+// the kernels' blocks are whole groups of 32, not always whole waves), xor / down / up shuffles
+// within width 32
+constexpr int kLanes = 32;
+MLAKV_DEVICE int lane() { return int(threadIdx.x & 31u); }
+template <int G>
+MLAKV_DEVICE uint32_t group_max(uint32_t v) {
+#pragma unroll
+  for (int d = G / 2; d > 0; d >>= 1) {
+    const uint32_t o = uint32_t(__shfl_xor(int(v), d, G));
+    v = o > v ? o : v;
+  }
+  return v;
+}
+MLAKV_DEVICE uint32_t shfl_down(uint32_t v, int d) { return uint32_t(__shfl_down(int(v), unsigned(d), kLanes)); }
+MLAKV_DEVICE uint32_t shfl_up(uint32_t v, int d) { return uint32_t(__shfl_up(int(v), unsigned(d), kLanes)); }
+// acc = max(acc, |x|) on the bit patterns, NaN ignored (not left to v_max_f32's NaN rules)
+MLAKV_DEVICE float amax_step(float acc, float x) {
+  const uint32_t a = f32_bits(x) & 0x7FFFFFFFu, b = f32_bits(acc);
+  return bits_f32(a <= 0x7F800000u && a > b ? a : b);
+}
+MLAKV_DEVICE int32_t amax_read(const float* p) { return *reinterpret_cast<const int*>(p); }
+MLAKV_DEVICE int32_t amax_read_l2(const float* p) { return __atomic_load_n(reinterpret_cast<const int*>(p), __ATOMIC_RELAXED); }
+MLAKV_DEVICE void amax_max(float* p, int32_t v) { atomicMax(reinterpret_cast<int*>(p), v); }
+// as in vendors/cuda.h: groups of 32 lanes, then across them through shared memory
+MLAKV_DEVICE bool block_leader() { return threadIdx.x == 0; }
+MLAKV_DEVICE bool block_max2(uint32_t* a, uint32_t* b) {
+  __shared__ uint32_t group_maxima[2][32];
+  const unsigned g = threadIdx.x >> 5, groups = (blockDim.x + 31) >> 5;
+  uint32_t x = group_max<32>(*a), y = group_max<32>(*b);
+  if (lane() == 0) {
+    group_maxima[0][g] = x;
+    group_maxima[1][g] = y;
+  }
+  __syncthreads();
+  if (g == 0) {
+    x = unsigned(lane()) < groups ? group_maxima[0][lane()] : 0u;
+    y = unsigned(lane()) < groups ? group_maxima[1][lane()] : 0u;
+    x = group_max<32>(x);
+    y = group_max<32>(y);
+  }
+  *a = x;
+  *b = y;
+  return threadIdx.x == 0;
+}
 
 }  // namespace vendor
 }  // namespace mlakv
