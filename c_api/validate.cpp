@@ -495,7 +495,8 @@ mlakv_status validate_pointers(const mlakv_pack_args& a, PackProblem* p, std::st
 
 bool same_geometry(const mlakv_pack_args& a, const mlakv_pack_args& b) {
   // every field validate_geometry reads: each tensor's bytes after its data pointer, and the
-  // call's enums, device and flags (not the scales, scale pointers or stream)
+  // call's enums, device and flags (not the scales, scale pointers or stream); and whether the call
+  // asks for an amax, which table rows may depend on (amax=0|1)
   constexpr size_t kAfterData = offsetof(mlakv_tensor, dtype);
   const mlakv_tensor* ta[kTensorCount];
   const mlakv_tensor* tb[kTensorCount];
@@ -506,7 +507,8 @@ bool same_geometry(const mlakv_pack_args& a, const mlakv_pack_args& b) {
                     sizeof(mlakv_tensor) - kAfterData))
       return false;
   return a.struct_size == b.struct_size && a.backend == b.backend && a.device == b.device && a.pdl == b.pdl &&
-         a.flags == b.flags && a.scale_granularity == b.scale_granularity && a.reserved == b.reserved;
+         a.flags == b.flags && a.scale_granularity == b.scale_granularity && a.reserved == b.reserved &&
+         (a.k_amax || a.v_amax) == (b.k_amax || b.v_amax);
 }
 
 }  // namespace mlakv

@@ -873,6 +873,8 @@ TEST_CASE("dispatch table API on the reference backend") {
         "arch=0-0 variant=vector split=2",
         "arch=0-0 variant=vector lanes=16 wide=1", // wide units are 8 lanes a row
         "arch=0-0 variant=vector lanes=8 wide=2",
+        "arch=0-0 variant=vector amax=2",          // amax is 0 or 1
+        "arch=0-0 variant=vector amax=",
         "hello",
         "",                                      // no rows
         "# only a comment\n\n",
@@ -940,6 +942,54 @@ TEST_CASE("dispatch table API on the reference backend") {
     c.variant = Variant::Default;
     c.check_plan_variant = false;  // the case's own layout may take the third row
     run_case(c);
+  }
+
+  SUBCASE("rows for calls with (amax=1) or without (amax=0) an amax; a cached plan never crosses the two") {
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
+                                     "arch=0-0 amax=1 variant=strided  # amax calls\n"
+                                     "arch=0-0 amax=0 variant=vector  # the others\n") == MLAKV_OK);
+    const std::string t = get();
+    CHECK(t.find("sxh=1-* amax=1 dims=any variant=strided") != std::string::npos);
+    CHECK(t.find("sxh=1-* amax=0 dims=any variant=vector") != std::string::npos);
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
+    CHECK(get() == t);  // prints and parses back to itself
+    const int64_t s = 6, h = 4;
+    Buf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128));
+    tu::Rng r(7);
+    const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f);
+    fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
+    fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.v = tu::tensor3(tu::at(kv.data(), 128, 2), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
+    a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+    a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+    a.backend = MLAKV_BACKEND_REFERENCE;
+    float amax[2] = {0.0f, 0.0f};
+    mlakv_pack_args with = a;
+    with.k_amax = &amax[0];
+    with.v_amax = &amax[1];
+    CHECK(tu::plan_text(a).find("amax=0 dims=any variant=vector") != std::string::npos);
+    CHECK(tu::plan_text(with).find("amax=1 dims=any variant=strided") != std::string::npos);
+    // only the calls without an amax have a row: a call with one, after one without on the same
+    // geometry (the per-thread plan cache), is walked anew and refused, nothing written
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 amax=0 variant=vector\n") == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    std::memset(ko.data(), tu::kPoison, ko.size());
+    CHECK(mlakv_pack_fp8(&with) == MLAKV_ERR_NO_TABLE_ROW);
+    CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
+    CHECK(amax[0] == 0.0f);
+    CHECK(amax[1] == 0.0f);
+    // and the other way round
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 amax=1 variant=vector\n") == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&with) == MLAKV_OK);
+    CHECK(amax[0] > 0.0f);
+    CHECK(amax[1] > 0.0f);
+    std::memset(ko.data(), tu::kPoison, ko.size());
+    CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_NO_TABLE_ROW);
+    CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
   }
 
   SUBCASE("keys renamed since the first tables are refused with their new names") {

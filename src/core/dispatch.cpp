@@ -120,6 +120,7 @@ const Key kKeys[] = {
     {"s", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->s_min, &r->s_max); }},
     {"sxh", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->sxh_min, &r->sxh_max); }},
     {"l2", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->l2_min, &r->l2_max); }},
+    {"amax", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->amax); }},
     {"dims", [](const std::string& v, DispatchRow* r) {
        for (int d = 0; d < kDimsReqCount; ++d)
          if (v == dims_req_name(DimsReq(d))) { r->dims = DimsReq(d); return true; }
@@ -153,6 +154,7 @@ std::string DispatchTable::row_text(const DispatchRow& r) const {
   put_range(o, "s", r.s_min, r.s_max);
   o << ' ';
   put_range(o, "sxh", r.sxh_min, r.sxh_max);
+  if (r.amax >= 0) o << " amax=" << r.amax;
   o << " dims=" << dims_req_name(r.dims) << " variant="
     << (r.variant >= 0 && size_t(r.variant) < names_.size() ? names_[size_t(r.variant)] : "?")
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll

@@ -9,7 +9,8 @@
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
 //          evidence for each band in docs/perf-notes.md); beyond ~80 MB, rows for GPUs with an
 //          L2 of 55 MiB or more (the H200's 60; the H100 has 50) from mlakv-tune on an H200
-//          (bench/results/h200-tune.md);
+//          (bench/results/h200-tune.md); rows of their own (amax=1) for calls that ask for an
+//          amax where another configuration is faster for them (measured on an H200);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
@@ -29,11 +30,16 @@ std::vector<DispatchRow> builtin_rows() {
   const DimsReq X8 = DimsReq::X8;
   const char* h100 = "sm_90: H100 sweep, docs/perf-notes.md";
   const char* h200 = "sm_90, L2 >= 55 MiB: mlakv-tune on an H200, bench/results/h200-tune.md";
+  const char* amax = "sm_90, calls with an amax: measured on an H200, docs/perf-notes.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
       // best of the same-run comparisons on an H100 (docs/perf-notes.md)
+      // calls with an amax, tiny: one head a block, so per-head maxima combine per block as per
+      // tensor (flat's per-row commits cost +0.4-0.5 us there)
+      with_amax(row(90, 99, 1, 2, 1, 2048, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(row(90, 99, 3, U, 1, 2048, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them
@@ -50,6 +56,10 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 37889, 43008, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
       row(90, 99, 1, U, 43009, 55296, X8, kPersist, 256, 1, 2, 2, 0, 8, h100),
       row(90, 99, 1, U, 55297, 57344, X8, kPersist, 256, 1, 1, 4, 0, 8, h100),
+      // H200 (L2 >= 55 MiB) beyond ~80 MB, calls with an amax: 256-thread blocks (a block's maxima
+      // combine behind a barrier, which 1024-thread blocks wait at far longer: +7% at 109 MB)
+      with_amax(with_l2(row(90, 99, 1, U, 92682, 370727, X8, kFlat, 256, 1, 1, 0, 1, 16, amax, 0, 1), 55, U), 1),
+      with_amax(with_l2(row(90, 99, 1, U, 370728, U, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
       // H200 (L2 >= 55 MiB) beyond ~80 MB: 1024-thread blocks, 16 then 8 lanes a row (mlakv-tune)
       with_l2(row(90, 99, 1, U, 92682, 185363, X8, kFlat, 1024, 1, 1, 0, 1, 16, h200), 55, U),
       with_l2(row(90, 99, 1, U, 185364, 370727, X8, kFlat, 1024, 1, 1, 0, 1, 16, h200, 0, 1), 55, U),

@@ -414,6 +414,15 @@ bool units_for(const LaunchConfig& cfg, const PackProblem& p, Units* u) {
 
 int unroll_index(int unroll) { return unroll >= 4 ? 2 : unroll >= 2 ? 1 : 0; }  // row_check: 1, 2 or 4
 
+// Whether the row's plain kernel takes per-head scales: where every pair of a thread is of one head
+// (tile2d; flat with one pair a thread), src/gpu/pack_kernels.cuh.
+bool plain_per_head(const DispatchRow& r) {
+  return r.variant == kTile2d || (r.variant == kFlat && unroll_index(r.cfg.unroll) == 0);
+}
+// Whether a call runs the ext instance of its row's kernel: amax, or per-head scales the plain one
+// does not take.
+bool wants_ext(const PackProblem& p, bool plain_ph) { return p.has_amax() || (p.per_head && !plain_ph); }
+
 // What a row gives one call when its variant can run it.
 struct Choice {
   Units units = Units::V8;
@@ -442,7 +451,7 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
   }
   c->ui = unroll_index(r.cfg.unroll);
   const int in = int(p.in_type), fmt = int(p.out_format), u = int(c->units);
-  const int want = p.per_head || p.has_amax() ? 1 : 0;
+  const int want = wants_ext(p, plain_per_head(r)) ? 1 : 0;
   for (int x : {want, 1 - want}) {
     c->fn[x] = kernels().k[x][r.variant][in][fmt][u][c->ui];
     if (!c->fn[x]) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
@@ -464,7 +473,8 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
 struct Launch {
   KernelFn fn[2];  // the plain and the ext instance of the row's kernel
   bool runs[2];    // whether each can run the row (the one the plan was made for always can)
-  int ext;         // which one the call's arguments ask for (per-head scales or an amax pointer)
+  bool plain_ph;   // the plain one takes per-head scales (plain_per_head)
+  int ext;         // which one the call's arguments ask for (wants_ext)
   dim3 grid, block;
   Params P;
 };
@@ -486,7 +496,7 @@ void set_pointers(const PackProblem& p, Launch* L) {
   P->k_amax = p.amax(kKAmax);
   P->v_amax = p.amax(kVAmax);
   P->per_head = p.per_head ? 1 : 0;
-  L->ext = p.per_head || p.has_amax() ? 1 : 0;  // per-tensor calls without amax: the plain kernel
+  L->ext = wants_ext(p, L->plain_ph) ? 1 : 0;
 }
 
 void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, reinterpret_cast<Launch*>(plan->launch)); }
@@ -495,6 +505,7 @@ void rebind(const PackProblem& p, Plan* plan) { set_pointers(p, reinterpret_cast
 void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, const DeviceInfo& d, Launch* L) {
   Params& P = L->P;
   P = Params();
+  L->plain_ph = plain_per_head(r);
   set_pointers(p, L);
   const Operand* o = p.op;
   P.kn_st = o[kKNope].st; P.kn_sh = o[kKNope].sh; P.kp_st = o[kKPe].st;

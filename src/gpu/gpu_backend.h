@@ -39,6 +39,12 @@ inline DispatchRow with_l2(DispatchRow r, int64_t lo, int64_t hi) {
   return r;
 }
 
+// The row for calls that ask for an amax (1) or that do not (0) only.
+inline DispatchRow with_amax(DispatchRow r, int amax) {
+  r.amax = amax;
+  return r;
+}
+
 // The last row of every GPU table: any arch, dims and alignment, on the general kernel.
 inline DispatchRow catch_all_row() {
   return row(0, 100000, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path");

@@ -16,22 +16,27 @@
 //   plain (X = false) - one multiplier for K and one for V, no amax: exactly the code (and the
 //                       registers, so the occupancy and the rows a device can run) of the kernels
 //                       before per-head scales and amax existed;
-//   ext   (X = true)  - per-head multipliers (Params::per_head, runtime-uniform: h floats behind each
-//                       scale pointer, read after the PDL wait) and/or amax: each thread keeps the
-//                       running maximum of |input| (NaN ignored) in registers, lanes that share a
-//                       destination combine theirs with warp shuffles / redux, and one lane reads the
-//                       destination once and issues an atomicMax on the int32 bit pattern only if
-//                       its value is larger.
+//                       Per-head multipliers (Params::per_head: h floats behind each scale pointer)
+//                       too where every pair of a thread is of one head - flat with unroll 1, tile2d:
+//                       the multiplier is read at the PDL entry by that head's index instead of 0,
+//                       the same load as a per-tensor device scale (measured on the H200: within
+//                       noise of per-tensor at every size, docs/perf-notes.md);
+//   ext   (X = true)  - amax, and per-head multipliers where a thread's pairs span heads (persist,
+//                       flat with unroll 2 / 4, general): each thread keeps the running maximum of
+//                       |input| (NaN ignored) in registers, lanes that share a destination combine
+//                       theirs with warp shuffles / redux, and one lane issues an atomicMax on the
+//                       int32 bit pattern only if its value is larger than what the destination
+//                       held when the block started.
 // (One kernel with a runtime branch between the two bodies was measured first: the same compile
 // time and code size, but the kernel's registers are the larger body's, +7 to +16 on most plain
 // kernels - 32 -> 48 for tile2d ds16s unroll 1, an occupancy of 1280 threads an SM instead of 2048.)
 // The host picks the instance per call (src/gpu/gpu_backend.cu: a row holds only where both can
 // run it, so a cached plan can gain or lose amax pointers without a new table walk).
 // Where the ext body puts the maxima:
-//   tile2d          a block is one head: thread maxima, combined per warp at the end, into amax[0]
-//                   (per tensor) or amax[head] (per head); the head's scales come with the PDL entry;
+//   tile2d          a block is one head: thread maxima, combined per block at the end, into amax[0]
+//                   (per tensor) or amax[head] (per head);
 //   flat / persist  per tensor: thread maxima across all pairs (persist: all its chunks), combined
-//                   per warp at the end; per head: per (row, lane) pair, the lanes of one row (an
+//                   per block at the end; per head: per (row, lane) pair, the lanes of one row (an
 //                   aligned group of L lanes in DS layouts: redux / xor shuffles; x8 layouts: a
 //                   segmented shuffle reduction keyed by row) combine, the row's lane 0 commits, and
 //                   each pair's multipliers are loaded per head;
@@ -246,6 +251,8 @@ MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
 // The thread maxima of a whole block (every thread calls it, at the end) into dst[idx]: combined
 // by warp and across the warps (vendor::block_max2), then one commit a block - the number of
 // atomics a call can issue is bounded by its blocks, even into arrays zeroed before every call.
+// (Without the barrier - shared-memory atomics, the last warp to finish committing - was slower on
+// the H200 at every size: +12% against +6.6% at h=128 s=1024, docs/perf-notes.md.)
 MLAKV_DEVICE void amax_flush(const Params& P, float ak, float av, int64_t idx, AmaxSeen seen) {
   if (!P.k_amax && !P.v_amax) return;
   uint32_t mk = f32_bits(ak), mv = f32_bits(av);
@@ -437,6 +444,7 @@ struct FlatSink {
   const Params& P;
   float* ak;
   float* av;
+  const AmaxSeen* own = nullptr;  // unroll 1: what the thread's one head's amax held (read at the PDL entry)
   MLAKV_DEVICE void operator()(bool ok, int64_t hh, int lane, int64_t t, float pk, float pv, int32_t seen_k,
                                int32_t seen_v) const {
     if (!P.per_head) {
@@ -447,6 +455,10 @@ struct FlatSink {
     if (!P.k_amax && !P.v_amax) return;
     uint32_t mk = f32_bits(pk), mv = f32_bits(pv);
     bool first;
+    if (own) {
+      seen_k = own->k;
+      seen_v = own->v;
+    }
     if constexpr (is_ds(D)) {
       constexpr int G = UnitsT<D>::L < vendor::kLanes ? UnitsT<D>::L : vendor::kLanes;
       mk = vendor::group_max<G>(mk);
@@ -455,7 +467,7 @@ struct FlatSink {
     } else {
       (void)lane;
       first = segment_max<true>(ok ? uint32_t(t * P.h + hh) : 0xFFFFFFFFu, &mk, &mv);
-      if (first && ok) {
+      if (first && ok && !own) {
         if (P.k_amax) seen_k = vendor::amax_read(P.k_amax + hh);
         if (P.v_amax) seen_v = vendor::amax_read(P.v_amax + hh);
       }
@@ -467,24 +479,45 @@ struct FlatSink {
   }
 };
 
+// With one pair a thread (unroll 1) the thread's scales are its pair's head's, read at the PDL
+// entry like a per-tensor device scale (plain and ext); with several pairs (ext only: the host
+// sends per-head calls with unroll 2 / 4 there) each pair loads its own after its data.
 template <InType T, Fp8Format F, Units D, int UNROLL, bool X>
 MLAKV_DEVICE void flat_run(const Params& P) {
+  constexpr bool kOneHead = UNROLL == 1;
   const uint32_t base = blockIdx.x * blockDim.x * uint32_t(UNROLL) + threadIdx.x;
   float ak = 0.0f, av = 0.0f;
-  AmaxSeen seen;
-  run_pairs<T, F, D, UNROLL, X, true>(
-      P, [&](int i, int64_t* t, int64_t* hh, int* lane) { return flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane); },
+  int64_t head0 = 0;
+  AmaxSeen seen, own;
+  const bool per_tensor_amax = X && !P.per_head;
+  run_pairs<T, F, D, UNROLL, X, !kOneHead>(
+      P,
+      [&](int i, int64_t* t, int64_t* hh, int* lane) {
+        const bool ok = flat_pair<D>(P, base + uint32_t(i) * blockDim.x, t, hh, lane);
+        if (i == 0) head0 = *hh;
+        return ok;
+      },
       [&](float* ks, float* vs) {
-        if constexpr (X) {
+        if constexpr (kOneHead) {
+          pdl_enter(P, ks, vs, P.per_head ? head0 : 0);
+          if constexpr (X) {
+            if (!P.per_head) {
+              seen = amax_seen_block(P, 0);
+            } else {
+              if (P.k_amax) own.k = vendor::amax_read(P.k_amax + head0);
+              if (P.v_amax) own.v = vendor::amax_read(P.v_amax + head0);
+            }
+          }
+        } else if constexpr (X) {
           pdl_enter_ext(P, ks, vs);
           if (!P.per_head) seen = amax_seen_block(P, 0);
         } else {
           pdl_enter(P, ks, vs);
         }
       },
-      FlatSink<D>{P, &ak, &av});
+      FlatSink<D>{P, &ak, &av, kOneHead ? &own : nullptr});
   if constexpr (X)
-    if (!P.per_head) amax_flush(P, ak, av, 0, seen);
+    if (per_tensor_amax) amax_flush(P, ak, av, 0, seen);
   pdl_exit(P);
 }
 
@@ -563,8 +596,9 @@ __global__ void pack_tile2d(const Params P) {
   const uint32_t L = uint32_t(lanes_of<D>(P));
   const uint32_t n = uint32_t(left < P.block ? left : P.block) * L;
   const int64_t head = blockIdx.y;
-  int64_t scale_at = 0;  // the ext body, per-head scales: the block's multipliers are its head's
-  if constexpr (X) scale_at = P.per_head ? head : 0;
+  // per-head scales (and amax): the block's head's (re-read from blockIdx where used: holding the
+  // index across the tile took the plain kernels 7-8 more registers)
+#define MLAKV_TILE_SCALE_AT (P.per_head ? int64_t(blockIdx.y) : int64_t(0))
   float ak = 0.0f, av = 0.0f;
   AmaxSeen seen;
   if (uint32_t(P.block) * L == blockDim.x * uint32_t(UNROLL)) {
@@ -580,11 +614,11 @@ __global__ void pack_tile2d(const Params P) {
           return l < n;
         },
         [&](float* k, float* v) {
-          pdl_enter(P, k, v, scale_at);
-          if constexpr (X) seen = amax_seen_block(P, scale_at);
+          pdl_enter(P, k, v, MLAKV_TILE_SCALE_AT);
+          if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
         },
         ThreadSink{&ak, &av});
-    if constexpr (X) amax_flush(P, ak, av, scale_at, seen);
+    if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, seen);
     pdl_exit(P);
     return;
   }
@@ -603,8 +637,8 @@ __global__ void pack_tile2d(const Params P) {
         },
         [&](float* k, float* v) {
           if (!entered) {
-            pdl_enter(P, &ks, &vs, scale_at);
-            if constexpr (X) seen = amax_seen_block(P, scale_at);
+            pdl_enter(P, &ks, &vs, MLAKV_TILE_SCALE_AT);
+            if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
             entered = true;
           }
           *k = ks;
@@ -613,12 +647,13 @@ __global__ void pack_tile2d(const Params P) {
         ThreadSink{&ak, &av});
   }
   if (!entered) {
-    pdl_enter(P, &ks, &vs, scale_at);
-    if constexpr (X) seen = amax_seen_block(P, scale_at);
+    pdl_enter(P, &ks, &vs, MLAKV_TILE_SCALE_AT);
+    if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
   }
-  if constexpr (X) amax_flush(P, ak, av, scale_at, seen);  // (every thread of the block gets here)
+  if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, seen);  // (every thread of the block gets here)
   pdl_exit(P);
 }
+#undef MLAKV_TILE_SCALE_AT
 
 // Any dims, any alignment: one element per thread and grid-stride, 64-bit indices.
 template <InType T, Fp8Format F>

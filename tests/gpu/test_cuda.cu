@@ -373,6 +373,12 @@ TEST_CASE("cuda: a row asking for more threads than its kernel's registers allow
   CHECK(plan.find("# runs") != std::string::npos);
 }
 
+// An amax call (both arrays; per head or per tensor) of s x h on the built-in table, checked as the
+// per-head tests check it (defined with them below): mismatching bytes and amax floats, and the plan.
+namespace {
+size_t run_amax_row_case(int64_t s, int64_t h, bool per_head, std::string* plan);
+}  // namespace
+
 TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h band") {
   GPU_ONLY();
   // the built-in table's DeepSeek-dims rows that this device reaches, each run at the smallest and
@@ -392,6 +398,7 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   struct Row {
     long a0, a1, s0, s1, sh0, sh1, l0, l1;  // -1: unbounded
     bool x8;
+    int amax;  // -1: any call; 0 / 1: calls without / with an amax (printed as " amax=N" after sxh)
     std::string line;
   };
   std::vector<Row> table;
@@ -412,13 +419,15 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
     r.s1 = s1[0] == '*' ? -1 : std::atol(s1);
     r.sh1 = sh1[0] == '*' ? -1 : std::atol(sh1);
     r.x8 = line.find("dims=x8") != std::string::npos;
+    const size_t am = line.find(" amax=");
+    r.amax = am == std::string::npos ? -1 : std::atoi(line.c_str() + am + 6);
     r.line = line;
     table.push_back(r);
   }
   REQUIRE(table.size() > 2);
-  auto holds = [&](const Row& r, long s, long sh) {
+  auto holds = [&](const Row& r, long s, long sh, int with_amax) {
     return arch >= r.a0 && arch <= r.a1 && l2_mib >= r.l0 && (r.l1 < 0 || l2_mib <= r.l1) && s >= r.s0 &&
-           (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1);
+           (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1) && (r.amax < 0 || r.amax == with_amax);
   };
   int rows = 0, runs = 0;
   for (size_t i = 0; i < table.size(); ++i) {
@@ -426,22 +435,28 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
     if (!r.x8 || arch < r.a0 || arch > r.a1 || l2_mib < r.l0 || (r.l1 >= 0 && l2_mib > r.l1)) continue;
     const std::string band = "sxh=" + std::to_string(r.sh0) + "-" + (r.sh1 < 0 ? std::string("*") : std::to_string(r.sh1));
     bool ran = false;
+    const int with_amax = r.amax == 1 ? 1 : 0;  // rows for calls with an amax run such calls
     for (long sh : {r.sh0, r.sh1}) {
       if (sh < 1) continue;
       long h = 0;
       for (long cand : {128L, 16L, 8L, 4L, 2L, 1L})
-        if (sh % cand == 0 && holds(r, sh / cand, sh)) { h = cand; break; }
+        if (sh % cand == 0 && holds(r, sh / cand, sh, with_amax)) { h = cand; break; }
       for (long s = r.s0; !h && s <= (r.s1 < 0 ? r.s0 + 8 : r.s1); ++s)
         if (sh % s == 0) h = sh / s;
       if (!h) continue;
       size_t first = 0;
-      while (first < table.size() && !(table[first].x8 && holds(table[first], sh / h, sh))) ++first;
+      while (first < table.size() && !(table[first].x8 && holds(table[first], sh / h, sh, with_amax))) ++first;
       if (first != i) continue;  // shadowed here by an earlier row
-      Case c;
-      c.s = sh / h; c.h = h;
       std::string plan;
-      const size_t bad = run_case(c, &plan);
-      INFO("row: " << r.line << "\ns=" << c.s << " h=" << c.h << " plan: " << plan);
+      size_t bad = 0;
+      if (with_amax) {
+        bad = run_amax_row_case(sh / h, h, runs % 2 == 1, &plan);  // per tensor and per head in turn
+      } else {
+        Case c;
+        c.s = sh / h; c.h = h;
+        bad = run_case(c, &plan);
+      }
+      INFO("row: " << r.line << "\ns=" << sh / h << " h=" << h << " plan: " << plan);
       CHECK(bad == 0);
       CHECK(plan.find(band) != std::string::npos);
       ran = true;
@@ -862,6 +877,21 @@ void check_ext(ext::Case c, bool forced_row_runs = true) {
   CHECK(cudaGetLastError() == cudaSuccess);
 }
 
+size_t run_amax_row_case(int64_t s, int64_t h, bool per_head, std::string* plan) {
+  CudaMem mem;
+  ext::Case c;
+  c.s = s;
+  c.h = h;
+  c.per_head = per_head;
+  c.scales = per_head ? ext::kPow2 : ext::kEqual;
+  c.backend = MLAKV_BACKEND_CUDA;
+  c.seed = g_seed++;
+  const ext::Result r = ext::run(mem, c);
+  *plan = r.plan;
+  if (r.st != MLAKV_OK) return size_t(-1);
+  return r.bad_bytes + r.bad_bytes_heads + r.bad_amax;
+}
+
 std::string ext_row(const char* variant, int threads, int block, int unroll, int waves, int early, int lanes, int split,
                     int wide, int evict_first = 0, const char* dims = "x8") {
   char row[256];
@@ -925,6 +955,31 @@ TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll,
         check_ext(c);
       }
     }
+}
+
+TEST_CASE("cuda per-head scales without amax: every variant, unit layout and unroll (plain kernels where a thread's pairs share a head)") {
+  GPU_ONLY();
+  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
+  const int64_t hs[] = {16, 3, 128, 1, 5};
+  int k = 0;
+  for (const char* v : {"flat", "tile2d", "persist"})
+    for (const L& l : layouts)
+      for (int unroll : {1, 2, 4}) {
+        if (unroll == 4 && (l.split || l.wide)) continue;
+        ++k;
+        const int threads = k % 3 == 0 ? 64 : k % 3 == 1 ? 256 : 128;
+        const std::string table = ext_row(v, threads, k % 2 ? 16 : 5, unroll, 1 + k % 2, k % 2, l.lanes, l.split, l.wide, 0);
+        ext::Case c;
+        c.h = hs[k % 5];
+        c.s = c.h >= 128 ? 3 + k % 5 : 37 + 19 * (k % 7);
+        c.in = tu::kInputDtypes[k % 3];
+        c.out = tu::kFp8Dtypes[(k / 3) % 4];
+        c.k_amax = c.v_amax = false;
+        c.scales = k % 2 ? ext::kPow2 : ext::kRandom;
+        c.inf = k % 3 == 0;
+        c.table = table.c_str();
+        check_ext(c);
+      }
 }
 
 TEST_CASE("cuda per-head scales: equal multipliers give the per-tensor bytes; every input type and format") {
