@@ -709,11 +709,12 @@ TEST_CASE("amax through a cached plan: pointers that come and go between calls o
   CHECK(amax[1] == want_v);
 }
 
-TEST_CASE("a row the ext kernel cannot run: skipped for per-head / amax calls, also when a cached plan gains amax") {
-  // the ext instance (per-head scales, amax) of flat fp16 -> e5m2fnuz, 16 lanes with k_pe split,
-  // unroll 1 reports a 256-thread limit on the MI250X; its plain instance runs 1024. A per-tensor
-  // call takes the 1024-thread row; the same call with amax (a rebound cached plan) and a per-head
-  // call take the next row, as their plans say
+TEST_CASE("a row the ext kernel cannot run: skipped for amax calls, also after a cached plan without amax") {
+  // the ext instance (amax) of flat fp16 -> e5m2fnuz, 16 lanes with k_pe split, unroll 1 reports a
+  // 256-thread limit on the MI250X; its plain instance runs 1024. A per-tensor call takes the
+  // 1024-thread row; the same call with amax (the same geometry: planned anew) takes the next row,
+  // as its plan says; a per-head call without amax runs the plain instance (unroll 1: per-head
+  // scales there), so the 1024-thread row, and with amax the next row
   mlakv::fake::state().kernel_max_threads.push_back(
       {reinterpret_cast<const void*>(&mlakv::kern::pack_flat<mlakv::InType::FP16, mlakv::Fp8Format::E5M2FNUZ, mlakv::kern::Units::DS16S, 1, true>), 256});
   REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP,
@@ -744,7 +745,7 @@ TEST_CASE("a row the ext kernel cannot run: skipped for per-head / amax calls, a
   a.k_amax = amax;
   a.v_amax = amax + 1;
   CHECK(tu::plan_text(a).find("# narrow") != std::string::npos);
-  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // pointers only changed: the cached plan, rebound
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);  // pointers only changed, but an amax now: walked anew
   CHECK(launches.back().block.x == 128);
   CHECK(amax[0] == 58.0f);  // |k_nope| up to 58, |k_pe| up to 6
   CHECK(amax[1] == 58.0f);
@@ -753,7 +754,14 @@ TEST_CASE("a row the ext kernel cannot run: skipped for per-head / amax calls, a
   a.k_amax = a.v_amax = nullptr;
   REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
   CHECK(launches.back().block.x == 1024);
-  a.scale_granularity = MLAKV_SCALE_PER_HEAD;  // a new geometry: planned for the ext instance
+  a.scale_granularity = MLAKV_SCALE_PER_HEAD;  // per head, no amax: the plain instance
+  CHECK(tu::plan_text(a).find("# wide") != std::string::npos);
+  REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+  CHECK(launches.back().block.x == 1024);
+  DeviceBuf amh(size_t(2 * h * 4));  // per head with amax: the ext instance
+  a.k_amax = reinterpret_cast<float*>(amh.data());
+  a.v_amax = a.k_amax + h;
+  for (int64_t j = 0; j < 2 * h; ++j) a.k_amax[j] = 0.0f;
   CHECK(tu::plan_text(a).find("# narrow") != std::string::npos);
   REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
   CHECK(launches.back().block.x == 128);
