@@ -904,7 +904,7 @@ std::string ext_row(const char* variant, int threads, int block, int unroll, int
 
 }  // namespace
 
-TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll, as the reference and a host loop") {
+TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll, as the reference and a host loop; per head without amax too") {
   GPU_ONLY();
   // each head its own power of two (K and V apart), amax arrays starting below and above, inputs
   // with NaN, +-inf, -0 and subnormals; sizes that give several blocks, persist loops of several
@@ -933,6 +933,12 @@ TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll,
         c.pad_out = k % 3 == 1 ? 16 : 0;
         c.table = table.c_str();
         check_ext(c);
+        // per head without amax: the plain instance where a thread's pairs share a head (tile2d,
+        // flat with unroll 1), the ext one elsewhere
+        c.per_head = true;
+        c.k_amax = c.v_amax = false;
+        c.scales = k % 2 ? ext::kPow2 : ext::kRandom;
+        check_ext(c);
       }
   // the general kernel, and x8 units of other dims: lanes 8, 12 (rows across warp boundaries), 4
   struct D { int64_t dn, dr, dv; } dims[] = {{128, 64, 128}, {64, 32, 64}, {96, 48, 80}, {16, 16, 32}, {5, 3, 7}};
@@ -955,31 +961,6 @@ TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll,
         check_ext(c);
       }
     }
-}
-
-TEST_CASE("cuda per-head scales without amax: every variant, unit layout and unroll (plain kernels where a thread's pairs share a head)") {
-  GPU_ONLY();
-  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
-  const int64_t hs[] = {16, 3, 128, 1, 5};
-  int k = 0;
-  for (const char* v : {"flat", "tile2d", "persist"})
-    for (const L& l : layouts)
-      for (int unroll : {1, 2, 4}) {
-        if (unroll == 4 && (l.split || l.wide)) continue;
-        ++k;
-        const int threads = k % 3 == 0 ? 64 : k % 3 == 1 ? 256 : 128;
-        const std::string table = ext_row(v, threads, k % 2 ? 16 : 5, unroll, 1 + k % 2, k % 2, l.lanes, l.split, l.wide, 0);
-        ext::Case c;
-        c.h = hs[k % 5];
-        c.s = c.h >= 128 ? 3 + k % 5 : 37 + 19 * (k % 7);
-        c.in = tu::kInputDtypes[k % 3];
-        c.out = tu::kFp8Dtypes[(k / 3) % 4];
-        c.k_amax = c.v_amax = false;
-        c.scales = k % 2 ? ext::kPow2 : ext::kRandom;
-        c.inf = k % 3 == 0;
-        c.table = table.c_str();
-        check_ext(c);
-      }
 }
 
 TEST_CASE("cuda per-head scales: equal multipliers give the per-tensor bytes; every input type and format") {

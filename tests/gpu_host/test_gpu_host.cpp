@@ -549,7 +549,7 @@ std::string ext_row(const char* variant, int threads, int block, int unroll, int
 
 }  // namespace
 
-TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, bytes and amax as the reference and a host loop") {
+TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, bytes and amax as the reference and a host loop; per head without amax too") {
   struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
   uint64_t seed = 100;
   int k = 0;
@@ -574,6 +574,13 @@ TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, byte
         c.table = table.c_str();
         c.seed = seed++;
         check_ext(c);
+        // per head without amax: the plain instance where a thread's pairs share a head (tile2d,
+        // flat with unroll 1), the ext one elsewhere
+        c.per_head = true;
+        c.k_amax = c.v_amax = false;
+        c.scales = k % 2 ? ext::kPow2 : ext::kRandom;
+        c.seed = seed++;
+        check_ext(c);
       }
   // the general kernel, and x8 units of other dims (lanes = the largest unit count: 8, 12, 4)
   struct D { int64_t dn, dr, dv; } dims[] = {{128, 64, 128}, {64, 32, 64}, {96, 48, 80}, {16, 16, 32}, {5, 3, 7}};
@@ -595,29 +602,6 @@ TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, byte
       c.seed = seed++;
       check_ext(c);
     }
-}
-
-TEST_CASE("per-head scales without amax: every variant, unit layout and unroll (plain kernels where a thread's pairs share a head)") {
-  struct L { int lanes, split, wide; } layouts[] = {{16, 0, 0}, {8, 0, 0}, {16, 1, 0}, {32, 1, 0}, {8, 0, 1}};
-  uint64_t seed = 300;
-  int k = 0;
-  for (const char* v : {"tile2d", "flat", "persist"})
-    for (const L& l : layouts)
-      for (int unroll : {1, 2, 4}) {
-        if (unroll == 4 && (l.split || l.wide)) continue;
-        ++k;
-        const std::string table = ext_row(v, k % 2 ? 64 : 128, k % 3 ? 4 : 3, unroll, 2, l.lanes, l.split, l.wide);
-        ext::Case c;
-        c.s = 5 + k % 7;
-        c.h = k % 3 ? 16 : 3;
-        c.in = tu::kInputDtypes[k % 3];
-        c.out = tu::kFp8Dtypes[k % 4];
-        c.k_amax = c.v_amax = false;
-        c.scales = k % 2 ? ext::kPow2 : ext::kRandom;
-        c.table = table.c_str();
-        c.seed = seed++;
-        check_ext(c);
-      }
 }
 
 TEST_CASE("per-head scales: equal multipliers give the per-tensor bytes; powers of two, every input type and format") {
