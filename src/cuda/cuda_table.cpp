@@ -48,6 +48,11 @@ std::vector<DispatchRow> builtin_rows() {
       // 2-D tiles of 8, then 16 tokens x one head, one pass a block (block x lanes = threads)
       row(90, 99, 1, U, 5633, 6656, X8, kTile2d, 128, 8, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 6657, 9728, X8, kTile2d, 256, 16, 1, 0, 1, 16, h100, 0, 1),
+      // calls with an amax, ~8-80 MB on the H200 (the persist band aside): 256-thread blocks, 8
+      // lanes a row - the fastest of six configurations for per-tensor and per-head amax at s*h
+      // 16384, 32768 and 65536 (per-head amax 14-22% below the per-tensor rows' ext kernels)
+      with_amax(with_l2(row(90, 99, 1, U, 9729, 37888, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
+      with_amax(with_l2(row(90, 99, 1, U, 57345, 92681, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
       row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding
