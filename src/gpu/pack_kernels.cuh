@@ -13,9 +13,9 @@
 // sees it once per token (and each head's copy is encoded by that head's row, with its scale).
 //
 // Per-head scales and amax (issue 15): every kernel is compiled twice, by the template flag X:
-//   plain (X = false) - one multiplier for K and one for V, no amax: exactly the code (and the
-//                       registers, so the occupancy and the rows a device can run) of the kernels
-//                       before per-head scales and amax existed;
+//   plain (X = false) - one multiplier for K and one for V, no amax (the per-tensor code, with the
+//                       registers - so the occupancy and the rows a device can run - of a kernel
+//                       without amax).
 //                       Per-head multipliers (Params::per_head: h floats behind each scale pointer)
 //                       too where every pair of a thread is of one head - flat with unroll 1, tile2d:
 //                       the multiplier is read at the PDL entry by that head's index instead of 0,
@@ -30,8 +30,8 @@
 // (One kernel with a runtime branch between the two bodies was measured first: the same compile
 // time and code size, but the kernel's registers are the larger body's, +7 to +16 on most plain
 // kernels - 32 -> 48 for tile2d ds16s unroll 1, an occupancy of 1280 threads an SM instead of 2048.)
-// The host picks the instance per call (src/gpu/gpu_backend.cu: a row holds only where both can
-// run it, so a cached plan can gain or lose amax pointers without a new table walk).
+// The host picks the instance per call (src/gpu/gpu_backend.cu wants_ext); a call that gains or
+// loses amax pointers is planned anew (tables may have rows for amax calls only: amax=1).
 // Where the ext body puts the maxima:
 //   tile2d          a block is one head: thread maxima, combined per block at the end, into amax[0]
 //                   (per tensor) or amax[head] (per head);
@@ -596,8 +596,7 @@ __global__ void pack_tile2d(const Params P) {
   const uint32_t L = uint32_t(lanes_of<D>(P));
   const uint32_t n = uint32_t(left < P.block ? left : P.block) * L;
   const int64_t head = blockIdx.y;
-  // per-head scales (and amax): the block's head's (re-read from blockIdx where used: holding the
-  // index across the tile took the plain kernels 7-8 more registers)
+  // per-head scales (and amax): the block's head's, re-read from blockIdx where used
 #define MLAKV_TILE_SCALE_AT (P.per_head ? int64_t(blockIdx.y) : int64_t(0))
   float ak = 0.0f, av = 0.0f;
   AmaxSeen seen;
