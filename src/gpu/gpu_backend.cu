@@ -481,7 +481,8 @@ struct Launch {
 static_assert(sizeof(Launch) <= sizeof(Plan::launch), "Plan::launch too small");
 
 // The fields of the launch that change when only the call's buffers or scales do (amax pointers
-// included: a cached plan may gain or lose them, and with them the ext instance).
+// included; the C API plans anew when they come or go - c_api/validate.cpp same_geometry - so the
+// instance a rebound plan asks for is the one it was made for).
 void set_pointers(const PackProblem& p, Launch* L) {
   Params* P = &L->P;
   P->k_nope = static_cast<const char*>(p.in(kKNope));
@@ -593,9 +594,10 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
 mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
   const Launch& L = *reinterpret_cast<const Launch*>(plan.launch);
   if (!L.runs[L.ext]) {
-    // a cached plan rebound to new pointers that ask for the other instance (amax pointers that
-    // came or went), which cannot run the plan's row: the table walk for this call, as
-    // mlakv_pack_fp8_plan would print it (rare: a row of more threads than the instance allows)
+    // a plan rebound to pointers that ask for the other instance, which cannot run the plan's row
+    // (not reached through the C API's plan cache, which plans anew when amax pointers come or go;
+    // kept for any other caller of rebind): the table walk for this call, as mlakv_pack_fp8_plan
+    // would print it
     Plan fresh;
     const mlakv_status st = gpu::plan(p, &fresh, why);
     return st != MLAKV_OK ? st : pack(p, fresh, why);
