@@ -7,9 +7,9 @@
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
-//          evidence for each band in docs/perf-notes.md); beyond ~80 MB, rows for GPUs with an
-//          L2 of 55 MiB or more (the H200's 60; the H100 has 50) from mlakv-tune on an H200
-//          (bench/results/h200-tune.md); rows of their own (amax=1) for calls that ask for an
+//          evidence for each band in docs/perf-notes.md); at ~15-32 MB and beyond ~80 MB, rows
+//          for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on an
+//          H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for calls that ask for an
 //          amax where another configuration is faster for them (measured on an H200);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
@@ -31,6 +31,7 @@ std::vector<DispatchRow> builtin_rows() {
   const char* h100 = "sm_90: H100 sweep, docs/perf-notes.md";
   const char* h200 = "sm_90, L2 >= 55 MiB: mlakv-tune on an H200, bench/results/h200-tune.md";
   const char* amax = "sm_90, calls with an amax: measured on an H200, docs/perf-notes.md";
+  const char* h200mid = "sm_90, L2 >= 55 MiB: beside the Triton baseline on an H200, docs/perf-notes.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
@@ -53,6 +54,12 @@ std::vector<DispatchRow> builtin_rows() {
       // 16384, 32768 and 65536 (per-head amax 14-22% below the per-tensor rows' ext kernels)
       with_amax(with_l2(row(90, 99, 1, U, 9729, 37888, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
       with_amax(with_l2(row(90, 99, 1, U, 57345, 92681, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
+      // H200 (L2 >= 55 MiB), ~15-32 MB: 512-thread blocks, 16 lanes a row with k_pe split, then 8
+      // lanes a row from s*h 30721 (the Triton harness, two processes: s*h 20480 / 24576 2.63-2.65
+      // / 3.05-3.06 us against 2.71-2.72 / 3.16-3.17 for the H100 row; 32768 and 36864 3.87-3.89 /
+      // 4.42-4.45 against 3.89-4.08 / 4.59-4.60, upstream 3.87-3.93 / 4.49-4.50)
+      with_l2(row(90, 99, 1, U, 18433, 30720, X8, kFlat, 512, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
+      with_l2(row(90, 99, 1, U, 30721, 37888, X8, kFlat, 512, 1, 1, 0, 1, 8, h200mid), 55, U),
       row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding
