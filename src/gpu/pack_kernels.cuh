@@ -44,7 +44,7 @@
 //                   element, a segmented shuffle reduction keyed by (row, K or V), the segment's
 //                   first lane commits.
 //   ("Per block" is per warp, with no barrier, in grids of at most 4096 threads and in one-warp
-//   blocks: amax_warp_commit.)
+//   blocks: Params::amax_warp, amax_warp_commit.)
 #pragma once
 #include <stdint.h>
 
@@ -120,6 +120,7 @@ struct Params {
   float* k_amax;    // NULL: no amax of K; else 1 float (per tensor) or h (per head), accumulated into
   float* v_amax;
   int32_t per_head; // the scale pointers hold h multipliers, the amax arrays h floats
+  int32_t amax_warp;  // amax combined and committed per warp, no barrier (amax_warp_commit)
 };
 
 // L lanes a row, CPL units of k_nope and of v a lane, W / WP elements a unit, UN / UR / UV units
@@ -236,15 +237,14 @@ MLAKV_DEVICE void amax_commit(float* p, uint32_t m, int32_t seen) {
   if (int32_t(m) > seen) vendor::amax_max(p, int32_t(m));
 }
 
-// Who combines and commits a block's maxima (amax_flush): per block behind a barrier, or - in
-// grids of at most kWarpCommitThreads threads, and in one-warp blocks - each warp (a group of
-// vendor::kLanes lanes) on its own, with no barrier. Tiny grids spend their time in the tail, where
-// the barrier cost +0.07-0.08 us on an H200 (h=16, s=1-8); their number of atomics stays small.
-constexpr uint64_t kWarpCommitThreads = 4096;
-MLAKV_DEVICE bool amax_warp_commit() {
-  return blockDim.x <= unsigned(vendor::kLanes) ||
-         uint64_t(gridDim.x) * gridDim.y * gridDim.z * blockDim.x <= kWarpCommitThreads;
-}
+// Who combines and commits a block's maxima (amax_flush): per block behind a barrier, or - where
+// the host set Params::amax_warp: grids of at most kAmaxWarpThreads threads, and one-warp blocks -
+// each warp (a group of vendor::kLanes lanes) on its own, with no barrier. Tiny grids spend their
+// time in the tail, where the barrier cost +0.07-0.08 us on an H200 (h=16, s=1-8); their number of
+// atomics stays small. (A flag, not gridDim arithmetic in the kernel: that took the flat ds16s ext
+// kernel from 32 to 35 registers, 6 instead of 8 blocks of 256 threads an SM, +9% at 109 MB.)
+constexpr int64_t kAmaxWarpThreads = 4096;
+MLAKV_DEVICE bool amax_warp_commit(const Params& P) { return P.amax_warp != 0; }
 
 // What a block's destinations held when it started (read right after the PDL wait, so the read
 // overlaps the block's work; through L2: the freshest copy) by the lane that commits: thread 0, or
@@ -254,7 +254,7 @@ struct AmaxSeen {
 };
 MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
   AmaxSeen s;
-  if (amax_warp_commit() ? vendor::lane() == 0 : vendor::block_leader()) {
+  if (amax_warp_commit(P) ? vendor::lane() == 0 : vendor::block_leader()) {
     if (P.k_amax) s.k = vendor::amax_read_l2(P.k_amax + idx);
     if (P.v_amax) s.v = vendor::amax_read_l2(P.v_amax + idx);
   }
@@ -271,7 +271,7 @@ MLAKV_DEVICE void amax_flush(const Params& P, float ak, float av, int64_t idx, A
   if (!P.k_amax && !P.v_amax) return;
   uint32_t mk = f32_bits(ak), mv = f32_bits(av);
   bool lead;
-  if (amax_warp_commit()) {
+  if (amax_warp_commit(P)) {
     mk = vendor::group_max<vendor::kLanes>(mk);
     mv = vendor::group_max<vendor::kLanes>(mv);
     lead = vendor::lane() == 0;
