@@ -544,9 +544,6 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   L->runs[1] = c.runs[1];
   L->grid = grid;
   L->block = dim3(unsigned(threads), 1, 1);
-  // ext kernels: amax per warp, without the block barrier, in tiny grids and one-warp blocks
-  const int64_t grid_threads = int64_t(grid.x) * grid.y * grid.z * threads;
-  P.amax_warp = grid_threads <= kern::kAmaxWarpThreads || threads <= vendor::kLanes ? 1 : 0;
 }
 
 mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {

@@ -40,11 +40,9 @@
 //                   aligned group of L lanes in DS layouts: redux / xor shuffles; x8 layouts: a
 //                   segmented shuffle reduction keyed by row) combine, the row's lane 0 commits, and
 //                   each pair's multipliers are loaded per head;
-//   general         per tensor: thread maxima, combined per block at the end; per head: each
-//                   element, a segmented shuffle reduction keyed by (row, K or V), the segment's
-//                   first lane commits.
-//   ("Per block" is per warp, with no barrier, in grids of at most 4096 threads and in one-warp
-//   blocks: Params::amax_warp, amax_warp_commit.)
+//   general         per tensor: thread maxima, per warp at the end; per head: each element, a
+//                   segmented shuffle reduction keyed by (row, K or V), the segment's first lane
+//                   commits.
 #pragma once
 #include <stdint.h>
 
@@ -120,7 +118,6 @@ struct Params {
   float* k_amax;    // NULL: no amax of K; else 1 float (per tensor) or h (per head), accumulated into
   float* v_amax;
   int32_t per_head; // the scale pointers hold h multipliers, the amax arrays h floats
-  int32_t amax_warp;  // amax combined and committed per warp, no barrier (amax_warp_commit)
 };
 
 // L lanes a row, CPL units of k_nope and of v a lane, W / WP elements a unit, UN / UR / UV units
@@ -237,24 +234,14 @@ MLAKV_DEVICE void amax_commit(float* p, uint32_t m, int32_t seen) {
   if (int32_t(m) > seen) vendor::amax_max(p, int32_t(m));
 }
 
-// Who combines and commits a block's maxima (amax_flush): per block behind a barrier, or - where
-// the host set Params::amax_warp: grids of at most kAmaxWarpThreads threads, and one-warp blocks -
-// each warp (a group of vendor::kLanes lanes) on its own, with no barrier. Tiny grids spend their
-// time in the tail, where the barrier cost +0.07-0.08 us on an H200 (h=16, s=1-8); their number of
-// atomics stays small. (A flag, not gridDim arithmetic in the kernel: that took the flat ds16s ext
-// kernel from 32 to 35 registers, 6 instead of 8 blocks of 256 threads an SM, +9% at 109 MB.)
-constexpr int64_t kAmaxWarpThreads = 4096;
-MLAKV_DEVICE bool amax_warp_commit(const Params& P) { return P.amax_warp != 0; }
-
-// What a block's destinations held when it started (read right after the PDL wait, so the read
-// overlaps the block's work; through L2: the freshest copy) by the lane that commits: thread 0, or
-// each warp's lane 0 where warps commit.
+// What a block's destinations held when it started (read by thread 0 right after the PDL wait, so
+// the read overlaps the block's work; through L2: the freshest copy, one read a block).
 struct AmaxSeen {
   int32_t k = 0, v = 0;
 };
 MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
   AmaxSeen s;
-  if (amax_warp_commit(P) ? vendor::lane() == 0 : vendor::block_leader()) {
+  if (vendor::block_leader()) {
     if (P.k_amax) s.k = vendor::amax_read_l2(P.k_amax + idx);
     if (P.v_amax) s.v = vendor::amax_read_l2(P.v_amax + idx);
   }
@@ -263,22 +250,13 @@ MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
 
 // The thread maxima of a whole block (every thread calls it, at the end) into dst[idx]: combined
 // by warp and across the warps (vendor::block_max2), then one commit a block - the number of
-// atomics a call can issue is bounded by its blocks, even into arrays zeroed before every call -
-// or, in tiny grids (amax_warp_commit), one commit a warp.
+// atomics a call can issue is bounded by its blocks, even into arrays zeroed before every call.
 // (Without the barrier - shared-memory atomics, the last warp to finish committing - was slower on
 // the H200 at every size: +12% against +6.6% at h=128 s=1024, docs/perf-notes.md.)
 MLAKV_DEVICE void amax_flush(const Params& P, float ak, float av, int64_t idx, AmaxSeen seen) {
   if (!P.k_amax && !P.v_amax) return;
   uint32_t mk = f32_bits(ak), mv = f32_bits(av);
-  bool lead;
-  if (amax_warp_commit(P)) {
-    mk = vendor::group_max<vendor::kLanes>(mk);
-    mv = vendor::group_max<vendor::kLanes>(mv);
-    lead = vendor::lane() == 0;
-  } else {
-    lead = vendor::block_max2(&mk, &mv);
-  }
-  if (lead) {
+  if (vendor::block_max2(&mk, &mv)) {
     if (P.k_amax) amax_commit(P.k_amax + idx, mk, seen.k);
     if (P.v_amax) amax_commit(P.v_amax + idx, mv, seen.v);
   }
