@@ -1,8 +1,10 @@
-// What bench/'s CUDA programs share (mlakv_bench, mlakv-tune): error checks, the DeepSeek-shaped
-// arguments over one set of device buffers, the graph-replay timer and the clock warm-up.
+// What bench/'s GPU programs share (mlakv_bench: CUDA; mlakv-tune: CUDA or HIP): error checks, the
+// DeepSeek-shaped arguments over one set of device buffers, the graph-replay timer and the clock
+// warm-up. Runtime calls through gpu_runtime.h (gpu* -> cuda* / hip*).
 #pragma once
-#include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
+
+#include "gpu_runtime.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,9 +16,9 @@ namespace bench {
 
 #define CK(x)                                                                                 \
   do {                                                                                        \
-    cudaError_t e_ = (x);                                                                     \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+    gpuError_t e_ = (x);                                                                      \
+    if (e_ != gpuSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, gpuGetErrorString(e_));  \
       std::exit(1);                                                                           \
     }                                                                                         \
   } while (0)
@@ -50,8 +52,8 @@ inline mlakv_tensor t3(void* p, mlakv_dtype dt, int64_t a, int64_t b, int64_t c,
   return t;
 }
 
-// in -> e4m3fn on the CUDA backend, scales read from device memory (sc[0], sc[1])
-inline mlakv_pack_args make_args(int64_t s, int64_t h, mlakv_dtype in, const Set& b, const float* sc, cudaStream_t st,
+// in -> e4m3fn on this build's GPU backend (kBackend), scales read from device memory (sc[0], sc[1])
+inline mlakv_pack_args make_args(int64_t s, int64_t h, mlakv_dtype in, const Set& b, const float* sc, gpuStream_t st,
                                  int device = 0) {
   mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
   a.k_nope = t3(b.kv, in, s, h, DN, h * W, W);
@@ -61,66 +63,66 @@ inline mlakv_pack_args make_args(int64_t s, int64_t h, mlakv_dtype in, const Set
   a.v_out = t3(b.v, MLAKV_DTYPE_E4M3FN, s, h, DV, h * DV, DV);
   a.k_scale_inv_ptr = sc;
   a.v_scale_inv_ptr = sc + 1;
-  a.backend = MLAKV_BACKEND_CUDA;
+  a.backend = kBackend;
   a.device = device;
   a.stream = st;
   return a;
 }
 
 struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
+  gpuStream_t st;
+  gpuEvent_t e0, e1;
   Timer() {
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CK(gpuStreamCreateWithFlags(&st, gpuStreamNonBlocking));
+    CK(gpuEventCreate(&e0));
+    CK(gpuEventCreate(&e1));
   }
   // µs per call: `calls` invocations of f(i) captured into one graph, replayed (after one warm-up)
   // until about target_ms, at least 3 times; the median replay over calls.
   template <class F>
   double graph_us(int calls, F&& f, double target_ms = 15.0) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    gpuGraph_t g;
+    gpuGraphExec_t ge;
+    CK(gpuStreamBeginCapture(st, gpuStreamCaptureModeThreadLocal));
     for (int i = 0; i < calls; ++i) f(i);
-    CK(cudaStreamEndCapture(st, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    CK(cudaGraphLaunch(ge, st));  // warm-up
-    CK(cudaStreamSynchronize(st));
-    CK(cudaEventRecord(e0, st));
-    CK(cudaGraphLaunch(ge, st));
-    CK(cudaEventRecord(e1, st));
-    CK(cudaEventSynchronize(e1));
+    CK(gpuStreamEndCapture(st, &g));
+    CK(gpuGraphInstantiate(&ge, g));
+    CK(gpuGraphLaunch(ge, st));  // warm-up
+    CK(gpuStreamSynchronize(st));
+    CK(gpuEventRecord(e0, st));
+    CK(gpuGraphLaunch(ge, st));
+    CK(gpuEventRecord(e1, st));
+    CK(gpuEventSynchronize(e1));
     float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
+    CK(gpuEventElapsedTime(&ms, e0, e1));
     const int reps = std::max(3, std::min(200, int(target_ms / std::max(ms, 1e-3f))));
     std::vector<float> t;
     for (int r = 0; r < reps; ++r) {
-      CK(cudaEventRecord(e0, st));
-      CK(cudaGraphLaunch(ge, st));
-      CK(cudaEventRecord(e1, st));
-      CK(cudaEventSynchronize(e1));
-      CK(cudaEventElapsedTime(&ms, e0, e1));
+      CK(gpuEventRecord(e0, st));
+      CK(gpuGraphLaunch(ge, st));
+      CK(gpuEventRecord(e1, st));
+      CK(gpuEventSynchronize(e1));
+      CK(gpuEventElapsedTime(&ms, e0, e1));
       t.push_back(ms);
     }
-    CK(cudaGraphExecDestroy(ge));
-    CK(cudaGraphDestroy(g));
+    CK(gpuGraphExecDestroy(ge));
+    CK(gpuGraphDestroy(g));
     std::sort(t.begin(), t.end());
     return 1e3 * t[t.size() / 2] / calls;
   }
 };
 
 // The clocks idle at a few hundred MHz: bring them up before anything is timed.
-inline void warm_up(cudaStream_t st) {
+inline void warm_up(gpuStream_t st) {
   void* w;
   const size_t n = size_t(256) << 20;
-  CK(cudaMalloc(&w, n));
+  CK(gpuMalloc(&w, n));
   const auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(300)) {
-    for (int i = 0; i < 20; ++i) CK(cudaMemsetAsync(w, i, n, st));
-    CK(cudaStreamSynchronize(st));
+    for (int i = 0; i < 20; ++i) CK(gpuMemsetAsync(w, i, n, st));
+    CK(gpuStreamSynchronize(st));
   }
-  CK(cudaFree(w));
+  CK(gpuFree(w));
 }
 
 }  // namespace bench

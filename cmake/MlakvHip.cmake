@@ -13,26 +13,36 @@ if(NOT MLAKV_HIPCC OR NOT MLAKV_AMDHIP64)
                       "rocm-device-libs); found hipcc='${MLAKV_HIPCC}' libamdhip64='${MLAKV_AMDHIP64}'")
 endif()
 
+# mlakv_hip_object(OBJ SOURCE COMMENT FLAGS <flags...> DEPENDS <files...>): a custom command that
+# compiles SOURCE with MLAKV_HIPCC for every MLAKV_HIP_ARCHITECTURES target into the object OBJ,
+# for add_library / add_executable of the calling directory (the library's GPU source here, and
+# bench/'s mlakv-tune). Common flags: exact numerics (no contraction, no fast math), warnings (as
+# errors with MLAKV_WARNINGS_AS_ERRORS).
+function(mlakv_hip_object obj source comment)
+  cmake_parse_arguments(_a "" "" "FLAGS;DEPENDS" ${ARGN})
+  set(_flags -x hip -std=c++17 -O3 -fPIC ${_a_FLAGS} -ffp-contract=off -fno-fast-math -Wall -Wextra)
+  if(MLAKV_WARNINGS_AS_ERRORS)
+    list(APPEND _flags -Werror)
+  endif()
+  foreach(_arch IN LISTS MLAKV_HIP_ARCHITECTURES)
+    list(APPEND _flags --offload-arch=${_arch})
+  endforeach()
+  add_custom_command(OUTPUT ${obj}
+    COMMAND ${MLAKV_HIPCC} ${_flags} -c ${source} -o ${obj}
+    DEPENDS ${source} ${_a_DEPENDS}
+    COMMENT "hipcc: ${comment} for ${MLAKV_HIP_ARCHITECTURES}"
+    VERBATIM)
+  set_source_files_properties(${obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+endfunction()
+
 set(_hip_obj ${CMAKE_CURRENT_BINARY_DIR}/gpu_backend_hip.o)
-set(_hip_flags -x hip -std=c++17 -O3 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
-               -ffp-contract=off -fno-fast-math -Wall -Wextra
-               -DMLAKV_BUILDING_LIBRARY -DMLAKV_WITH_HIP
-               -I${CMAKE_CURRENT_SOURCE_DIR}/src -I${CMAKE_CURRENT_SOURCE_DIR}/include)
-if(MLAKV_WARNINGS_AS_ERRORS)
-  list(APPEND _hip_flags -Werror)
-endif()
-foreach(_arch IN LISTS MLAKV_HIP_ARCHITECTURES)
-  list(APPEND _hip_flags --offload-arch=${_arch})
-endforeach()
 file(GLOB _hip_deps ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.cuh
      ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/vendors/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/core/*.h
      ${CMAKE_CURRENT_SOURCE_DIR}/include/mlakv/mlakv.h)
-add_custom_command(OUTPUT ${_hip_obj}
-  COMMAND ${MLAKV_HIPCC} ${_hip_flags} -c ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu -o ${_hip_obj}
-  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu ${_hip_deps}
-  COMMENT "hipcc: src/gpu/gpu_backend.cu for ${MLAKV_HIP_ARCHITECTURES}"
-  VERBATIM)
-set_source_files_properties(${_hip_obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
+mlakv_hip_object(${_hip_obj} ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu src/gpu/gpu_backend.cu
+  FLAGS -fvisibility=hidden -fvisibility-inlines-hidden -DMLAKV_BUILDING_LIBRARY -DMLAKV_WITH_HIP
+        -I${CMAKE_CURRENT_SOURCE_DIR}/src -I${CMAKE_CURRENT_SOURCE_DIR}/include
+  DEPENDS ${_hip_deps})
 target_sources(mlakv PRIVATE ${_hip_obj} src/hip/hip_table.cpp)
 target_compile_definitions(mlakv PRIVATE MLAKV_WITH_HIP)
 target_link_libraries(mlakv PRIVATE ${MLAKV_AMDHIP64})
