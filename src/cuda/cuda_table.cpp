@@ -9,8 +9,9 @@
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
 //          evidence for each band in docs/perf-notes.md); at ~15-32 MB and beyond ~80 MB, rows
 //          for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on an
-//          H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for calls that ask for an
-//          amax where another configuration is faster for them (measured on an H200);
+//          H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
+//          calls that ask for an amax where another configuration is faster for them (measured on
+//          an H200);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
