@@ -38,10 +38,16 @@ std::vector<DispatchRow> builtin_rows() {
   return {
       // ---- sm_90 (Hopper): bands on s*h at the midpoints between measured sizes; each row is the
       // best of the same-run comparisons on an H100 (docs/perf-notes.md)
-      // calls with an amax, tiny: one head a block, so per-head maxima combine per block as per
-      // tensor (flat's per-row commits cost +0.4-0.5 us there)
+      // calls with an amax, s*h <= 9728: one head a block, so per-head maxima combine per block as
+      // per tensor (flat's per-row commits cost +0.4-0.5 us there), in tiles that grow with s*h:
+      // the per-block atomics, all on one line, cost as much as the tiles' barriers (one-warp tiles
+      // have none: +0.08-0.11 us at h=16 s <= 8; 32-token tiles at h=128 s=64 +0.16-0.21, where
+      // 16-token tiles took +0.32-0.45; 21 sizes x 5 tiles, docs/perf-notes.md)
       with_amax(row(90, 99, 1, 2, 1, 2048, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
-      with_amax(row(90, 99, 3, U, 1, 2048, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(row(90, 99, 3, U, 1, 256, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(row(90, 99, 3, U, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(row(90, 99, 3, U, 513, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(row(90, 99, 3, U, 2049, 9728, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them

@@ -26,7 +26,7 @@
 //                       |input| (NaN ignored) in registers, lanes that share a destination combine
 //                       theirs with warp shuffles / redux, and one lane issues an atomicMax on the
 //                       int32 bit pattern only if its value is larger than what the destination
-//                       held when the block started.
+//                       held when the block started (tile2d: always, without that read).
 // (One kernel with a runtime branch between the two bodies was measured first: the same compile
 // time and code size, but the kernel's registers are the larger body's, +7 to +16 on most plain
 // kernels - 32 -> 48 for tile2d ds16s unroll 1, an occupancy of 1280 threads an SM instead of 2048.)
@@ -197,15 +197,26 @@ MLAKV_DEVICE void load_chunk(Chunk<T, N>* c, const char* src) {
 }
 
 // N elements -> N fp8 bytes, one N-byte store. X (the ext body): *acc also takes the maximum of
-// the elements' magnitudes, before scaling (vendor::amax_step: NaN ignored).
+// the elements' magnitudes, before scaling (vendor::amax_join: NaN ignored).
 template <InType T, Fp8Format F, int N, bool X = false>
 MLAKV_DEVICE void convert_store(const Chunk<T, N>& c, uint8_t* dst, float m, bool evict_first, float* acc = nullptr) {
-  float x[N];
+  float in[N], x[N];
 #pragma unroll
   for (int e = 0; e < N; ++e) {
-    const float in = T == InType::FP32 ? bits_f32(c.w[e]) : widen<T>(c.w[e / 2], e & 1);
-    if constexpr (X) *acc = vendor::amax_step(*acc, in);
-    x[e] = scale_mul(in, m);
+    in[e] = T == InType::FP32 ? bits_f32(c.w[e]) : widen<T>(c.w[e / 2], e & 1);
+    x[e] = scale_mul(in[e], m);
+  }
+  if constexpr (X) {
+    // the chunk's largest magnitude by a balanced tree (log2 N dependent steps, not N: at tiny
+    // sizes they sit on the kernel's tail; -0.15 us at h=128 s=64 on the H200), then the thread's
+    float t[N];
+#pragma unroll
+    for (int e = 0; e < N; ++e) t[e] = fabsf(in[e]);
+#pragma unroll
+    for (int w = 1; w < N; w <<= 1)
+#pragma unroll
+      for (int e = 0; e + w < N; e += 2 * w) t[e] = vendor::amax_join(t[e], t[e + w]);
+    *acc = vendor::amax_join(*acc, t[0]);
   }
   uint32_t out[(N + 3) / 4];
 #pragma unroll
@@ -229,16 +240,23 @@ MLAKV_DEVICE void read_scales(const Params& P, float* ks, float* vs, int64_t hea
 
 // One lane's contribution m to *p, where the lane read *p as `seen` (int32 bits): an atomic max only
 // if m is larger, so a destination that already holds at least m costs no atomic (a calibration
-// in its steady state costs none at all). A stale `seen` only costs an atomic that was not needed.
+// in its steady state costs none at all). A stale `seen` only costs an atomic that was not needed;
+// seen = -1 (not read) always commits.
 MLAKV_DEVICE void amax_commit(float* p, uint32_t m, int32_t seen) {
   if (int32_t(m) > seen) vendor::amax_max(p, int32_t(m));
 }
 
 // What a block's destinations held when it started (read by thread 0 right after the PDL wait, so
-// the read overlaps the block's work; through L2: the freshest copy, one read a block).
+// the read overlaps the block's work; through L2: the freshest copy, one read a block). flat,
+// persist and general read it (their grids reach 10^5 blocks, whose atomics, all on one line, would
+// serialize: one a block at 220 MB cost +25% on the H200); tile2d does not (kNotRead: it commits
+// always), since the built-in table sends it calls of at most a few hundred blocks, where that read,
+// after the PDL wait, costs more than the atomics (H200: h=16 s=1 +0.11 us against +0.21, h=128
+// s=64 in 32-token tiles +0.19 against +0.42; a flag choosing at run time cost +0.07 us on its own).
 struct AmaxSeen {
   int32_t k = 0, v = 0;
 };
+constexpr AmaxSeen kNotRead{-1, -1};
 MLAKV_DEVICE AmaxSeen amax_seen_block(const Params& P, int64_t idx) {
   AmaxSeen s;
   if (vendor::block_leader()) {
@@ -599,7 +617,6 @@ __global__ void pack_tile2d(const Params P) {
   // per-head scales (and amax): the block's head's, re-read from blockIdx where used
 #define MLAKV_TILE_SCALE_AT (P.per_head ? int64_t(blockIdx.y) : int64_t(0))
   float ak = 0.0f, av = 0.0f;
-  AmaxSeen seen;
   if (uint32_t(P.block) * L == blockDim.x * uint32_t(UNROLL)) {
     // one pass covers the tile (the table's tile2d rows are sized so): no loop, no re-entry test
     run_pairs<T, F, D, UNROLL, X>(
@@ -612,12 +629,9 @@ __global__ void pack_tile2d(const Params P) {
           *hh = head;
           return l < n;
         },
-        [&](float* k, float* v) {
-          pdl_enter(P, k, v, MLAKV_TILE_SCALE_AT);
-          if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
-        },
+        [&](float* k, float* v) { pdl_enter(P, k, v, MLAKV_TILE_SCALE_AT); },
         ThreadSink{&ak, &av});
-    if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, seen);
+    if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, kNotRead);
     pdl_exit(P);
     return;
   }
@@ -637,7 +651,6 @@ __global__ void pack_tile2d(const Params P) {
         [&](float* k, float* v) {
           if (!entered) {
             pdl_enter(P, &ks, &vs, MLAKV_TILE_SCALE_AT);
-            if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
             entered = true;
           }
           *k = ks;
@@ -645,11 +658,8 @@ __global__ void pack_tile2d(const Params P) {
         },
         ThreadSink{&ak, &av});
   }
-  if (!entered) {
-    pdl_enter(P, &ks, &vs, MLAKV_TILE_SCALE_AT);
-    if constexpr (X) seen = amax_seen_block(P, MLAKV_TILE_SCALE_AT);
-  }
-  if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, seen);  // (every thread of the block gets here)
+  if (!entered) pdl_enter(P, &ks, &vs, MLAKV_TILE_SCALE_AT);
+  if constexpr (X) amax_flush(P, ak, av, MLAKV_TILE_SCALE_AT, kNotRead);  // (every thread of the block gets here)
   pdl_exit(P);
 }
 #undef MLAKV_TILE_SCALE_AT

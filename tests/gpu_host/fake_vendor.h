@@ -6,6 +6,7 @@
 // so their bytes can be compared with the reference backend's. Selected by
 // -DMLAKV_GPU_VENDOR_HEADER="fake_vendor.h" (src/gpu/vendor.h).
 #pragma once
+#include <math.h>  // fabsf, as device code has it
 #include <stdint.h>
 #include <string.h>
 
@@ -66,6 +67,12 @@ inline int32_t amax_read(const float* p) {
   int32_t v;
   memcpy(&v, p, 4);
   return v;
+}
+inline float amax_join(float a, float b) {
+  uint32_t x = f32_bits(a), y = f32_bits(b);
+  x = x <= 0x7F800000u ? x : 0u;
+  y = y <= 0x7F800000u ? y : 0u;
+  return bits_f32(x > y ? x : y);
 }
 inline int32_t amax_read_l2(const float* p) { return amax_read(p); }
 inline bool block_leader() { return true; }                  // a block of one thread, as for the warps:

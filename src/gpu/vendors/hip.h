@@ -95,6 +95,13 @@ MLAKV_DEVICE float amax_step(float acc, float x) {
   const uint32_t a = f32_bits(x) & 0x7FFFFFFFu, b = f32_bits(acc);
   return bits_f32(a <= 0x7F800000u && a > b ? a : b);
 }
+// the larger of two magnitudes, either of which may be NaN (ignored), on the bit patterns
+MLAKV_DEVICE float amax_join(float a, float b) {
+  uint32_t x = f32_bits(a), y = f32_bits(b);
+  x = x <= 0x7F800000u ? x : 0u;
+  y = y <= 0x7F800000u ? y : 0u;
+  return bits_f32(x > y ? x : y);
+}
 MLAKV_DEVICE int32_t amax_read(const float* p) { return *reinterpret_cast<const int*>(p); }
 MLAKV_DEVICE int32_t amax_read_l2(const float* p) { return __atomic_load_n(reinterpret_cast<const int*>(p), __ATOMIC_RELAXED); }
 MLAKV_DEVICE void amax_max(float* p, int32_t v) { atomicMax(reinterpret_cast<int*>(p), v); }
@@ -104,6 +111,11 @@ MLAKV_DEVICE bool block_max2(uint32_t* a, uint32_t* b) {
   __shared__ uint32_t group_maxima[2][32];
   const unsigned g = threadIdx.x >> 5, groups = (blockDim.x + 31) >> 5;
   uint32_t x = group_max<32>(*a), y = group_max<32>(*b);
+  if (groups == 1) {
+    *a = x;
+    *b = y;
+    return threadIdx.x == 0;
+  }
   if (lane() == 0) {
     group_maxima[0][g] = x;
     group_maxima[1][g] = y;
