@@ -7,7 +7,7 @@
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
-//          evidence for each band in docs/perf-notes.md); at ~15-32 MB and beyond ~80 MB, rows
+//          evidence for each band in docs/perf-notes.md); at ~15-32 MB and beyond ~48 MB, rows
 //          for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on an
 //          H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
 //          calls that ask for an amax where another configuration is faster for them (measured on
