@@ -741,7 +741,7 @@ MLAKV_DEVICE void general_ext(const Params& P) {
       else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
       *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
     }
-    const float a = vendor::amax_step(0.0f, x);
+    const float a = vendor::amax_join(0.0f, fabsf(x));
     if (!P.per_head) {
       if (is_v) av = av > a ? av : a;
       else ak = ak > a ? ak : a;

@@ -59,10 +59,6 @@ template <int G>
 inline uint32_t group_max(uint32_t v) { return v; }
 inline uint32_t shfl_down(uint32_t v, int) { return v; }
 inline uint32_t shfl_up(uint32_t v, int) { return v; }
-inline float amax_step(float acc, float x) {
-  const uint32_t a = f32_bits(x) & 0x7FFFFFFFu, b = f32_bits(acc);
-  return bits_f32(a <= 0x7F800000u && a > b ? a : b);
-}
 inline int32_t amax_read(const float* p) {
   int32_t v;
   memcpy(&v, p, 4);

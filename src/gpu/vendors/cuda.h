@@ -125,11 +125,9 @@ MLAKV_DEVICE uint32_t group_max(uint32_t v) {
 }
 MLAKV_DEVICE uint32_t shfl_down(uint32_t v, int d) { return __shfl_down_sync(0xFFFFFFFFu, v, unsigned(d)); }
 MLAKV_DEVICE uint32_t shfl_up(uint32_t v, int d) { return __shfl_up_sync(0xFFFFFFFFu, v, unsigned(d)); }
-// acc = max(acc, |x|), NaN x ignored (max.f32 returns the non-NaN operand), -0 as +0, inf counts;
-// denormals kept (the library builds with -ftz=false)
-MLAKV_DEVICE float amax_step(float acc, float x) { return fmaxf(acc, fabsf(x)); }
-// The larger of two magnitudes, either of which may be NaN (ignored: max.f32 returns the other;
-// two NaNs give NaN, which a later join with a number drops)
+// The larger of two magnitudes (|x|: -0 as +0, inf counts), either of which may be NaN (ignored:
+// max.f32 returns the other; two NaNs give NaN, which a later join with a number drops); denormals
+// kept (the library builds with -ftz=false)
 MLAKV_DEVICE float amax_join(float a, float b) { return fmaxf(a, b); }
 // A destination's current value (int32 bit pattern): amax_read through L1 (cheap where many
 // lanes ask for the same few floats; possibly stale, which only costs an atomic), amax_read_l2

@@ -90,12 +90,8 @@ MLAKV_DEVICE uint32_t group_max(uint32_t v) {
 }
 MLAKV_DEVICE uint32_t shfl_down(uint32_t v, int d) { return uint32_t(__shfl_down(int(v), unsigned(d), kLanes)); }
 MLAKV_DEVICE uint32_t shfl_up(uint32_t v, int d) { return uint32_t(__shfl_up(int(v), unsigned(d), kLanes)); }
-// acc = max(acc, |x|) on the bit patterns, NaN ignored (not left to v_max_f32's NaN rules)
-MLAKV_DEVICE float amax_step(float acc, float x) {
-  const uint32_t a = f32_bits(x) & 0x7FFFFFFFu, b = f32_bits(acc);
-  return bits_f32(a <= 0x7F800000u && a > b ? a : b);
-}
-// the larger of two magnitudes, either of which may be NaN (ignored), on the bit patterns
+// the larger of two magnitudes, either of which may be NaN (ignored), on the bit patterns (not left
+// to v_max_f32's NaN rules)
 MLAKV_DEVICE float amax_join(float a, float b) {
   uint32_t x = f32_bits(a), y = f32_bits(b);
   x = x <= 0x7F800000u ? x : 0u;
