@@ -456,6 +456,8 @@ class Mlakv:
         L.mlakv_dispatch_table_get.restype = ctypes.c_int32
         L.mlakv_dispatch_table_set.argtypes = [ctypes.c_int32, ctypes.c_char_p]
         L.mlakv_dispatch_table_set.restype = ctypes.c_int32
+        L.mlakv_dispatch_table_load.argtypes = [ctypes.c_int32, ctypes.c_char_p]
+        L.mlakv_dispatch_table_load.restype = ctypes.c_int32
         self._check_abi()
         self.version = L.mlakv_version_string().decode(errors="replace")
 
@@ -504,6 +506,12 @@ class Mlakv:
     def dispatch_table(self) -> str:
         return self._text(lambda b, n, nd: self.lib.mlakv_dispatch_table_get(
             MLAKV_BACKEND_CUDA, b, n, ctypes.byref(nd)), "mlakv_dispatch_table_get")
+
+    def load_dispatch_table(self, path: str) -> None:
+        """A table file with a device header (mlakv-tune's): applied to the devices it matches."""
+        st = self.lib.mlakv_dispatch_table_load(MLAKV_BACKEND_CUDA, os.fsencode(path))
+        if st != 0:
+            raise self.fail(st, "mlakv_dispatch_table_load")
 
     def set_dispatch_table(self, text: str) -> None:
         st = self.lib.mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, text.encode())
@@ -938,7 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mlakv-pdl", choices=sorted(MLAKV_PDL), default="auto", help="mlakv_pack_args.pdl")
     ap.add_argument("--trust-pointers", action="store_true", help="set MLAKV_FLAG_TRUST_POINTERS")
     ap.add_argument("--mlakv-table", default=None,
-                    help="file with a CUDA dispatch table to install (mlakv_dispatch_table_set) first")
+                    help="CUDA dispatch table file installed first: a tuned file with a device header "
+                         "(mlakv-tune's) through mlakv_dispatch_table_load, bare rows through "
+                         "mlakv_dispatch_table_set")
     ap.add_argument("--mlakv-candidates", default=None,
                     help='extra mlakv configurations timed beside the rest, "NAME=ROW;NAME=ROW" where ROW '
                          'is a dispatch-table row without arch/s/sh (e.g. "l32=variant=flat threads=256 '
@@ -963,7 +973,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     mk_b = Mlakv(resolve_lib(args.lib_b)) if args.lib_b else None
     table_source = "built-in"
     if args.mlakv_table:
-        mk.set_dispatch_table(Path(args.mlakv_table).read_text())
+        text = Path(args.mlakv_table).read_text()
+        if any(l.strip().startswith("mlakv-table") for l in text.splitlines()):
+            if args.mlakv_candidates:  # (forcing a candidate sets a table, which forgets loaded files)
+                sys.exit("--mlakv-table with a device header (a tuned file) cannot be combined with --mlakv-candidates")
+            mk.load_dispatch_table(args.mlakv_table)  # a tuned file: rows first, then the built-in table
+        else:
+            mk.set_dispatch_table(text)  # bare rows: the whole table
         table_source = args.mlakv_table
     try:
         mlakv_table = mk.dispatch_table()
