@@ -7,9 +7,9 @@
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
-//          evidence for each band in docs/perf-notes.md); at ~15-32 MB and beyond ~48 MB, rows
-//          for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on an
-//          H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
+//          evidence for each band in docs/perf-notes.md); at ~2-8 MB, ~15-32 MB and beyond ~48 MB,
+//          rows for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on
+//          an H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
 //          calls that ask for an amax where another configuration is faster for them (measured on
 //          an H200);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
@@ -52,6 +52,13 @@ std::vector<DispatchRow> builtin_rows() {
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them
       row(90, 99, 1, U, 513, 2048, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
+      // H200 (L2 >= 55 MiB), ~2-8 MB: 256-thread blocks to s*h 7094, then 512 (mlakv-tune's bands;
+      // the Triton harness, two processes, 2026-11-30: h=16 s=256 / h=128 s=32 / h=64 s=48 1.22-1.23
+      // / 1.22-1.23 / 1.14-1.15 us against 1.35-1.36 / 1.34-1.35 / 1.25 for the H100 rows; h=16 s=384
+      // / h=128 s=48 1.37-1.38 / 1.37-1.39 against 1.43-1.45; h=16 s=512 / h=128 s=64 / h=64 s=128
+      // 1.56-1.57 / 1.42-1.43 / 1.52-1.54 against 1.57-1.62 / 1.57-1.58 / 1.60-1.62)
+      with_l2(row(90, 99, 1, U, 2509, 7094, X8, kFlat, 256, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
+      with_l2(row(90, 99, 1, U, 7095, 10033, X8, kFlat, 512, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
       row(90, 99, 1, U, 2049, 5632, X8, kFlat, 128, 1, 1, 0, 1, 16, h100, 0, 1),
       // 2-D tiles of 8, then 16 tokens x one head, one pass a block (block x lanes = threads)
       row(90, 99, 1, U, 5633, 6656, X8, kTile2d, 128, 8, 1, 0, 1, 16, h100, 0, 1),
