@@ -37,8 +37,9 @@ constexpr const char* kFinalized =
     "Kokkos was finalised by the application (Kokkos::finalize()); the reference backend cannot run after it";
 
 void set_detail(const char* who) {
-  std::snprintf(g_detail, sizeof g_detail, "Kokkos %d.%d.%d, %s (%s)", KOKKOS_VERSION / 10000,
-                KOKKOS_VERSION / 100 % 100, KOKKOS_VERSION % 100, Kokkos::DefaultHostExecutionSpace::name(), who);
+  std::snprintf(g_detail, sizeof g_detail, "Kokkos %d.%d.%d, %s (%s), %s row loops", KOKKOS_VERSION / 10000,
+                KOKKOS_VERSION / 100 % 100, KOKKOS_VERSION % 100, Kokkos::DefaultHostExecutionSpace::name(), who,
+                row_kernels_name());
 }
 
 // Whether Kokkos can run now; *why: the reason when not.

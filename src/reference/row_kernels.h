@@ -1,7 +1,8 @@
 // The reference backend's vectorisable row loops: one contiguous row of n elements, one
-// instance per (input type, fp8 format). Compiled twice (row_kernels_base.cpp for the baseline
-// ISA, row_kernels_avx2.cpp with -mavx2) and chosen once at run time; both give identical bytes
-// (integer and IEEE fp32 operations only, no contraction).
+// instance per (input type, fp8 format). Compiled in up to three sets (row_kernels_base.cpp for
+// the baseline ISA; on x86-64 row_kernels_avx2.cpp with -mavx2 -mf16c and row_kernels_avx512.cpp
+// with -mavx512f) and chosen once at run time, the widest this CPU and OS run; all give identical
+// bytes (integer and IEEE fp32 operations only, no contraction).
 #pragma once
 #include <stdint.h>
 
@@ -20,9 +21,13 @@ struct RowKernels {
 const RowKernels& row_kernels_base();
 #if defined(__x86_64__) || defined(_M_X64)
 const RowKernels& row_kernels_avx2();
-// Whether this CPU and OS run the AVX2 + F16C set (x86-64; false elsewhere).
+const RowKernels& row_kernels_avx512();
+// Whether this CPU and OS run the AVX2 + F16C set, the AVX-512F set (x86-64 only).
 bool cpu_has_avx2_f16c();
+bool cpu_has_avx512f();
 #endif
+// The name of the set row_kernels() returns: "avx512", "avx2" or "base".
+const char* row_kernels_name();
 // The best set this CPU runs.
 const RowKernels& row_kernels();
 
@@ -46,12 +51,13 @@ void encode_row(const void* xv, uint8_t* __restrict out, int64_t n, float m) {
   for (int64_t i = 0; i < n; ++i) out[i] = encode_fp8<F>(scale_mul(HostIn<T>::widen(x[i]), m));
 }
 
-#define MLAKV_ROW_KERNELS_TABLE                                                                     \
-  {{{encode_row<InType::BF16, Fp8Format::E4M3FN>, encode_row<InType::BF16, Fp8Format::E5M2>,        \
-     encode_row<InType::BF16, Fp8Format::E4M3FNUZ>, encode_row<InType::BF16, Fp8Format::E5M2FNUZ>},  \
-    {encode_row<InType::FP16, Fp8Format::E4M3FN>, encode_row<InType::FP16, Fp8Format::E5M2>,        \
-     encode_row<InType::FP16, Fp8Format::E4M3FNUZ>, encode_row<InType::FP16, Fp8Format::E5M2FNUZ>},  \
-    {encode_row<InType::FP32, Fp8Format::E4M3FN>, encode_row<InType::FP32, Fp8Format::E5M2>,        \
-     encode_row<InType::FP32, Fp8Format::E4M3FNUZ>, encode_row<InType::FP32, Fp8Format::E5M2FNUZ>}}}
+// The 12 instances of a row-loop template `fn`, as a RowKernels initialiser.
+#define MLAKV_ROW_KERNELS_TABLE_OF(fn)                                                                  \
+  {{{fn<InType::BF16, Fp8Format::E4M3FN>, fn<InType::BF16, Fp8Format::E5M2>,                              \
+     fn<InType::BF16, Fp8Format::E4M3FNUZ>, fn<InType::BF16, Fp8Format::E5M2FNUZ>},                        \
+    {fn<InType::FP16, Fp8Format::E4M3FN>, fn<InType::FP16, Fp8Format::E5M2>,                              \
+     fn<InType::FP16, Fp8Format::E4M3FNUZ>, fn<InType::FP16, Fp8Format::E5M2FNUZ>},                        \
+    {fn<InType::FP32, Fp8Format::E4M3FN>, fn<InType::FP32, Fp8Format::E5M2>,                              \
+     fn<InType::FP32, Fp8Format::E4M3FNUZ>, fn<InType::FP32, Fp8Format::E5M2FNUZ>}}}
 
 }  // namespace mlakv

@@ -80,14 +80,7 @@ void encode_row_avx2(const void* x, uint8_t* __restrict out, int64_t n, float m)
 }  // namespace
 
 const RowKernels& row_kernels_avx2() {
-  static const RowKernels k = {{
-      {encode_row_avx2<InType::BF16, Fp8Format::E4M3FN>, encode_row_avx2<InType::BF16, Fp8Format::E5M2>,
-       encode_row_avx2<InType::BF16, Fp8Format::E4M3FNUZ>, encode_row_avx2<InType::BF16, Fp8Format::E5M2FNUZ>},
-      {encode_row_avx2<InType::FP16, Fp8Format::E4M3FN>, encode_row_avx2<InType::FP16, Fp8Format::E5M2>,
-       encode_row_avx2<InType::FP16, Fp8Format::E4M3FNUZ>, encode_row_avx2<InType::FP16, Fp8Format::E5M2FNUZ>},
-      {encode_row_avx2<InType::FP32, Fp8Format::E4M3FN>, encode_row_avx2<InType::FP32, Fp8Format::E5M2>,
-       encode_row_avx2<InType::FP32, Fp8Format::E4M3FNUZ>, encode_row_avx2<InType::FP32, Fp8Format::E5M2FNUZ>},
-  }};
+  static const RowKernels k = MLAKV_ROW_KERNELS_TABLE_OF(encode_row_avx2);
   return k;
 }
 

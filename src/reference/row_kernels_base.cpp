@@ -8,7 +8,7 @@
 namespace mlakv {
 
 const RowKernels& row_kernels_base() {
-  static const RowKernels k = MLAKV_ROW_KERNELS_TABLE;
+  static const RowKernels k = MLAKV_ROW_KERNELS_TABLE_OF(encode_row);
   return k;
 }
 
@@ -31,12 +31,41 @@ bool cpu_has_avx2_f16c() {
 #endif
 }
 
-const RowKernels& row_kernels() {
+// AVX-512F by CPUID, and the OS saving the opmask and zmm state (XCR0 bits 5-7) besides xmm / ymm.
+bool cpu_has_avx512f() {
 #if defined(__x86_64__) || defined(_M_X64)
-  static const bool avx2 = cpu_has_avx2_f16c();
-  if (avx2) return row_kernels_avx2();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0xE6u) != 0xE6u) return false;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return b & (1u << 16);  // AVX512F
+#else
+  return false;
 #endif
-  return row_kernels_base();
 }
+
+namespace {
+struct Chosen {
+  const RowKernels* k;
+  const char* name;
+};
+Chosen choose() {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (cpu_has_avx512f()) return {&row_kernels_avx512(), "avx512"};
+  if (cpu_has_avx2_f16c()) return {&row_kernels_avx2(), "avx2"};
+#endif
+  return {&row_kernels_base(), "base"};
+}
+const Chosen& chosen() {
+  static const Chosen c = choose();
+  return c;
+}
+}  // namespace
+
+const RowKernels& row_kernels() { return *chosen().k; }
+const char* row_kernels_name() { return chosen().name; }
 
 }  // namespace mlakv
