@@ -510,7 +510,7 @@ class Mlakv:
     def load_dispatch_table(self, path: str) -> None:
         """A table file with a device header (mlakv-tune's): applied to the devices it matches."""
         st = self.lib.mlakv_dispatch_table_load(MLAKV_BACKEND_CUDA, os.fsencode(path))
-        if st != 0:
+        if st != MLAKV_OK:
             raise self.fail(st, "mlakv_dispatch_table_load")
 
     def set_dispatch_table(self, text: str) -> None:
