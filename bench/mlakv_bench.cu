@@ -20,7 +20,10 @@
 //   --ext: only the cost of per-head scales and amax (issue 15), in one process: per-tensor,
 //   per-head, per-tensor + amax and per-head + amax (amax in steady state: the arrays already hold
 //   the maximum, as in a calibration), and per-head + amax zeroed before every call (a memset node
-//   before each call, against per-tensor after the same memset), each a graph of calls on the same
+//   before each call, against per-tensor after the same memset), and the two amax modes again with
+//   K's and V's maxima in allocations of their own ("apart": separate framework tensors, on lines
+//   of their own; the first two modes put v_amax right after k_amax, on k_amax's line, so every
+//   block's two atomics meet there), each a graph of calls on the same
 //   buffers (L2 warm), the modes interleaved over --rounds rounds (default 30) in rotating order;
 //   overheads are the medians of the per-round differences against per-tensor, in us and %, checked
 //   against the bars: per-head <= 1% at >= 100 MB moved and <= 0.05 us at s <= 64, amax <= 3% and
@@ -494,14 +497,16 @@ void print_table(const std::vector<Row>& rows) {
 struct ExtRow {
   Size z;
   std::string plan_tensor, plan_head;
-  double us[6] = {0, 0, 0, 0, 0, 0};    // median us a call per mode
-  double diff[6] = {0, 0, 0, 0, 0, 0};  // median per-round difference against the mode's baseline
+  double us[8] = {};    // median us a call per mode
+  double diff[8] = {};  // median per-round difference against the mode's baseline
 };
-constexpr int kExtModes = 6;
+constexpr int kExtModes = 8;
 const char* const kExtNames[kExtModes] = {"per-tensor", "per-head", "tensor+amax", "head+amax", "tensor+memset",
-                                          "head+amax0"};
+                                          "head+amax0", "tensor+amax-apart", "head+amax-apart"};
 // mode -> the mode it is compared with
-constexpr int kExtBase[kExtModes] = {0, 0, 0, 0, 4, 4};
+constexpr int kExtBase[kExtModes] = {0, 0, 0, 0, 4, 4, 0, 0};
+// mode -> the bar it is held to (the mode of the same features)
+constexpr int kExtBar[kExtModes] = {0, 1, 2, 3, 0, 0, 2, 3};
 
 ExtRow ext_size(Timer& T, const Size& z, int rounds) {
   ExtRow r;
@@ -516,9 +521,13 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds) {
   for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
   CK(cudaMemcpy(b.kv, host.data(), kv_n * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
-  float *d_sc, *d_am;  // per-head multipliers (h for K, h for V), amax (h + h)
+  float *d_sc, *d_am, *d_ak, *d_av;  // per-head multipliers (h for K, h for V), amax (h + h; apart: h, h)
   CK(cudaMalloc(&d_sc, size_t(2 * z.h) * 4));
   CK(cudaMalloc(&d_am, size_t(2 * z.h) * 4));
+  CK(cudaMalloc(&d_ak, size_t(z.h) * 4));
+  CK(cudaMalloc(&d_av, size_t(z.h) * 4));
+  CK(cudaMemset(d_ak, 0, size_t(z.h) * 4));
+  CK(cudaMemset(d_av, 0, size_t(z.h) * 4));
   std::vector<float> sc(size_t(2 * z.h));
   for (int64_t j = 0; j < z.h; ++j) { sc[size_t(j)] = 1.0f / 0.0375f; sc[size_t(z.h + j)] = 1.0f / 0.021f; }
   CK(cudaMemcpy(d_sc, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice));
@@ -526,10 +535,13 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds) {
   mlakv_pack_args a[kExtModes];
   for (int m = 0; m < kExtModes; ++m) {
     a[m] = make_args(z, b, d_sc, T.st);
-    const bool head = m == 1 || m == 3 || m == 5, amax = m == 2 || m == 3 || m == 5;
+    const bool head = m == 1 || m == 3 || m == 5 || m == 7, amax = m == 2 || m == 3 || m == 5;
     a[m].v_scale_inv_ptr = d_sc + (head ? z.h : 1);
     a[m].scale_granularity = head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
-    if (amax) {
+    if (m >= 6) {
+      a[m].k_amax = d_ak;
+      a[m].v_amax = d_av;
+    } else if (amax) {
       a[m].k_amax = d_am;
       a[m].v_amax = d_am + (head ? z.h : 1);
     }
@@ -547,7 +559,7 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds) {
     cudaGraph_t g;
     CK(cudaStreamBeginCapture(T.st, cudaStreamCaptureModeThreadLocal));
     for (int i = 0; i < calls; ++i) {
-      if (m >= 4) CK(cudaMemsetAsync(d_am, 0, size_t(2 * z.h) * 4, T.st));
+      if (m == 4 || m == 5) CK(cudaMemsetAsync(d_am, 0, size_t(2 * z.h) * 4, T.st));
       check(mlakv_pack_fp8(&a[m]), "pack");
     }
     CK(cudaStreamEndCapture(T.st, &g));
@@ -583,13 +595,14 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds) {
     r.diff[m] = med(d[m]);
     CK(cudaGraphExecDestroy(ge[m]));
   }
-  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); cudaFree(d_sc); cudaFree(d_am);
+  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); cudaFree(d_sc); cudaFree(d_am); cudaFree(d_ak); cudaFree(d_av);
   return r;
 }
 
 // Bars of issue 15 for mode m at size z (*us: at s <= 64; *frac: at >= 100 MB moved; a size between
 // the two regimes has none): per-head 0.05 us / 1%, amax 0.1 us / 3%, per-head + amax the two summed.
-bool ext_bar(int m, const Size& z, double* us, double* frac) {
+bool ext_bar(int mode, const Size& z, double* us, double* frac) {
+  const int m = kExtBar[mode];
   if (m < 1 || m > 3) return false;
   const double bar_us[4] = {0, 0.05, 0.1, 0.15}, bar_frac[4] = {0, 0.01, 0.03, 0.04};
   *us = 0;
@@ -614,20 +627,21 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
     rows.push_back(ext_size(T, z, o.rounds));
     const ExtRow& r = rows.back();
     std::printf("h=%-4lld s=%-6lld %8.2f MB  per-tensor %8.3f us | per-head %+7.3f us (%+6.2f%%) | tensor+amax %+7.3f us (%+6.2f%%) | "
-                "head+amax %+7.3f us (%+6.2f%%) | head+amax zeroed each call %+7.3f us vs memset+per-tensor %.3f\n",
+                "head+amax %+7.3f us (%+6.2f%%) | apart: tensor+amax %+7.3f head+amax %+7.3f us | head+amax zeroed each call %+7.3f us vs memset+per-tensor %.3f\n",
                 (long long)z.h, (long long)z.s, z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
-                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[5], r.us[4]);
+                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[6], r.diff[7], r.diff[5], r.us[4]);
     std::printf("  row: %s\n", plan_row(r.plan_tensor).c_str());
     if (plan_row(r.plan_tensor) != plan_row(r.plan_head))  // a row holds for both instances or neither
       std::printf("  NOTE: per-head + amax runs another row: %s\n", plan_row(r.plan_head).c_str());
     std::fflush(stdout);
   }
   int fails = 0;
-  std::printf("\n| h | s | MB | per-tensor us | per-head +us (%%) | tensor+amax +us (%%) | head+amax +us (%%) | head+amax zeroed +us | bars |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n(amax: K's and V's maxima side by side on one line; apart: in allocations of their own)\n");
+  std::printf("| h | s | MB | per-tensor us | per-head +us (%%) | tensor+amax +us (%%) | head+amax +us (%%) | apart: tensor+amax +us (%%) | apart: head+amax +us (%%) | head+amax zeroed +us | bars |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const ExtRow& r : rows) {
     std::string bars;
-    for (int m = 1; m <= 3; ++m) {
+    for (int m : {1, 2, 3, 6, 7}) {
       double us, frac;
       if (!ext_bar(m, r.z, &us, &frac)) continue;
       const bool ok = frac > 0 ? r.diff[m] <= frac * r.us[0] : r.diff[m] <= us;
@@ -637,9 +651,10 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
       bars += b;
       fails += !ok;
     }
-    std::printf("| %lld | %lld | %.2f | %.3f | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f | %s|\n", (long long)r.z.h,
-                (long long)r.z.s, r.z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
-                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[5], bars.empty() ? "(none at this size) " : bars.c_str());
+    std::printf("| %lld | %lld | %.2f | %.3f | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f | %s|\n",
+                (long long)r.z.h, (long long)r.z.s, r.z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
+                100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[6], 100 * r.diff[6] / r.us[0], r.diff[7],
+                100 * r.diff[7] / r.us[0], r.diff[5], bars.empty() ? "(none at this size) " : bars.c_str());
   }
   std::printf("%s: %d over a bar\n", fails ? "EXT BARS FAILED" : "ext bars: all met", fails);
   if (!o.json_path.empty()) {
