@@ -664,39 +664,52 @@ __global__ void pack_tile2d(const Params P) {
 }
 #undef MLAKV_TILE_SCALE_AT
 
-// Any dims, any alignment: one element per thread and grid-stride, 64-bit indices.
+// Any dims, any alignment: one element per thread and grid-stride, 64-bit indices. Element i of
+// the numbering (rows r = t * h + head of d_nope + d_rope + d_v columns) converted and stored with
+// its multiplier (per tensor ks / vs, or its head's); returns the input widened to fp32, its head
+// and whether it is of V.
+template <InType T, Fp8Format F>
+MLAKV_DEVICE float general_element(const Params& P, int64_t i, float ks, float vs, int64_t* head, bool* is_v) {
+  constexpr int E = Elem<T>::size;
+  const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
+  const int64_t row = i / w, c = i - row * w;
+  const int64_t t = row / P.h, hh = row - t * P.h;
+  *head = hh;
+  *is_v = c >= P.d_nope + P.d_rope;
+  const char* src;
+  uint8_t* dst;
+  float m;
+  if (c < P.d_nope) {
+    src = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
+    dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+    m = ks;
+  } else if (!*is_v) {
+    src = P.k_pe + (t * P.kp_st + (c - P.d_nope)) * E;
+    dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
+    m = ks;
+  } else {
+    const int64_t cv = c - P.d_nope - P.d_rope;
+    src = P.v + (t * P.v_st + hh * P.v_sh + cv) * E;
+    dst = P.v_out + t * P.vo_st + hh * P.vo_sh + cv;
+    m = vs;
+  }
+  if (P.per_head) m = *is_v ? P.v_scale_inv_ptr[hh] : P.k_scale_inv_ptr[hh];
+  float x;
+  if (T == InType::FP32) x = *reinterpret_cast<const float*>(src);
+  else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
+  *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
+  return x;
+}
+
 template <InType T, Fp8Format F>
 MLAKV_DEVICE void general_plain(const Params& P) {
   float ks, vs;
   pdl_enter(P, &ks, &vs);
-  const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
-  const int64_t total = P.s * P.h * w;
-  constexpr int E = Elem<T>::size;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / w, c = i - row * w;
-    const int64_t t = row / P.h, hh = row - t * P.h;
-    const char* src;
-    uint8_t* dst;
-    float m;
-    if (c < P.d_nope) {
-      src = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
-      dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
-      m = ks;
-    } else if (c < P.d_nope + P.d_rope) {
-      src = P.k_pe + (t * P.kp_st + (c - P.d_nope)) * E;
-      dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
-      m = ks;
-    } else {
-      const int64_t cv = c - P.d_nope - P.d_rope;
-      src = P.v + (t * P.v_st + hh * P.v_sh + cv) * E;
-      dst = P.v_out + t * P.vo_st + hh * P.vo_sh + cv;
-      m = vs;
-    }
-    float x;
-    if (T == InType::FP32) x = *reinterpret_cast<const float*>(src);
-    else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
-    *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
-  }
+  const int64_t total = P.s * P.h * (int64_t(P.d_nope) + P.d_rope + P.d_v);
+  int64_t head;
+  bool is_v;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    general_element<T, F>(P, i, ks, vs, &head, &is_v);
   pdl_exit(P);
 }
 
@@ -709,38 +722,13 @@ MLAKV_DEVICE void general_ext(const Params& P) {
   const AmaxSeen seen = P.per_head ? AmaxSeen() : amax_seen_block(P, 0);
   const int64_t w = int64_t(P.d_nope) + P.d_rope + P.d_v;
   const int64_t total = P.s * P.h * w;
-  constexpr int E = Elem<T>::size;
   const int64_t lane = vendor::lane();  // the warp's first element is i - lane
   float ak = 0.0f, av = 0.0f;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i - lane < total; i += int64_t(gridDim.x) * blockDim.x) {
     const bool ok = i < total;
-    const int64_t row = i / w, c = i - row * w;
-    const int64_t t = row / P.h, hh = row - t * P.h;
-    const bool is_v = c >= P.d_nope + P.d_rope;
-    float x = 0.0f;
-    if (ok) {
-      const char* src;
-      uint8_t* dst;
-      float m;
-      if (c < P.d_nope) {
-        src = P.k_nope + (t * P.kn_st + hh * P.kn_sh + c) * E;
-        dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
-        m = ks;
-      } else if (!is_v) {
-        src = P.k_pe + (t * P.kp_st + (c - P.d_nope)) * E;
-        dst = P.k_out + t * P.ko_st + hh * P.ko_sh + c;
-        m = ks;
-      } else {
-        const int64_t cv = c - P.d_nope - P.d_rope;
-        src = P.v + (t * P.v_st + hh * P.v_sh + cv) * E;
-        dst = P.v_out + t * P.vo_st + hh * P.vo_sh + cv;
-        m = vs;
-      }
-      if (P.per_head) m = is_v ? P.v_scale_inv_ptr[hh] : P.k_scale_inv_ptr[hh];
-      if (T == InType::FP32) x = *reinterpret_cast<const float*>(src);
-      else x = widen<T>(*reinterpret_cast<const uint16_t*>(src), 0);
-      *dst = uint8_t(vendor::encode2<F>(scale_mul(x, m), 0.0f) & 0xFFu);
-    }
+    int64_t hh = 0;
+    bool is_v = false;
+    const float x = ok ? general_element<T, F>(P, i, ks, vs, &hh, &is_v) : 0.0f;
     const float a = vendor::amax_join(0.0f, fabsf(x));
     if (!P.per_head) {
       if (is_v) av = av > a ? av : a;
@@ -748,7 +736,7 @@ MLAKV_DEVICE void general_ext(const Params& P) {
     } else if (P.k_amax || P.v_amax) {
       // the run of lanes of one (row, K or V) combines; its first lane commits where it belongs
       uint32_t mk = f32_bits(a);
-      const bool first = segment_max<false>(ok ? uint32_t(row * 2 + (is_v ? 1 : 0)) : 0xFFFFFFFFu, &mk, nullptr);
+      const bool first = segment_max<false>(ok ? uint32_t((i / w) * 2 + (is_v ? 1 : 0)) : 0xFFFFFFFFu, &mk, nullptr);
       float* dst_amax = is_v ? P.v_amax : P.k_amax;
       if (first && ok && dst_amax) amax_commit(dst_amax + hh, mk, vendor::amax_read(dst_amax + hh));
     }
