@@ -137,6 +137,7 @@ const Key kKeys[] = {
     {"split", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.split); }},
     {"evict_first", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.evict_first); }},
     {"wide", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.wide); }},
+    {"lean", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.lean); }},
 };
 const char* renamed(const std::string& key) {  // keys of mlakv 0.1.0's first tables
   return key == "sh" ? "sxh" : key == "stream" ? "evict_first" : nullptr;
@@ -160,6 +161,7 @@ std::string DispatchTable::row_text(const DispatchRow& r) const {
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll
     << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " split=" << r.cfg.split
     << " evict_first=" << r.cfg.evict_first << " wide=" << r.cfg.wide;
+  if (r.cfg.lean) o << " lean=1";
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -219,6 +221,12 @@ bool DispatchTable::parse_row(const std::string& text, DispatchRow* r, bool* emp
   if (r->cfg.lanes == 8 && r->cfg.split) { *why = "split=1 needs lanes=16 or lanes=32"; return false; }
   if (r->cfg.wide && r->cfg.lanes != 8) { *why = "wide=1 needs lanes=8"; return false; }
   if (r->cfg.lanes == 32) r->cfg.split = 1;  // 32 lanes always split k_pe
+  if (r->cfg.lean && (size_t(r->variant) >= names_.size() || names_[size_t(r->variant)] != "tile2d" ||
+                      r->cfg.lanes != 16 || !r->cfg.split || r->cfg.unroll != 1 || r->cfg.evict_first ||
+                      int64_t(r->cfg.threads) != int64_t(r->cfg.block) * 16)) {
+    *why = "lean=1 needs variant=tile2d lanes=16 split=1 unroll=1 evict_first=0 and threads = 16 x block";
+    return false;
+  }
   return !check_ || check_(*r, why);
 }
 

@@ -50,6 +50,10 @@ struct LaunchConfig {
   int wide = 0;         // DeepSeek dims, lanes = 8: 1 = one 16-element unit of k_nope and of v a lane,
                         // loaded 32 bytes at a time (a single 256-bit load on Blackwell); the row
                         // holds only where wide_units_hold
+  int lean = 0;         // tile2d with lanes = 16, split = 1, unroll = 1, threads = 16 x block, plain
+                        // stores: 1 = its lean instance runs the calls it fits (16-bit inputs,
+                        // no amax, every operand under 4 GiB: 32-bit offsets), the general body
+                        // the others (GPU backends; the plan says "units=ds16s lean")
 };
 
 constexpr int64_t kUnbounded = INT64_MAX;

@@ -33,6 +33,7 @@ std::vector<DispatchRow> builtin_rows() {
   const char* h200 = "sm_90, L2 >= 55 MiB: mlakv-tune on an H200, bench/results/h200-tune.md";
   const char* amax = "sm_90, calls with an amax: measured on an H200, docs/perf-notes.md";
   const char* h200mid = "sm_90, L2 >= 55 MiB: beside the Triton baseline on an H200, docs/perf-notes.md";
+  const char* h200lean = "sm_90, L2 >= 55 MiB: tile2d's lean instance beside the Triton baseline on an H200, docs/perf-notes.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
@@ -68,12 +69,15 @@ std::vector<DispatchRow> builtin_rows() {
       // 16384, 32768 and 65536 (per-head amax 14-22% below the per-tensor rows' ext kernels)
       with_amax(with_l2(row(90, 99, 1, U, 9729, 37888, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
       with_amax(with_l2(row(90, 99, 1, U, 57345, 92681, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
-      // H200 (L2 >= 55 MiB), ~15-32 MB: 512-thread blocks, 16 lanes a row with k_pe split, then 8
-      // lanes a row from s*h 30721 (the Triton harness, two processes: s*h 20480 / 24576 2.63-2.65
-      // / 3.05-3.06 us against 2.71-2.72 / 3.16-3.17 for the H100 row; 32768 and 36864 3.87-3.89 /
-      // 4.42-4.45 against 3.89-4.08 / 4.59-4.60, upstream 3.87-3.93 / 4.49-4.50)
+      // H200 (L2 >= 55 MiB), ~15-27 MB: 512-thread blocks, 16 lanes a row with k_pe split (the
+      // Triton harness, two processes: s*h 20480 / 24576 2.63-2.65 / 3.05-3.06 us against 2.71-2.72 /
+      // 3.16-3.17 for the H100 row)
       with_l2(row(90, 99, 1, U, 18433, 30720, X8, kFlat, 512, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
-      with_l2(row(90, 99, 1, U, 30721, 37888, X8, kFlat, 512, 1, 1, 0, 1, 8, h200mid), 55, U),
+      // H200 (L2 >= 55 MiB), ~27-31 MB: tiles of 32 tokens x one head on tile2d's lean instance (the
+      // Triton harness, one process, two runs: s*h 32768 3.61-3.78 us against Triton's v0 16/8
+      // 3.75-3.84 re-timed and 3.85-3.87 for the flat 8-lane row it replaces; 36864 4.05-4.08
+      // against 4.27-4.34 and 4.43-4.47)
+      with_lean(with_l2(row(90, 99, 1, U, 30721, 37888, X8, kTile2d, 512, 32, 1, 0, 1, 16, h200lean, 0, 1), 55, U)),
       row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding

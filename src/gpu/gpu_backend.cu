@@ -52,6 +52,8 @@ struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F, X>; };
 
 struct KernelTable {
   KernelFn k[2][kVariantCount][3][4][kUnits][3];
+  // tile2d's lean plain instance (kern::pack_tile2d_lean), by input (bf16, fp16) and format
+  KernelFn lean[2][4];
   KernelTable() {
     fill<FlatK, false>(kFlat);
     fill<PersistK, false>(kPersist);
@@ -61,6 +63,15 @@ struct KernelTable {
     fill<PersistK, true>(kPersist);
     fill<Tile2dK, true>(kTile2d);
     fill<GeneralK, true>(kGeneral);
+    fill_lean<InType::BF16>(lean[0]);
+    fill_lean<InType::FP16>(lean[1]);
+  }
+  template <InType T>
+  void fill_lean(KernelFn (&o)[4]) {
+    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN>;
+    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2>;
+    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ>;
+    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ>;
   }
   template <template <InType, Fp8Format, Units, int, bool> class K, bool X>
   void fill(int v) {
@@ -148,6 +159,7 @@ const Global& global() {
 
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = 2 * kVariantCount * 3 * 4 * kUnits * 3;
+constexpr int kLeanSlots = 2 * 4;  // KernelTable::lean, after the others
 
 // A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
 // is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
@@ -160,7 +172,7 @@ std::mutex g_loaded_mu;  // one writer of the devices' loaded tables at a time
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
-  std::atomic<int> max_threads[kKernelSlots];  // per kernel: 0 = not asked yet
+  std::atomic<int> max_threads[kKernelSlots + kLeanSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
   DeviceKey key;       // arch (the vendor header's numbering) and L2 for the table walk
   int units = 0;       // multiprocessors / compute units
@@ -389,9 +401,10 @@ int max_threads(DeviceInfo* d, int dev, int slot, KernelFn fn) {
 
 // ---- choosing the row: the table walk asks can_run of each matching row -----------------------
 
-const char* units_name(Units u) {
+// (lean: tile2d's lean instance runs the call, kern::pack_tile2d_lean; only ever ds16s)
+const char* units_name(Units u, bool lean) {
   static const char* names[kUnits] = {"ds16", "ds8", "x8", "ds16s", "ds32s", "ds8w"};
-  return names[int(u)];
+  return lean ? "ds16s lean" : names[int(u)];
 }
 
 // The one place a unit layout is derived: DeepSeek dims take the layout the row's lanes / split /
@@ -430,7 +443,19 @@ struct Choice {
   int ui = 0;
   KernelFn fn[2] = {nullptr, nullptr};  // the plain and the ext instance
   bool runs[2] = {false, false};         // whether each can run the row (its registers allow the threads)
+  KernelFn lean = nullptr;               // tile2d's lean plain instance, where it can run the call (lean_fits)
 };
+
+// Whether tile2d's lean instance (kern::pack_tile2d_lean) runs the call: a row with lean=1 (whose
+// shape the parser checked: 16 lanes with k_pe split, one pair a thread, one pass a tile, plain
+// stores), DeepSeek dims (ds16s units), 16-bit inputs, and 32-bit offsets - each tensor operand
+// spans at most 2^32 bytes. (Amax calls take the ext instance: can_run asks only for plain ones.)
+bool lean_fits(const DispatchRow& r, const PackProblem& p, Units u) {
+  if (!r.cfg.lean || r.variant != kTile2d || u != Units::DS16S || p.in_type == InType::FP32) return false;
+  for (int i = 0; i < kTensorCount; ++i)
+    if (p.op[i].bytes > (int64_t(1) << 32)) return false;
+  return true;
+}
 
 // Whether the row's variant can run p on device d, beyond the row's own conditions: the unit
 // layout, 32-bit pair indices, tile2d's grid limits, and the threads the kernel's registers allow
@@ -464,6 +489,11 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
     }
     if (x == want && !c->runs[x]) return false;
   }
+  if (want == 0 && lean_fits(r, p, c->units)) {
+    KernelFn f = kernels().lean[in][fmt];
+    const int cap = max_threads(d, p.device, kKernelSlots + in * 4 + fmt, f);
+    if (cap && r.cfg.threads <= (cap & ~31)) c->lean = f;
+  }
   return true;
 }
 
@@ -472,6 +502,7 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
 // Everything pack() needs, computed once per distinct call.
 struct Launch {
   KernelFn fn[2];  // the plain and the ext instance of the row's kernel
+  KernelFn lean;   // tile2d's lean plain instance, run instead of fn[0] (nullptr: none for this call)
   bool runs[2];    // whether each can run the row (the one the plan was made for always can)
   bool plain_ph;   // the plain one takes per-head scales (plain_per_head)
   int ext;         // which one the call's arguments ask for (wants_ext)
@@ -540,6 +571,7 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   }
   L->fn[0] = c.fn[0];
   L->fn[1] = c.fn[1];
+  L->lean = c.lean;
   L->runs[0] = c.runs[0];
   L->runs[1] = c.runs[1];
   L->grid = grid;
@@ -586,7 +618,7 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = d->key.arch;
   out->pdl = !rt::kHasPdl ? kPdlUnavailable
              : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->key.arch, d->image_arch) ? kPdlOn : kPdlOff;
-  out->units = r->variant == kGeneral ? nullptr : units_name(c.units);
+  out->units = r->variant == kGeneral ? nullptr : units_name(c.units, c.lean != nullptr);
   make_launch(p, *r, c, *d, new (out->launch) Launch);
   return MLAKV_OK;
 }
@@ -607,7 +639,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
     *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
-  const rt::Status e = rt::launch(L.fn[L.ext], L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
+  const rt::Status e = rt::launch(L.ext == 0 && L.lean ? L.lean : L.fn[L.ext], L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
   if (e != rt::kOk) {
     rt::clear_error();
     *why = std::string(rt::kName) + " kernel launch: " + rt::error_string(e);

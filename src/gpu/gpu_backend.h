@@ -45,6 +45,12 @@ inline DispatchRow with_amax(DispatchRow r, int amax) {
   return r;
 }
 
+// A tile2d row whose calls take its lean instance where they fit it (LaunchConfig::lean).
+inline DispatchRow with_lean(DispatchRow r) {
+  r.cfg.lean = 1;
+  return r;
+}
+
 // The last row of every GPU table: any arch, dims and alignment, on the general kernel.
 inline DispatchRow catch_all_row() {
   return row(0, 100000, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path");

@@ -664,6 +664,48 @@ __global__ void pack_tile2d(const Params P) {
 }
 #undef MLAKV_TILE_SCALE_AT
 
+// tile2d's plain instance in its commonest shape, lean: 16 lanes a (token, head) row with k_pe split
+// (ds16s: 8 elements of k_nope and of v, 4 of k_pe a lane), one pair a thread, a tile covered in
+// one pass (P.block x 16 = threads), plain stores, 16-bit inputs, and 32-bit offsets - the host
+// sends it only calls whose operands each span under 2^32 bytes (gpu_backend.cu, lean_fits), where
+// every offset it forms fits and the modular arithmetic is exact. The same bytes as pack_tile2d;
+// it only drops what that shape does not need: at L2-resident sizes a block's latency is the cost,
+// and there 64-bit offsets cost 8-10% and the general body's per-chunk convert-and-store about as
+// much (H200, 27-31 MB, docs/perf-notes.md). Input addresses before the PDL wait, as everywhere.
+template <InType T, Fp8Format F>
+__global__ void pack_tile2d_lean(const Params P) {
+  static_assert(T != InType::FP32, "16-bit inputs");
+  constexpr uint64_t E = 2;
+  const uint32_t lane = threadIdx.x & 15u;
+  const uint32_t t = blockIdx.x * uint32_t(P.block) + (threadIdx.x >> 4u), head = blockIdx.y;
+  const bool ok = int64_t(t) < P.s;
+  const char* pe_src = P.k_pe + uint64_t(t * uint32_t(P.kp_st) + lane * 4u) * E;
+  const char* kn_src = P.k_nope + uint64_t(t * uint32_t(P.kn_st) + head * uint32_t(P.kn_sh) + lane * 8u) * E;
+  const char* v_src = P.v + uint64_t(t * uint32_t(P.v_st) + head * uint32_t(P.v_sh) + lane * 8u) * E;
+  float ks, vs;
+  pdl_enter(P, &ks, &vs, P.per_head ? int64_t(head) : int64_t(0));
+  uint2 pe = make_uint2(0, 0);
+  uint4 kn = make_uint4(0, 0, 0, 0), vv = kn;
+  if (ok) {
+    pe = vendor::load8(pe_src);
+    kn = vendor::load16(kn_src);
+    vv = vendor::load16(v_src);
+  }
+  const auto two = [](uint32_t w, float m) {
+    return vendor::encode2<F>(scale_mul(widen<T>(w, 0), m), scale_mul(widen<T>(w, 1), m));
+  };
+  const uint2 ko = make_uint2(two(kn.x, ks) | two(kn.y, ks) << 16, two(kn.z, ks) | two(kn.w, ks) << 16);
+  const uint32_t kpo = two(pe.x, ks) | two(pe.y, ks) << 16;
+  const uint2 vo = make_uint2(two(vv.x, vs) | two(vv.y, vs) << 16, two(vv.z, vs) | two(vv.w, vs) << 16);
+  if (ok) {
+    uint8_t* krow = P.k_out + (t * uint32_t(P.ko_st) + head * uint32_t(P.ko_sh));
+    vendor::store8(krow + lane * 8u, ko, false);
+    vendor::store4(krow + UnitsT<Units::DS16S>::DN + lane * 4u, kpo, false);
+    vendor::store8(P.v_out + (t * uint32_t(P.vo_st) + head * uint32_t(P.vo_sh) + lane * 8u), vo, false);
+  }
+  pdl_exit(P);
+}
+
 // Any dims, any alignment: one element per thread and grid-stride, 64-bit indices. Element i of
 // the numbering (rows r = t * h + head of d_nope + d_rope + d_v columns) converted and stored with
 // its multiplier (per tensor ks / vs, or its head's); returns the input widened to fp32, its head

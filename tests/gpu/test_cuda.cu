@@ -904,6 +904,135 @@ std::string ext_row(const char* variant, int threads, int block, int unroll, int
 
 }  // namespace
 
+// Runs c (no amax) with a forced row; checks the bytes and whether tile2d's lean instance ran.
+void lean_case(ext::Case c, bool want_lean) {
+  CudaMem mem;
+  c.backend = MLAKV_BACKEND_CUDA;
+  c.seed = g_seed++;
+  const ext::Result r = ext::run(mem, c);
+  INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
+  REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
+  CHECK(r.bad_bytes == 0);
+  CHECK(r.bad_bytes_heads == 0);
+  CHECK(r.bad_amax == 0);
+  CHECK(r.plan.find("variant=tile2d") != std::string::npos);
+  CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
+}
+
+// A tile2d row of the lean instance's shape, with lean=1 (or without: the general tile2d body).
+std::string lean_row(int block, int early, bool lean = true) {
+  std::string r = ext_row("tile2d", block * 16, block, 1, 0, early, 16, 1, 0);
+  if (lean) r.insert(r.size() - 1, " lean=1");
+  return r;
+}
+
+TEST_CASE("cuda: tile2d's lean instance: rows with lean=1 run it where the call fits it, with the same bytes") {
+  GPU_ONLY();
+  // every input type (fp32 inputs do not fit it: the general body) and format, per tensor and per
+  // head, whole and partial last tiles, PDL trigger early and late, padded output rows
+  int k = 0;
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (int block : {4, 8, 16, 32, 64}) {
+        if (in == MLAKV_DTYPE_FP32 && block > 16) continue;  // (its registers may not allow 512 threads)
+        ++k;
+        const std::string row = lean_row(block, k % 2);
+        ext::Case c;
+        c.in = in;
+        c.out = out;
+        c.s = block * (1 + k % 3) + k % 5;
+        c.h = k % 2 ? 16 : 3;
+        c.per_head = k % 3 != 0;
+        c.scales = c.per_head ? ext::kPow2 : ext::kEqual;
+        c.k_amax = c.v_amax = false;
+        c.pad_out = k % 4 == 1 ? 16 : 0;
+        c.table = row.c_str();
+        lean_case(c, in != MLAKV_DTYPE_FP32);
+      }
+  // the same row without lean=1: the general tile2d body
+  const std::string plain = lean_row(16, 1, false);
+  ext::Case c;
+  c.s = 37;
+  c.h = 5;
+  c.k_amax = c.v_amax = false;
+  c.table = plain.c_str();
+  lean_case(c, false);
+  // an amax: the ext instance (check_ext compares the maxima too)
+  const std::string lean = lean_row(16, 1);
+  ext::Case a;
+  a.s = 37;
+  a.h = 5;
+  a.table = lean.c_str();
+  check_ext(a);
+}
+
+TEST_CASE("cuda: large sizes: an operand spanning over 4 GiB keeps 64-bit offsets (tile2d's lean instance does not run)") {
+  GPU_ONLY();
+  // k_out's token stride 2^32 bytes: token 1's row lies 4 GiB past token 0's; with 32-bit offsets it
+  // would land on token 0's. The reference writes the same rows to a compact host layout.
+  const int64_t s = 2, h = 2, dn = 128, dr = 64, dv = 128, w = dn + dv, dk = dn + dr;
+  const int64_t big = int64_t(1) << 32;
+  const size_t ko_bytes = size_t(big + h * dk);
+  std::mt19937_64 rng(g_seed++);
+  std::vector<uint16_t> kv(size_t(s * h * w)), pe(size_t(s * dr));
+  for (auto& x : kv) x = tu::to_bf16(float(int32_t(rng() >> 40)) / float(1 << 20));
+  for (auto& x : pe) x = tu::to_bf16(float(int32_t(rng() >> 40)) / float(1 << 18));
+  void *d_kv, *d_pe, *d_ko, *d_vo;
+  REQUIRE(cudaMalloc(&d_kv, kv.size() * 2) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_pe, pe.size() * 2) == cudaSuccess);
+  if (cudaMalloc(&d_ko, ko_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    cudaFree(d_kv);
+    cudaFree(d_pe);
+    MESSAGE("skipped: cannot allocate 4 GiB on this GPU");
+    return;
+  }
+  REQUIRE(cudaMalloc(&d_vo, size_t(s * h * dv)) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_kv, kv.data(), kv.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_pe, pe.data(), pe.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemset(d_ko, tu::kPoison, ko_bytes) == cudaSuccess);
+  REQUIRE(cudaMemset(d_vo, tu::kPoison, size_t(s * h * dv)) == cudaSuccess);
+  auto make = [&](void* kvp, void* pep, void* kop, void* vop, int64_t ko_st, mlakv_backend b) {
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = tu::tensor3(kvp, MLAKV_DTYPE_BF16, s, h, dn, h * w, w);
+    a.v = tu::tensor3(static_cast<uint16_t*>(kvp) + dn, MLAKV_DTYPE_BF16, s, h, dv, h * w, w);
+    a.k_pe = tu::tensor3(pep, MLAKV_DTYPE_BF16, s, 1, dr, dr, dr);
+    a.k_out = tu::tensor3(kop, MLAKV_DTYPE_E4M3FN, s, h, dk, ko_st, dk);
+    a.v_out = tu::tensor3(vop, MLAKV_DTYPE_E4M3FN, s, h, dv, h * dv, dv);
+    a.k_scale_inv = 1.0f / 0.0375f;
+    a.v_scale_inv = 1.0f / 0.021f;
+    a.backend = b;
+    return a;
+  };
+  const std::string table = lean_row(16, 1) + kCatchAll;
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, table.c_str()) == MLAKV_OK);
+  const mlakv_pack_args compact = make(d_kv, d_pe, d_ko, d_vo, h * dk, MLAKV_BACKEND_CUDA);
+  const mlakv_pack_args spread = make(d_kv, d_pe, d_ko, d_vo, big, MLAKV_BACKEND_CUDA);
+  const std::string plan_compact = tu::plan_text(compact), plan_spread = tu::plan_text(spread);
+  CHECK(plan_compact.find("units=ds16s lean") != std::string::npos);
+  CHECK(plan_spread.find("variant=tile2d") != std::string::npos);
+  CHECK(plan_spread.find("lean") == std::string::npos);
+  const mlakv_status st = mlakv_pack_fp8(&spread);
+  mlakv_dispatch_table_reset(MLAKV_BACKEND_CUDA);
+  REQUIRE_MESSAGE(st == MLAKV_OK, mlakv_last_error());
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  std::vector<uint8_t> rk(size_t(s * h * dk), tu::kPoison), rv(size_t(s * h * dv), tu::kPoison);
+  const mlakv_pack_args ref = make(kv.data(), pe.data(), rk.data(), rv.data(), h * dk, MLAKV_BACKEND_REFERENCE);
+  REQUIRE_MESSAGE(mlakv_pack_fp8(&ref) == MLAKV_OK, mlakv_last_error());
+  // each token's rows, and 64 bytes past them (untouched)
+  const size_t row_bytes = size_t(h * dk);
+  std::vector<uint8_t> got(row_bytes + 64), vo(rv.size());
+  for (int64_t t = 0; t < s; ++t) {
+    REQUIRE(cudaMemcpy(got.data(), static_cast<uint8_t*>(d_ko) + t * big, t + 1 < s ? got.size() : row_bytes,
+                       cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(std::memcmp(got.data(), rk.data() + t * row_bytes, row_bytes) == 0);
+    if (t + 1 < s) CHECK(tu::all_bytes(got.data() + row_bytes, 64, tu::kPoison));
+  }
+  REQUIRE(cudaMemcpy(vo.data(), d_vo, vo.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(vo == rv);
+  cudaFree(d_kv); cudaFree(d_pe); cudaFree(d_ko); cudaFree(d_vo);
+}
+
 TEST_CASE("cuda per-head scales and amax: every variant, unit layout and unroll, as the reference and a host loop; per head without amax too") {
   GPU_ONLY();
   // each head its own power of two (K and V apart), amax arrays starting below and above, inputs

@@ -604,6 +604,83 @@ TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, byte
     }
 }
 
+TEST_CASE("tile2d's lean instance: rows with lean=1 run it where the call fits it, with the same bytes") {
+  // (the kernel bodies run on the host: the lean instance's bytes against the reference's)
+  FakeMem mem;
+  int k = 0;
+  auto lean_row = [](int block, bool lean) {
+    std::string r = ext_row("tile2d", block * 16, block, 1, 0, 16, 1, 0);
+    if (lean) r.insert(r.size() - 1, " lean=1");
+    return r;
+  };
+  auto run_lean = [&](ext::Case c, bool want_lean) {
+    c.backend = MLAKV_BACKEND_HIP;
+    c.device = kMi300;
+    c.seed = 500 + uint64_t(k);
+    const ext::Result r = ext::run(mem, c);
+    INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
+    REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
+    CHECK(r.bad_bytes == 0);
+    CHECK(r.bad_bytes_heads == 0);
+    CHECK(r.bad_amax == 0);
+    CHECK(r.plan.find("variant=tile2d") != std::string::npos);
+    CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
+  };
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (int block : {2, 4, 16}) {
+        ++k;
+        const std::string row = lean_row(block, true);
+        ext::Case c;
+        c.in = in;
+        c.out = out;
+        c.s = block * (1 + k % 2) + k % 3;
+        c.h = k % 2 ? 4 : 3;
+        c.per_head = k % 3 != 0;
+        c.scales = c.per_head ? ext::kPow2 : ext::kEqual;
+        c.k_amax = c.v_amax = false;
+        c.pad_out = k % 4 == 1 ? 16 : 0;
+        c.table = row.c_str();
+        run_lean(c, in != MLAKV_DTYPE_FP32);
+      }
+  ext::Case c;
+  c.s = 21;
+  c.h = 3;
+  const std::string plain = lean_row(16, false), lean = lean_row(16, true);
+  c.table = lean.c_str();
+  run_lean(c, false);  // an amax: the ext instance
+  c.k_amax = c.v_amax = false;
+  c.table = plain.c_str();
+  run_lean(c, false);  // the row without lean=1: the general tile2d body
+}
+
+TEST_CASE("lean=1 rows: the shape is checked when the table is parsed") {
+  const char* bad[] = {
+      "variant=flat threads=256 block=16 lanes=16 split=1",      // not tile2d
+      "variant=tile2d threads=128 block=16 lanes=16 split=1",    // a tile in several passes
+      "variant=tile2d threads=256 block=16 lanes=16 split=0",    // k_pe not split
+      "variant=tile2d threads=128 block=8 lanes=8",              // 8 lanes
+      "variant=tile2d threads=128 block=16 unroll=2 lanes=16 split=1",
+      "variant=tile2d threads=256 block=16 lanes=16 split=1 evict_first=1",
+  };
+  for (const char* b : bad) {
+    const std::string t = std::string("arch=0-100000 s=1-* sxh=1-* dims=x8 ") + b + " lean=1\n" +
+                          "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+    CAPTURE(b);
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, t.c_str()) == MLAKV_ERR_TABLE_PARSE);
+    CHECK(std::string(mlakv_last_error()).find("lean=1 needs") != std::string::npos);
+  }
+  const std::string ok = "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=512 block=32 lanes=16 split=1 lean=1\n"
+                         "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, ok.c_str()) == MLAKV_OK);
+  size_t n = 0;
+  mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, nullptr, 0, &n);  // (MLAKV_ERR_BUFFER_TOO_SMALL: the size)
+  std::string text(n, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &text[0], n, &n) == MLAKV_OK);
+  CHECK(text.find("split=1 evict_first=0 wide=0 lean=1") != std::string::npos);
+  CHECK(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+}
+
 TEST_CASE("per-head scales: equal multipliers give the per-tensor bytes; powers of two, every input type and format") {
   uint64_t seed = 500;
   for (mlakv_dtype in : tu::kInputDtypes)
