@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -295,6 +296,69 @@ inline Result run(Mem& mem, const Case& c) {
     }
   }
   return res;
+}
+
+// A tile2d row (any arch, s, s*h) of the shape of tile2d's lean instance - block x 16 threads, 16
+// lanes with k_pe split, one pass a tile - with lean=1, or without it (the general tile2d body).
+inline std::string lean_row(int block, int early, bool lean) {
+  return "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=" + std::to_string(block * 16) +
+         " block=" + std::to_string(block) + " unroll=1 waves=0 early=" + std::to_string(early) +
+         " lanes=16 split=1 evict_first=0 wide=0" + (lean ? " lean=1\n" : "\n");
+}
+
+// The lean instance's cases, without amax: every input type (fp32 inputs do not fit it) and format,
+// each tile size of `blocks` (for fp32 those up to max_fp32_block), per tensor and per head, whole and
+// partial last tiles, PDL trigger early and late, padded output rows. f(case, its row, whether the
+// plan should name the lean instance); the row outlives the call only as long as f keeps it.
+template <class F>
+void for_lean_cases(std::initializer_list<int> blocks, int max_fp32_block, F f) {
+  int k = 0;
+  for (mlakv_dtype in : tu::kInputDtypes)
+    for (mlakv_dtype out : tu::kFp8Dtypes)
+      for (int block : blocks) {
+        if (in == MLAKV_DTYPE_FP32 && block > max_fp32_block) continue;
+        ++k;
+        Case c;
+        c.in = in;
+        c.out = out;
+        c.s = block * (1 + k % 3) + k % 5;
+        c.h = k % 2 ? 16 : 3;
+        c.per_head = k % 3 != 0;
+        c.scales = c.per_head ? kPow2 : kEqual;
+        c.k_amax = c.v_amax = false;
+        c.pad_out = k % 4 == 1 ? 16 : 0;
+        c.seed = 700 + uint64_t(k);
+        f(c, lean_row(block, k % 2, true), in != MLAKV_DTYPE_FP32);
+      }
+}
+
+// The lean instance's test for a suite: check(case) runs a case with its forced row, checks its
+// bytes and maxima, and returns the result. The cases of for_lean_cases, then the same row without
+// lean=1 (the general tile2d body) and with an amax (the ext instance): each plan must say
+// variant=tile2d, and name the lean instance exactly where the call fits it. (doctest's CHECK: the
+// suites include doctest first.)
+template <class Check>
+void check_lean_instance(std::initializer_list<int> blocks, Check check) {
+  const auto one = [&](const Case& c, bool want_lean) {
+    const Result r = check(c);
+    INFO(describe(c) << "\nplan: " << r.plan);
+    CHECK(r.plan.find("variant=tile2d") != std::string::npos);
+    CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
+  };
+  for_lean_cases(blocks, 16, [&](Case c, const std::string& row, bool want_lean) {
+    c.table = row.c_str();
+    one(c, want_lean);
+  });
+  Case c;
+  c.s = 21;
+  c.h = 3;
+  c.k_amax = c.v_amax = false;
+  const std::string plain = lean_row(16, 1, false), lean = lean_row(16, 1, true);
+  c.table = plain.c_str();
+  one(c, false);
+  c.k_amax = c.v_amax = true;
+  c.table = lean.c_str();
+  one(c, false);
 }
 
 }  // namespace ext

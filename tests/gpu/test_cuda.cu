@@ -863,7 +863,7 @@ struct CudaMem : ext::Mem {
 
 // Runs c on the CUDA backend and checks everything ext::run checks (bytes vs the reference's per-head
 // call and vs per-tensor calls on each head, amax vs a host loop and the reference).
-void check_ext(ext::Case c, bool forced_row_runs = true) {
+ext::Result check_ext(ext::Case c, bool forced_row_runs = true) {
   CudaMem mem;
   c.backend = MLAKV_BACKEND_CUDA;
   c.seed = g_seed++;
@@ -875,6 +875,7 @@ void check_ext(ext::Case c, bool forced_row_runs = true) {
   CHECK(r.bad_amax == 0);
   if (c.table && forced_row_runs) CHECK(r.plan.find("# catch-all") == std::string::npos);
   CHECK(cudaGetLastError() == cudaSuccess);
+  return r;
 }
 
 size_t run_amax_row_case(int64_t s, int64_t h, bool per_head, std::string* plan) {
@@ -904,66 +905,9 @@ std::string ext_row(const char* variant, int threads, int block, int unroll, int
 
 }  // namespace
 
-// Runs c (no amax) with a forced row; checks the bytes and whether tile2d's lean instance ran.
-void lean_case(ext::Case c, bool want_lean) {
-  CudaMem mem;
-  c.backend = MLAKV_BACKEND_CUDA;
-  c.seed = g_seed++;
-  const ext::Result r = ext::run(mem, c);
-  INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
-  REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
-  CHECK(r.bad_bytes == 0);
-  CHECK(r.bad_bytes_heads == 0);
-  CHECK(r.bad_amax == 0);
-  CHECK(r.plan.find("variant=tile2d") != std::string::npos);
-  CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
-}
-
-// A tile2d row of the lean instance's shape, with lean=1 (or without: the general tile2d body).
-std::string lean_row(int block, int early, bool lean = true) {
-  std::string r = ext_row("tile2d", block * 16, block, 1, 0, early, 16, 1, 0);
-  if (lean) r.insert(r.size() - 1, " lean=1");
-  return r;
-}
-
 TEST_CASE("cuda: tile2d's lean instance: rows with lean=1 run it where the call fits it, with the same bytes") {
   GPU_ONLY();
-  // every input type (fp32 inputs do not fit it: the general body) and format, per tensor and per
-  // head, whole and partial last tiles, PDL trigger early and late, padded output rows
-  int k = 0;
-  for (mlakv_dtype in : tu::kInputDtypes)
-    for (mlakv_dtype out : tu::kFp8Dtypes)
-      for (int block : {4, 8, 16, 32, 64}) {
-        if (in == MLAKV_DTYPE_FP32 && block > 16) continue;  // (its registers may not allow 512 threads)
-        ++k;
-        const std::string row = lean_row(block, k % 2);
-        ext::Case c;
-        c.in = in;
-        c.out = out;
-        c.s = block * (1 + k % 3) + k % 5;
-        c.h = k % 2 ? 16 : 3;
-        c.per_head = k % 3 != 0;
-        c.scales = c.per_head ? ext::kPow2 : ext::kEqual;
-        c.k_amax = c.v_amax = false;
-        c.pad_out = k % 4 == 1 ? 16 : 0;
-        c.table = row.c_str();
-        lean_case(c, in != MLAKV_DTYPE_FP32);
-      }
-  // the same row without lean=1: the general tile2d body
-  const std::string plain = lean_row(16, 1, false);
-  ext::Case c;
-  c.s = 37;
-  c.h = 5;
-  c.k_amax = c.v_amax = false;
-  c.table = plain.c_str();
-  lean_case(c, false);
-  // an amax: the ext instance (check_ext compares the maxima too)
-  const std::string lean = lean_row(16, 1);
-  ext::Case a;
-  a.s = 37;
-  a.h = 5;
-  a.table = lean.c_str();
-  check_ext(a);
+  ext::check_lean_instance({4, 8, 16, 32, 64}, [](const ext::Case& c) { return check_ext(c); });
 }
 
 TEST_CASE("cuda: large sizes: an operand spanning over 4 GiB keeps 64-bit offsets (tile2d's lean instance does not run)") {
@@ -1004,7 +948,7 @@ TEST_CASE("cuda: large sizes: an operand spanning over 4 GiB keeps 64-bit offset
     a.backend = b;
     return a;
   };
-  const std::string table = lean_row(16, 1) + kCatchAll;
+  const std::string table = ext::lean_row(16, 1, true) + kCatchAll;
   REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_CUDA, table.c_str()) == MLAKV_OK);
   const mlakv_pack_args compact = make(d_kv, d_pe, d_ko, d_vo, h * dk, MLAKV_BACKEND_CUDA);
   const mlakv_pack_args spread = make(d_kv, d_pe, d_ko, d_vo, big, MLAKV_BACKEND_CUDA);

@@ -523,7 +523,7 @@ struct FakeMem : ext::Mem {
 };
 
 // Runs c on the hip backend of the fake MI300X and checks everything ext::run checks.
-void check_ext(ext::Case c) {
+ext::Result check_ext(ext::Case c) {
   FakeMem mem;
   c.backend = MLAKV_BACKEND_HIP;
   c.device = kMi300;
@@ -534,6 +534,7 @@ void check_ext(ext::Case c) {
   CHECK(r.bad_bytes_heads == 0);
   CHECK(r.bad_amax == 0);
   if (c.table) CHECK(r.plan.find("# catch-all") == std::string::npos);  // the forced row ran
+  return r;
 }
 
 // A table forcing one variant, unit layout and unroll (hip rows: lanes, split, wide).
@@ -606,52 +607,7 @@ TEST_CASE("per-head scales and amax: every variant, unit layout and unroll, byte
 
 TEST_CASE("tile2d's lean instance: rows with lean=1 run it where the call fits it, with the same bytes") {
   // (the kernel bodies run on the host: the lean instance's bytes against the reference's)
-  FakeMem mem;
-  int k = 0;
-  auto lean_row = [](int block, bool lean) {
-    std::string r = ext_row("tile2d", block * 16, block, 1, 0, 16, 1, 0);
-    if (lean) r.insert(r.size() - 1, " lean=1");
-    return r;
-  };
-  auto run_lean = [&](ext::Case c, bool want_lean) {
-    c.backend = MLAKV_BACKEND_HIP;
-    c.device = kMi300;
-    c.seed = 500 + uint64_t(k);
-    const ext::Result r = ext::run(mem, c);
-    INFO(ext::describe(c) << "\nplan: " << r.plan << "\n" << r.detail);
-    REQUIRE_MESSAGE(r.st == MLAKV_OK, r.error);
-    CHECK(r.bad_bytes == 0);
-    CHECK(r.bad_bytes_heads == 0);
-    CHECK(r.bad_amax == 0);
-    CHECK(r.plan.find("variant=tile2d") != std::string::npos);
-    CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
-  };
-  for (mlakv_dtype in : tu::kInputDtypes)
-    for (mlakv_dtype out : tu::kFp8Dtypes)
-      for (int block : {2, 4, 16}) {
-        ++k;
-        const std::string row = lean_row(block, true);
-        ext::Case c;
-        c.in = in;
-        c.out = out;
-        c.s = block * (1 + k % 2) + k % 3;
-        c.h = k % 2 ? 4 : 3;
-        c.per_head = k % 3 != 0;
-        c.scales = c.per_head ? ext::kPow2 : ext::kEqual;
-        c.k_amax = c.v_amax = false;
-        c.pad_out = k % 4 == 1 ? 16 : 0;
-        c.table = row.c_str();
-        run_lean(c, in != MLAKV_DTYPE_FP32);
-      }
-  ext::Case c;
-  c.s = 21;
-  c.h = 3;
-  const std::string plain = lean_row(16, false), lean = lean_row(16, true);
-  c.table = lean.c_str();
-  run_lean(c, false);  // an amax: the ext instance
-  c.k_amax = c.v_amax = false;
-  c.table = plain.c_str();
-  run_lean(c, false);  // the row without lean=1: the general tile2d body
+  ext::check_lean_instance({2, 4, 16}, [](const ext::Case& c) { return check_ext(c); });
 }
 
 TEST_CASE("lean=1 rows: the shape is checked when the table is parsed") {
