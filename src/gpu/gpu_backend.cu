@@ -443,7 +443,7 @@ struct Choice {
   int ui = 0;
   KernelFn fn[2] = {nullptr, nullptr};  // the plain and the ext instance
   bool runs[2] = {false, false};         // whether each can run the row (its registers allow the threads)
-  KernelFn lean = nullptr;               // tile2d's lean plain instance, where it can run the call (lean_fits)
+  bool lean = false;                     // fn[0] is tile2d's lean instance (lean_fits)
 };
 
 // Whether tile2d's lean instance (kern::pack_tile2d_lean) runs the call: a row with lean=1 (whose
@@ -489,10 +489,13 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
     }
     if (x == want && !c->runs[x]) return false;
   }
-  if (want == 0 && lean_fits(r, p, c->units)) {
+  if (want == 0 && lean_fits(r, p, c->units)) {  // the plain instance: the lean one, if its registers allow
     KernelFn f = kernels().lean[in][fmt];
     const int cap = max_threads(d, p.device, kKernelSlots + in * 4 + fmt, f);
-    if (cap && r.cfg.threads <= (cap & ~31)) c->lean = f;
+    if (cap && r.cfg.threads <= (cap & ~31)) {
+      c->fn[0] = f;
+      c->lean = true;
+    }
   }
   return true;
 }
@@ -502,7 +505,6 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
 // Everything pack() needs, computed once per distinct call.
 struct Launch {
   KernelFn fn[2];  // the plain and the ext instance of the row's kernel
-  KernelFn lean;   // tile2d's lean plain instance, run instead of fn[0] (nullptr: none for this call)
   bool runs[2];    // whether each can run the row (the one the plan was made for always can)
   bool plain_ph;   // the plain one takes per-head scales (plain_per_head)
   int ext;         // which one the call's arguments ask for (wants_ext)
@@ -571,7 +573,6 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   }
   L->fn[0] = c.fn[0];
   L->fn[1] = c.fn[1];
-  L->lean = c.lean;
   L->runs[0] = c.runs[0];
   L->runs[1] = c.runs[1];
   L->grid = grid;
@@ -618,7 +619,7 @@ mlakv_status plan(const PackProblem& p, Plan* out, std::string* why) {
   out->arch = d->key.arch;
   out->pdl = !rt::kHasPdl ? kPdlUnavailable
              : p.pdl != MLAKV_PDL_OFF && rt::pdl_capable(d->key.arch, d->image_arch) ? kPdlOn : kPdlOff;
-  out->units = r->variant == kGeneral ? nullptr : units_name(c.units, c.lean != nullptr);
+  out->units = r->variant == kGeneral ? nullptr : units_name(c.units, c.lean);
   make_launch(p, *r, c, *d, new (out->launch) Launch);
   return MLAKV_OK;
 }
@@ -639,7 +640,7 @@ mlakv_status pack(const PackProblem& p, const Plan& plan, std::string* why) {
     *why = "cannot make " + std::string(rt::kName) + " device " + std::to_string(p.device) + " current";
     return MLAKV_ERR_DEVICE;
   }
-  const rt::Status e = rt::launch(L.ext == 0 && L.lean ? L.lean : L.fn[L.ext], L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
+  const rt::Status e = rt::launch(L.fn[L.ext], L.grid, L.block, L.P, p.stream, plan.pdl == kPdlOn);
   if (e != rt::kOk) {
     rt::clear_error();
     *why = std::string(rt::kName) + " kernel launch: " + rt::error_string(e);
