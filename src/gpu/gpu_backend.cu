@@ -446,12 +446,15 @@ struct Choice {
   bool lean = false;                     // fn[0] is tile2d's lean instance (lean_fits)
 };
 
-// Whether tile2d's lean instance (kern::pack_tile2d_lean) runs the call: a row with lean=1 (whose
-// shape the parser checked: 16 lanes with k_pe split, one pair a thread, one pass a tile, plain
-// stores), DeepSeek dims (ds16s units), 16-bit inputs, and 32-bit offsets - each tensor operand
-// spans at most 2^32 bytes. (Amax calls take the ext instance: can_run asks only for plain ones.)
+// Whether tile2d's lean instance (kern::pack_tile2d_lean) runs the call: a row with lean=1 of its
+// shape (ds16s units: 16 lanes with k_pe split; one pair a thread, one pass a tile, plain stores -
+// checked here too, since built-in rows are not parsed), 16-bit inputs, and 32-bit offsets: each
+// tensor operand spans at most 2^32 bytes. (Amax calls take the ext instance: can_run asks only for
+// plain ones.)
 bool lean_fits(const DispatchRow& r, const PackProblem& p, Units u) {
-  if (!r.cfg.lean || r.variant != kTile2d || u != Units::DS16S || p.in_type == InType::FP32) return false;
+  if (!r.cfg.lean || r.variant != kTile2d || u != Units::DS16S || r.cfg.unroll != 1 || r.cfg.evict_first ||
+      int64_t(r.cfg.block) * kern::ds_lanes(u) != r.cfg.threads || p.in_type == InType::FP32)
+    return false;
   for (int i = 0; i < kTensorCount; ++i)
     if (p.op[i].bytes > (int64_t(1) << 32)) return false;
   return true;
