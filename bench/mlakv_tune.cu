@@ -176,11 +176,13 @@ std::vector<std::string> candidates(bool quick, int warp) {
     std::snprintf(row, sizeof row, "variant=tile2d threads=%d block=%d%s lanes=16 split=1", block * 16, block, early1);
     c.push_back(row);
   }
-  for (int block : {16, 32}) {  // the same on tile2d's lean instance (the H200's choice at ~27-31 MB)
-    if (block * 16 % warp) continue;
-    std::snprintf(row, sizeof row, "variant=tile2d threads=%d block=%d%s lanes=16 split=1 lean=1", block * 16, block, early1);
-    c.push_back(row);
-  }
+  for (int block : {16, 32})  // the same on tile2d's lean instance (the H200's choice at ~27-31 MB),
+    for (const char* order : {"", " order=heads"}) {  // blocks numbered token tiles or heads first
+      if (block * 16 % warp) continue;
+      std::snprintf(row, sizeof row, "variant=tile2d threads=%d block=%d%s lanes=16 split=1 lean=1%s", block * 16, block,
+                    early1, order);
+      c.push_back(row);
+    }
   for (int waves : {2, 4})
     for (int u : {1, 2}) {
       std::snprintf(row, sizeof row, "variant=persist threads=256 unroll=%d waves=%d%s lanes=8", u, waves, early0);

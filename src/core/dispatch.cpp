@@ -138,6 +138,11 @@ const Key kKeys[] = {
     {"evict_first", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.evict_first); }},
     {"wide", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.wide); }},
     {"lean", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->cfg.lean); }},
+    {"order", [](const std::string& v, DispatchRow* r) {
+       if (v != "tokens" && v != "heads") return false;
+       r->cfg.heads_first = v == "heads" ? 1 : 0;
+       return true;
+     }},
 };
 const char* renamed(const std::string& key) {  // keys of mlakv 0.1.0's first tables
   return key == "sh" ? "sxh" : key == "stream" ? "evict_first" : nullptr;
@@ -162,6 +167,7 @@ std::string DispatchTable::row_text(const DispatchRow& r) const {
     << " waves=" << r.cfg.waves << " early=" << r.cfg.early << " lanes=" << r.cfg.lanes << " split=" << r.cfg.split
     << " evict_first=" << r.cfg.evict_first << " wide=" << r.cfg.wide;
   if (r.cfg.lean) o << " lean=1";
+  if (r.cfg.heads_first) o << " order=heads";
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -225,6 +231,10 @@ bool DispatchTable::parse_row(const std::string& text, DispatchRow* r, bool* emp
                       r->cfg.lanes != 16 || !r->cfg.split || r->cfg.unroll != 1 || r->cfg.evict_first ||
                       int64_t(r->cfg.threads) != int64_t(r->cfg.block) * 16)) {
     *why = "lean=1 needs variant=tile2d lanes=16 split=1 unroll=1 evict_first=0 and threads = 16 x block";
+    return false;
+  }
+  if (r->cfg.heads_first && !r->cfg.lean) {
+    *why = "order=heads needs lean=1 (only tile2d's lean instance numbers its blocks heads first)";
     return false;
   }
   return !check_ || check_(*r, why);

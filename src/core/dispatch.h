@@ -54,6 +54,9 @@ struct LaunchConfig {
                         // stores: 1 = its lean instance runs the calls it fits (16-bit inputs,
                         // no amax, every operand under 4 GiB: 32-bit offsets), the general body
                         // the others (GPU backends; the plan says "units=ds16s lean")
+  int heads_first = 0;  // lean = 1 only: 1 = the lean instance's blocks are numbered heads first
+                        // (grid x = heads, y = token tiles: blocks launched together take the same
+                        // tokens of neighbouring heads); row key order=heads (default order=tokens)
 };
 
 constexpr int64_t kUnbounded = INT64_MAX;

@@ -52,8 +52,9 @@ struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F, X>; };
 
 struct KernelTable {
   KernelFn k[2][kVariantCount][3][4][kUnits][3];
-  // tile2d's lean plain instance (kern::pack_tile2d_lean), by input (bf16, fp16) and format
-  KernelFn lean[2][4];
+  // tile2d's lean plain instance (kern::pack_tile2d_lean), by grid order (token tiles first, heads
+  // first), input (bf16, fp16) and format
+  KernelFn lean[2][2][4];
   KernelTable() {
     fill<FlatK, false>(kFlat);
     fill<PersistK, false>(kPersist);
@@ -63,15 +64,17 @@ struct KernelTable {
     fill<PersistK, true>(kPersist);
     fill<Tile2dK, true>(kTile2d);
     fill<GeneralK, true>(kGeneral);
-    fill_lean<InType::BF16>(lean[0]);
-    fill_lean<InType::FP16>(lean[1]);
+    fill_lean<InType::BF16, false>(lean[0][0]);
+    fill_lean<InType::FP16, false>(lean[0][1]);
+    fill_lean<InType::BF16, true>(lean[1][0]);
+    fill_lean<InType::FP16, true>(lean[1][1]);
   }
-  template <InType T>
+  template <InType T, bool HF>
   void fill_lean(KernelFn (&o)[4]) {
-    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN>;
-    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2>;
-    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ>;
-    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ>;
+    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN, HF>;
+    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2, HF>;
+    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ, HF>;
+    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ, HF>;
   }
   template <template <InType, Fp8Format, Units, int, bool> class K, bool X>
   void fill(int v) {
@@ -159,7 +162,7 @@ const Global& global() {
 
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = 2 * kVariantCount * 3 * 4 * kUnits * 3;
-constexpr int kLeanSlots = 2 * 4;  // KernelTable::lean, after the others
+constexpr int kLeanSlots = 2 * 2 * 4;  // KernelTable::lean, after the others
 
 // A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
 // is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
@@ -455,6 +458,7 @@ bool lean_fits(const DispatchRow& r, const PackProblem& p, Units u) {
   if (!r.cfg.lean || r.variant != kTile2d || u != Units::DS16S || r.cfg.unroll != 1 || r.cfg.evict_first ||
       int64_t(r.cfg.block) * kern::ds_lanes(u) != r.cfg.threads || p.in_type == InType::FP32)
     return false;
+  if (r.cfg.heads_first && ceil_div(p.s, r.cfg.block) > 65535) return false;  // token tiles in grid y
   for (int i = 0; i < kTensorCount; ++i)
     if (p.op[i].bytes > (int64_t(1) << 32)) return false;
   return true;
@@ -493,11 +497,15 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
     if (x == want && !c->runs[x]) return false;
   }
   if (want == 0 && lean_fits(r, p, c->units)) {  // the plain instance: the lean one, if its registers allow
-    KernelFn f = kernels().lean[in][fmt];
-    const int cap = max_threads(d, p.device, kKernelSlots + in * 4 + fmt, f);
+    const int hf = r.cfg.heads_first ? 1 : 0;
+    KernelFn f = kernels().lean[hf][in][fmt];
+    const int cap = max_threads(d, p.device, kKernelSlots + (hf * 2 + in) * 4 + fmt, f);
     if (cap && r.cfg.threads <= (cap & ~31)) {
       c->fn[0] = f;
       c->lean = true;
+      // blocks numbered heads first suit the lean instance only: a plan rebound to the ext instance
+      // (amax) is made anew (pack), on the tile2d body's own grid
+      if (r.cfg.heads_first) c->runs[1] = false;
     }
   }
   return true;
@@ -568,7 +576,10 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   switch (r.variant) {
     case kFlat: grid.x = unsigned(ceil_div(c.pairs, per_block)); break;
     case kPersist: grid.x = unsigned(std::min(ceil_div(c.pairs, per_block), int64_t(d.units) * std::max(r.cfg.waves, 1))); break;
-    case kTile2d: grid = dim3(unsigned(ceil_div(p.s, r.cfg.block)), unsigned(p.h), 1); break;
+    case kTile2d:  // (token tiles, heads), or (heads, token tiles) for the lean instance heads first
+      grid = c.lean && r.cfg.heads_first ? dim3(unsigned(p.h), unsigned(ceil_div(p.s, r.cfg.block)), 1)
+                                         : dim3(unsigned(ceil_div(p.s, r.cfg.block)), unsigned(p.h), 1);
+      break;
     default: {
       const int64_t total = p.sxh() * (p.d_nope + p.d_rope + p.d_v);
       grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.units) * 8));

@@ -45,9 +45,11 @@ inline DispatchRow with_amax(DispatchRow r, int amax) {
   return r;
 }
 
-// A tile2d row whose calls take its lean instance where they fit it (LaunchConfig::lean).
-inline DispatchRow with_lean(DispatchRow r) {
+// A tile2d row whose calls take its lean instance where they fit it (LaunchConfig::lean), its
+// blocks numbered token tiles first or, heads_first, heads first (LaunchConfig::heads_first).
+inline DispatchRow with_lean(DispatchRow r, bool heads_first = false) {
   r.cfg.lean = 1;
+  r.cfg.heads_first = heads_first ? 1 : 0;
   return r;
 }
 
