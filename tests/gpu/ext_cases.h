@@ -299,17 +299,19 @@ inline Result run(Mem& mem, const Case& c) {
 }
 
 // A tile2d row (any arch, s, s*h) of the shape of tile2d's lean instance - block x 16 threads, 16
-// lanes with k_pe split, one pass a tile - with lean=1, or without it (the general tile2d body).
-inline std::string lean_row(int block, int early, bool lean) {
+// lanes with k_pe split, one pass a tile - with lean=1, or without it (the general tile2d body); with
+// lean=1, its blocks numbered token tiles first or heads first (order=heads).
+inline std::string lean_row(int block, int early, bool lean, bool heads_first = false) {
   return "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=" + std::to_string(block * 16) +
          " block=" + std::to_string(block) + " unroll=1 waves=0 early=" + std::to_string(early) +
-         " lanes=16 split=1 evict_first=0 wide=0" + (lean ? " lean=1\n" : "\n");
+         " lanes=16 split=1 evict_first=0 wide=0" + (lean ? " lean=1" : "") + (heads_first ? " order=heads\n" : "\n");
 }
 
 // The lean instance's cases, without amax: every input type (fp32 inputs do not fit it) and format,
 // each tile size of `blocks` (for fp32 those up to max_fp32_block), per tensor and per head, whole and
-// partial last tiles, PDL trigger early and late, padded output rows. f(case, its row, whether the
-// plan should name the lean instance); the row outlives the call only as long as f keeps it.
+// partial last tiles, PDL trigger early and late, blocks numbered token tiles or heads first, padded
+// output rows. f(case, its row, whether the plan should name the lean instance); the row outlives
+// the call only as long as f keeps it.
 template <class F>
 void for_lean_cases(std::initializer_list<int> blocks, int max_fp32_block, F f) {
   int k = 0;
@@ -328,7 +330,7 @@ void for_lean_cases(std::initializer_list<int> blocks, int max_fp32_block, F f) 
         c.k_amax = c.v_amax = false;
         c.pad_out = k % 4 == 1 ? 16 : 0;
         c.seed = 700 + uint64_t(k);
-        f(c, lean_row(block, k % 2, true), in != MLAKV_DTYPE_FP32);
+        f(c, lean_row(block, k % 2, true, k / 2 % 2 == 1), in != MLAKV_DTYPE_FP32);
       }
 }
 
@@ -353,12 +355,14 @@ void check_lean_instance(std::initializer_list<int> blocks, Check check) {
   c.s = 21;
   c.h = 3;
   c.k_amax = c.v_amax = false;
-  const std::string plain = lean_row(16, 1, false), lean = lean_row(16, 1, true);
+  const std::string plain = lean_row(16, 1, false), lean = lean_row(16, 1, true), heads = lean_row(16, 1, true, true);
   c.table = plain.c_str();
   one(c, false);
-  c.k_amax = c.v_amax = true;
-  c.table = lean.c_str();
-  one(c, false);
+  c.k_amax = c.v_amax = true;  // the ext instance, on the tile2d body's own grid (token tiles first)
+  for (const std::string* t : {&lean, &heads}) {
+    c.table = t->c_str();
+    one(c, false);
+  }
 }
 
 }  // namespace ext

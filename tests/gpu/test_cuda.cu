@@ -910,6 +910,26 @@ TEST_CASE("cuda: tile2d's lean instance: rows with lean=1 run it where the call 
   ext::check_lean_instance({4, 8, 16, 32, 64}, [](const ext::Case& c) { return check_ext(c); });
 }
 
+TEST_CASE("cuda: tile2d's lean instance, blocks heads first: up to 65535 token tiles (grid y), beyond them the tile2d body") {
+  GPU_ONLY();
+  // 2-token tiles: s = 131070 is 65535 tiles (the lean instance, grid (h, 65535)); one token more is
+  // 65536, which grid y cannot hold: the row's general tile2d body runs it on its (tiles, heads) grid
+  const std::string row = ext::lean_row(2, 1, true, true);
+  for (int64_t s : {int64_t(131070), int64_t(131071)}) {
+    ext::Case c;
+    c.s = s;
+    c.h = 2;
+    c.per_head = true;
+    c.scales = ext::kPow2;
+    c.k_amax = c.v_amax = false;
+    c.table = row.c_str();
+    const ext::Result r = check_ext(c);
+    INFO(ext::describe(c) << "\nplan: " << r.plan);
+    CHECK(r.plan.find("order=heads") != std::string::npos);
+    CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == (s == 131070));
+  }
+}
+
 TEST_CASE("cuda: large sizes: an operand spanning over 4 GiB keeps 64-bit offsets (tile2d's lean instance does not run)") {
   GPU_ONLY();
   // k_out's token stride 2^32 bytes: token 1's row lies 4 GiB past token 0's; with 32-bit offsets it

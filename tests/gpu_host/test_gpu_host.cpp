@@ -634,6 +634,25 @@ TEST_CASE("lean=1 rows: the shape is checked when the table is parsed") {
   std::string text(n, '\0');
   REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &text[0], n, &n) == MLAKV_OK);
   CHECK(text.find("split=1 evict_first=0 wide=0 lean=1") != std::string::npos);
+  CHECK(text.find("order=heads") == std::string::npos);  // order=tokens, the default, is not printed
+  // order=heads: lean rows only, and printed back
+  const std::string heads = "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=512 block=32 lanes=16 split=1 "
+                            "lean=1 order=heads\narch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, heads.c_str()) == MLAKV_OK);
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, nullptr, 0, &n) == MLAKV_ERR_BUFFER_TOO_SMALL);
+  text.assign(n, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &text[0], n, &n) == MLAKV_OK);
+  CHECK(text.find("wide=0 lean=1 order=heads") != std::string::npos);
+  for (const char* b : {"variant=tile2d threads=512 block=32 lanes=16 split=1 order=heads",  // not lean
+                        "variant=tile2d threads=512 block=32 lanes=16 split=1 lean=1 order=head",
+                        "variant=tile2d threads=512 block=32 lanes=16 split=1 lean=1 order=1"}) {
+    const std::string t = std::string("arch=0-100000 s=1-* sxh=1-* dims=x8 ") + b + "\n" +
+                          "arch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+    CAPTURE(b);
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, t.c_str()) == MLAKV_ERR_TABLE_PARSE);
+    const std::string e = mlakv_last_error();
+    CHECK((e.find("order=heads needs lean=1") != std::string::npos || e.find("bad value in 'order=") != std::string::npos));
+  }
   CHECK(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
 }
 
