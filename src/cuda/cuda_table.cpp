@@ -7,7 +7,7 @@
 // mlakv_dispatch_table_set (e.g. with a table measured by bench/ on your own GPU).
 //
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
-//          evidence for each band in docs/perf-notes.md); at ~2-8 MB, ~15-32 MB and beyond ~48 MB,
+//          evidence for each band in docs/perf-notes.md); at ~2-8 MB, ~15-37 MB and beyond ~48 MB,
 //          rows for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on
 //          an H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
 //          calls that ask for an amax where another configuration is faster for them (measured on
@@ -69,15 +69,19 @@ std::vector<DispatchRow> builtin_rows() {
       // 16384, 32768 and 65536 (per-head amax 14-22% below the per-tensor rows' ext kernels)
       with_amax(with_l2(row(90, 99, 1, U, 9729, 37888, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
       with_amax(with_l2(row(90, 99, 1, U, 57345, 92681, X8, kFlat, 256, 1, 1, 0, 1, 8, amax), 55, U), 1),
-      // H200 (L2 >= 55 MiB), ~15-27 MB: 512-thread blocks, 16 lanes a row with k_pe split (the
+      // H200 (L2 >= 55 MiB), ~15-19 MB: 512-thread blocks, 16 lanes a row with k_pe split (the
       // Triton harness, two processes: s*h 20480 / 24576 2.63-2.65 / 3.05-3.06 us against 2.71-2.72 /
-      // 3.16-3.17 for the H100 row)
-      with_l2(row(90, 99, 1, U, 18433, 30720, X8, kFlat, 512, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
-      // H200 (L2 >= 55 MiB), ~27-31 MB: tiles of 32 tokens x one head on tile2d's lean instance (the
-      // Triton harness, one process, two runs: s*h 32768 3.61-3.78 us against Triton's v0 16/8
-      // 3.75-3.84 re-timed and 3.85-3.87 for the flat 8-lane row it replaces; 36864 4.05-4.08
-      // against 4.27-4.34 and 4.43-4.47)
-      with_lean(with_l2(row(90, 99, 1, U, 30721, 37888, X8, kTile2d, 512, 32, 1, 0, 1, 16, h200lean, 0, 1), 55, U)),
+      // 3.16-3.17 for the H100 row; at 20480 2.66 against 2.71-2.76 for the lean tiles below)
+      with_l2(row(90, 99, 1, U, 18433, 22528, X8, kFlat, 512, 1, 1, 0, 1, 16, h200mid, 0, 1), 55, U),
+      // H200 (L2 >= 55 MiB), ~19-37 MB: tiles of 32 tokens x one head on tile2d's lean instance,
+      // blocks numbered heads first (the Triton harness, one process, h 16-128 at s*h 24576-40960:
+      // 3.05-3.06 / 3.32-3.33 / 3.47-3.50 / 3.59-3.64 / 4.05-4.06 / 4.51-4.60 us at s*h 24576 / 28672 /
+      // 30720 / 32768 / 36864 / 40960 against Triton's v0 16/8 re-timed 3.06-3.12 / 3.42-3.47 /
+      // 3.60-3.63 / 3.74-3.82 / 4.36-4.39 / 4.77, and against the rows they replace (flat 512;
+      // the same tiles token tiles first; persist 256) 3.10-3.11 / 3.49-3.52 / 3.78 / 3.62-3.78 /
+      // 4.08-4.11 / 4.86-4.91; docs/perf-notes.md). Calls without an amax only: those with one keep
+      // their rows (above, and the persist rows beyond s*h 37888)
+      with_amax(with_lean(with_l2(row(90, 99, 1, U, 22529, 43008, X8, kTile2d, 512, 32, 1, 0, 1, 16, h200lean, 0, 1), 55, U), true), 0),
       row(90, 99, 1, U, 9729, 24576, X8, kFlat, 256, 1, 1, 0, 1, 16, h100, 0, 1),
       row(90, 99, 1, U, 24577, 37888, X8, kFlat, 512, 1, 1, 0, 1, 16, h100, 0, 1),
       // near the L2 size (about 32-48 MB moved): persistent grids of SMs x waves blocks striding
