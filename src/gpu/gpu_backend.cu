@@ -576,10 +576,11 @@ void make_launch(const PackProblem& p, const DispatchRow& r, const Choice& c, co
   switch (r.variant) {
     case kFlat: grid.x = unsigned(ceil_div(c.pairs, per_block)); break;
     case kPersist: grid.x = unsigned(std::min(ceil_div(c.pairs, per_block), int64_t(d.units) * std::max(r.cfg.waves, 1))); break;
-    case kTile2d:  // (token tiles, heads), or (heads, token tiles) for the lean instance heads first
-      grid = c.lean && r.cfg.heads_first ? dim3(unsigned(p.h), unsigned(ceil_div(p.s, r.cfg.block)), 1)
-                                         : dim3(unsigned(ceil_div(p.s, r.cfg.block)), unsigned(p.h), 1);
+    case kTile2d: {  // (token tiles, heads), or (heads, token tiles) for the lean instance heads first
+      const unsigned tiles = unsigned(ceil_div(p.s, r.cfg.block)), heads = unsigned(p.h);
+      grid = c.lean && r.cfg.heads_first ? dim3(heads, tiles, 1) : dim3(tiles, heads, 1);
       break;
+    }
     default: {
       const int64_t total = p.sxh() * (p.d_nope + p.d_rope + p.d_v);
       grid.x = unsigned(std::min(ceil_div(total, threads), int64_t(d.units) * 8));

@@ -308,17 +308,17 @@ inline std::string lean_row(int block, int early, bool lean, bool heads_first = 
 }
 
 // The lean instance's cases, without amax: every input type (fp32 inputs do not fit it) and format,
-// each tile size of `blocks` (for fp32 those up to max_fp32_block), per tensor and per head, whole and
+// each tile size of `blocks` (for fp32 those up to 16 tokens), per tensor and per head, whole and
 // partial last tiles, PDL trigger early and late, blocks numbered token tiles or heads first, padded
 // output rows. f(case, its row, whether the plan should name the lean instance); the row outlives
 // the call only as long as f keeps it.
 template <class F>
-void for_lean_cases(std::initializer_list<int> blocks, int max_fp32_block, F f) {
+void for_lean_cases(std::initializer_list<int> blocks, F f) {
   int k = 0;
   for (mlakv_dtype in : tu::kInputDtypes)
     for (mlakv_dtype out : tu::kFp8Dtypes)
       for (int block : blocks) {
-        if (in == MLAKV_DTYPE_FP32 && block > max_fp32_block) continue;
+        if (in == MLAKV_DTYPE_FP32 && block > 16) continue;
         ++k;
         Case c;
         c.in = in;
@@ -347,7 +347,7 @@ void check_lean_instance(std::initializer_list<int> blocks, Check check) {
     CHECK(r.plan.find("variant=tile2d") != std::string::npos);
     CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == want_lean);
   };
-  for_lean_cases(blocks, 16, [&](Case c, const std::string& row, bool want_lean) {
+  for_lean_cases(blocks, [&](Case c, const std::string& row, bool want_lean) {
     c.table = row.c_str();
     one(c, want_lean);
   });
