@@ -13,7 +13,7 @@
 // `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
 //
 //   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]
-//   mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--json FILE]
+//   mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--json FILE]
 //   (--only keeps the sweep candidates whose name contains one of the parts; --no-host skips the
 //   host-cost section; --table installs a dispatch table from a file first, as
 //   mlakv_dispatch_table_set would)
@@ -27,7 +27,9 @@
 //   buffers (L2 warm), the modes interleaved over --rounds rounds (default 30) in rotating order;
 //   overheads are the medians of the per-round differences against per-tensor, in us and %, checked
 //   against the bars: per-head <= 1% at >= 100 MB moved and <= 0.05 us at s <= 64, amax <= 3% and
-//   <= 0.1 us. Default sizes: h in {16, 128} x s in {1, 8, 64, 1024, 4096, 16384}.
+//   <= 0.1 us. Default sizes: h in {16, 128} x s in {1, 8, 64, 1024, 4096, 16384}. Per head, V's
+//   multipliers follow K's in one allocation, --ph-gap BYTES (default 0) after their end: where
+//   a caller's two arrays lie can change the per-head cost (docs/perf-notes.md).
 #include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
 
@@ -250,6 +252,7 @@ struct Opts {
   std::vector<Size> sizes;
   bool sweep = true, host = true, ext = false;
   int rounds = 30;
+  int64_t ph_gap = 0;  // --ext: bytes between the end of K's per-head multipliers and V's
   std::string json_path, only, table_in;
 };
 
@@ -266,10 +269,12 @@ Opts parse_args(int argc, char** argv) {
     else if (a == "--table" && i + 1 < argc) o.table_in = argv[++i];
     else if (a == "--ext") o.ext = true;
     else if (a == "--rounds" && i + 1 < argc) o.rounds = std::max(3, std::atoi(argv[++i]));
+    else if (a == "--ph-gap" && i + 1 < argc) o.ph_gap = std::max<int64_t>(0, std::atoll(argv[++i])) / 4 * 4;
     else {
       std::fprintf(stderr,
                    "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n"
-                   "       mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--json FILE]   (per-head scales and amax: overheads vs per-tensor)\n");
+                   "       mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--json FILE]   (per-head scales and amax: overheads vs per-tensor;\n"
+                   "             --ph-gap: V's per-head multipliers BYTES after the end of K's, default 0)\n");
       std::exit(2);
     }
   }
@@ -508,7 +513,7 @@ constexpr int kExtBase[kExtModes] = {0, 0, 0, 0, 4, 4, 0, 0};
 // mode -> the bar it is held to (the mode of the same features)
 constexpr int kExtBar[kExtModes] = {0, 1, 2, 3, 0, 0, 2, 3};
 
-ExtRow ext_size(Timer& T, const Size& z, int rounds) {
+ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap) {
   ExtRow r;
   r.z = z;
   Set b;
@@ -522,21 +527,22 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds) {
   CK(cudaMemcpy(b.kv, host.data(), kv_n * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
   float *d_sc, *d_am, *d_ak, *d_av;  // per-head multipliers (h for K, h for V), amax (h + h; apart: h, h)
-  CK(cudaMalloc(&d_sc, size_t(2 * z.h) * 4));
+  const int64_t gap = ph_gap / 4;  // floats between K's and V's per-head multipliers
+  CK(cudaMalloc(&d_sc, size_t(2 * z.h + gap) * 4));
   CK(cudaMalloc(&d_am, size_t(2 * z.h) * 4));
   CK(cudaMalloc(&d_ak, size_t(z.h) * 4));
   CK(cudaMalloc(&d_av, size_t(z.h) * 4));
   CK(cudaMemset(d_ak, 0, size_t(z.h) * 4));
   CK(cudaMemset(d_av, 0, size_t(z.h) * 4));
-  std::vector<float> sc(size_t(2 * z.h));
-  for (int64_t j = 0; j < z.h; ++j) { sc[size_t(j)] = 1.0f / 0.0375f; sc[size_t(z.h + j)] = 1.0f / 0.021f; }
+  std::vector<float> sc(size_t(2 * z.h + gap), 0.0f);
+  for (int64_t j = 0; j < z.h; ++j) { sc[size_t(j)] = 1.0f / 0.0375f; sc[size_t(z.h + gap + j)] = 1.0f / 0.021f; }
   CK(cudaMemcpy(d_sc, sc.data(), sc.size() * 4, cudaMemcpyHostToDevice));
   CK(cudaMemset(d_am, 0, size_t(2 * z.h) * 4));
   mlakv_pack_args a[kExtModes];
   for (int m = 0; m < kExtModes; ++m) {
     a[m] = make_args(z, b, d_sc, T.st);
     const bool head = m == 1 || m == 3 || m == 5 || m == 7, amax = m == 2 || m == 3 || m == 5;
-    a[m].v_scale_inv_ptr = d_sc + (head ? z.h : 1);
+    a[m].v_scale_inv_ptr = d_sc + (head ? z.h + gap : 1);
     a[m].scale_granularity = head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
     if (m >= 6) {
       a[m].k_amax = d_ak;
@@ -622,9 +628,10 @@ std::string plan_row(const std::string& plan) {
 int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
   std::vector<ExtRow> rows;
   std::printf("per-head scales and amax vs per-tensor (DeepSeek dims, bf16 -> e4m3fn, graph replay of calls on the same "
-              "buffers, L2 warm; %d interleaved rounds; overhead = median per-round difference)\n", o.rounds);
+              "buffers, L2 warm; %d interleaved rounds; overhead = median per-round difference; per head, V's multipliers "
+              "%lld bytes after K's)\n", o.rounds, (long long)o.ph_gap);
   for (const Size& z : o.sizes) {
-    rows.push_back(ext_size(T, z, o.rounds));
+    rows.push_back(ext_size(T, z, o.rounds, o.ph_gap));
     const ExtRow& r = rows.back();
     std::printf("h=%-4lld s=%-6lld %8.2f MB  per-tensor %8.3f us | per-head %+7.3f us (%+6.2f%%) | tensor+amax %+7.3f us (%+6.2f%%) | "
                 "head+amax %+7.3f us (%+6.2f%%) | apart: tensor+amax %+7.3f head+amax %+7.3f us | head+amax zeroed each call %+7.3f us vs memset+per-tensor %.3f\n",
@@ -660,8 +667,8 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
   if (!o.json_path.empty()) {
     std::FILE* f = std::fopen(o.json_path.c_str(), "w");
     if (!f) { std::perror(o.json_path.c_str()); std::exit(1); }
-    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rounds\": %d, \"ext\": [\n", prop.name,
-                 prop.major * 10 + prop.minor, driver, mlakv_version_string(), o.rounds);
+    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rounds\": %d, \"ph_gap\": %lld, \"ext\": [\n", prop.name,
+                 prop.major * 10 + prop.minor, driver, mlakv_version_string(), o.rounds, (long long)o.ph_gap);
     for (size_t i = 0; i < rows.size(); ++i) {
       const ExtRow& r = rows[i];
       std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f", (long long)r.z.h, (long long)r.z.s, r.z.bytes());
