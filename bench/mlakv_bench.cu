@@ -13,7 +13,7 @@
 // `rot` = the same with the chain cycling through enough buffer sets to exceed L2 (cold L2).
 //
 //   mlakv_bench [--sizes h:s,h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]
-//   mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--json FILE]
+//   mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--placements N] [--json FILE]
 //   (--only keeps the sweep candidates whose name contains one of the parts; --no-host skips the
 //   host-cost section; --table installs a dispatch table from a file first, as
 //   mlakv_dispatch_table_set would)
@@ -28,8 +28,12 @@
 //   overheads are the medians of the per-round differences against per-tensor, in us and %, checked
 //   against the bars: per-head <= 1% at >= 100 MB moved and <= 0.05 us at s <= 64, amax <= 3% and
 //   <= 0.1 us. Default sizes: h in {16, 128} x s in {1, 8, 64, 1024, 4096, 16384}. Per head, V's
-//   multipliers follow K's in one allocation, --ph-gap BYTES (default 0) after their end: where
-//   a caller's two arrays lie can change the per-head cost (docs/perf-notes.md).
+//   multipliers follow K's in one allocation, --ph-gap BYTES (default 0) after their end; per
+//   tensor, K's and V's scales are the first two floats of it. Where a caller's scales lie changes
+//   the time of either path by up to ~0.15 us at L2-resident sizes (docs/perf-notes.md), so
+//   --placements N (default 1) measures each size with that allocation at N places (other 2 MiB
+//   pages, other lines) and reports, per mode, the median over them of each time and overhead,
+//   and the range of the per-head overhead and of the per-tensor time.
 #include <cuda_runtime.h>
 #include <mlakv/mlakv.h>
 
@@ -253,6 +257,7 @@ struct Opts {
   bool sweep = true, host = true, ext = false;
   int rounds = 30;
   int64_t ph_gap = 0;  // --ext: bytes between the end of K's per-head multipliers and V's
+  int placements = 1;  // --ext: placements of the scales a size is measured at (medians reported)
   std::string json_path, only, table_in;
 };
 
@@ -270,11 +275,13 @@ Opts parse_args(int argc, char** argv) {
     else if (a == "--ext") o.ext = true;
     else if (a == "--rounds" && i + 1 < argc) o.rounds = std::max(3, std::atoi(argv[++i]));
     else if (a == "--ph-gap" && i + 1 < argc) o.ph_gap = std::max<int64_t>(0, std::atoll(argv[++i])) / 4 * 4;
+    else if (a == "--placements" && i + 1 < argc) o.placements = std::min(64, std::max(1, std::atoi(argv[++i])));
     else {
       std::fprintf(stderr,
                    "usage: mlakv_bench [--sizes h:s,...] [--quick] [--no-sweep] [--only NAME,NAME] [--no-host] [--table FILE] [--json FILE]\n"
-                   "       mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--json FILE]   (per-head scales and amax: overheads vs per-tensor;\n"
-                   "             --ph-gap: V's per-head multipliers BYTES after the end of K's, default 0)\n");
+                   "       mlakv_bench --ext [--sizes h:s,...] [--rounds N] [--ph-gap BYTES] [--placements N] [--json FILE]\n"
+                   "             (per-head scales and amax: overheads vs per-tensor; --ph-gap: V's per-head multipliers BYTES\n"
+                   "             after the end of K's, default 0; --placements: the scales at N places, medians reported)\n");
       std::exit(2);
     }
   }
@@ -504,6 +511,8 @@ struct ExtRow {
   std::string plan_tensor, plan_head;
   double us[8] = {};    // median us a call per mode
   double diff[8] = {};  // median per-round difference against the mode's baseline
+  // over placements (--placements): the range of per-tensor's time and of per-head's overhead
+  double pt_lo = 0, pt_hi = 0, ph_lo = 0, ph_hi = 0;
 };
 constexpr int kExtModes = 8;
 const char* const kExtNames[kExtModes] = {"per-tensor", "per-head", "tensor+amax", "head+amax", "tensor+memset",
@@ -513,7 +522,7 @@ constexpr int kExtBase[kExtModes] = {0, 0, 0, 0, 4, 4, 0, 0};
 // mode -> the bar it is held to (the mode of the same features)
 constexpr int kExtBar[kExtModes] = {0, 1, 2, 3, 0, 0, 2, 3};
 
-ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap) {
+ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap, int64_t sc_offset) {
   ExtRow r;
   r.z = z;
   Set b;
@@ -526,9 +535,10 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap) {
   for (size_t i = 0; i < host.size(); ++i) host[i] = uint16_t(0x3C00 + (i * 2654435761u) % 0x0800) ^ (i & 1 ? 0x8000 : 0);
   CK(cudaMemcpy(b.kv, host.data(), kv_n * 2, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(b.pe, host.data(), size_t(z.s * DR * 2), cudaMemcpyHostToDevice));
-  float *d_sc, *d_am, *d_ak, *d_av;  // per-head multipliers (h for K, h for V), amax (h + h; apart: h, h)
+  float *d_sc_alloc, *d_sc, *d_am, *d_ak, *d_av;  // per-head multipliers (h for K, h for V), amax (h + h; apart: h, h)
   const int64_t gap = ph_gap / 4;  // floats between K's and V's per-head multipliers
-  CK(cudaMalloc(&d_sc, size_t(2 * z.h + gap) * 4));
+  CK(cudaMalloc(&d_sc_alloc, size_t(sc_offset) + size_t(2 * z.h + gap) * 4));
+  d_sc = d_sc_alloc + sc_offset / 4;
   CK(cudaMalloc(&d_am, size_t(2 * z.h) * 4));
   CK(cudaMalloc(&d_ak, size_t(z.h) * 4));
   CK(cudaMalloc(&d_av, size_t(z.h) * 4));
@@ -601,7 +611,7 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap) {
     r.diff[m] = med(d[m]);
     CK(cudaGraphExecDestroy(ge[m]));
   }
-  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); cudaFree(d_sc); cudaFree(d_am); cudaFree(d_ak); cudaFree(d_av);
+  cudaFree(b.kv); cudaFree(b.pe); cudaFree(b.k); cudaFree(b.v); cudaFree(d_sc_alloc); cudaFree(d_am); cudaFree(d_ak); cudaFree(d_av);
   return r;
 }
 
@@ -631,8 +641,36 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
               "buffers, L2 warm; %d interleaved rounds; overhead = median per-round difference; per head, V's multipliers "
               "%lld bytes after K's)\n", o.rounds, (long long)o.ph_gap);
   for (const Size& z : o.sizes) {
-    rows.push_back(ext_size(T, z, o.rounds, o.ph_gap));
-    const ExtRow& r = rows.back();
+    std::vector<ExtRow> at;
+    for (int p = 0; p < o.placements; ++p) {
+      // placement p: its own 2 MiB page, and one of 64 lines of the first 8 KiB of it
+      const int64_t off = int64_t(p) * (int64_t(2) << 20) + int64_t((p * 37) % 64) * 128;
+      at.push_back(ext_size(T, z, o.rounds, o.ph_gap, off));
+      if (o.placements > 1)
+        std::printf("  h=%lld s=%lld placement %d (+%lld bytes): per-tensor %.3f us, per-head %+.3f, tensor+amax %+.3f, head+amax %+.3f\n",
+                    (long long)z.h, (long long)z.s, p, (long long)off, at.back().us[0], at.back().diff[1], at.back().diff[2],
+                    at.back().diff[3]);
+    }
+    ExtRow r = at[0];
+    auto med = [&](auto get) {
+      std::vector<double> x;
+      for (const ExtRow& a : at) x.push_back(get(a));
+      std::sort(x.begin(), x.end());
+      return x[x.size() / 2];
+    };
+    for (int m = 0; m < kExtModes; ++m) {
+      r.us[m] = med([m](const ExtRow& a) { return a.us[m]; });
+      r.diff[m] = med([m](const ExtRow& a) { return a.diff[m]; });
+    }
+    r.pt_lo = r.pt_hi = at[0].us[0];
+    r.ph_lo = r.ph_hi = at[0].diff[1];
+    for (const ExtRow& a : at) {
+      r.pt_lo = std::min(r.pt_lo, a.us[0]);
+      r.pt_hi = std::max(r.pt_hi, a.us[0]);
+      r.ph_lo = std::min(r.ph_lo, a.diff[1]);
+      r.ph_hi = std::max(r.ph_hi, a.diff[1]);
+    }
+    rows.push_back(r);
     std::printf("h=%-4lld s=%-6lld %8.2f MB  per-tensor %8.3f us | per-head %+7.3f us (%+6.2f%%) | tensor+amax %+7.3f us (%+6.2f%%) | "
                 "head+amax %+7.3f us (%+6.2f%%) | apart: tensor+amax %+7.3f head+amax %+7.3f us | head+amax zeroed each call %+7.3f us vs memset+per-tensor %.3f\n",
                 (long long)z.h, (long long)z.s, z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
@@ -644,8 +682,12 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
   }
   int fails = 0;
   std::printf("\n(amax: K's and V's maxima side by side on one line; apart: in allocations of their own)\n");
-  std::printf("| h | s | MB | per-tensor us | per-head +us (%%) | tensor+amax +us (%%) | head+amax +us (%%) | apart: tensor+amax +us (%%) | apart: head+amax +us (%%) | head+amax zeroed +us | bars |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  if (o.placements > 1)
+    std::printf("(each time and overhead: the median over %d placements of the scales; ranges: lowest and highest of them)\n",
+                o.placements);
+  std::printf("| h | s | MB | per-tensor us | per-head +us (%%) | tensor+amax +us (%%) | head+amax +us (%%) | apart: tensor+amax +us (%%) | apart: head+amax +us (%%) | head+amax zeroed +us | bars |%s\n",
+              o.placements > 1 ? " per-tensor us range | per-head +us range |" : "");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|%s\n", o.placements > 1 ? "---|---|" : "");
   for (const ExtRow& r : rows) {
     std::string bars;
     for (int m : {1, 2, 3, 6, 7}) {
@@ -658,21 +700,24 @@ int run_ext(Timer& T, const cudaDeviceProp& prop, int driver, const Opts& o) {
       bars += b;
       fails += !ok;
     }
-    std::printf("| %lld | %lld | %.2f | %.3f | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f | %s|\n",
+    std::printf("| %lld | %lld | %.2f | %.3f | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f (%+.2f%%) | %+.3f | %s|",
                 (long long)r.z.h, (long long)r.z.s, r.z.bytes() / 1e6, r.us[0], r.diff[1], 100 * r.diff[1] / r.us[0], r.diff[2],
                 100 * r.diff[2] / r.us[0], r.diff[3], 100 * r.diff[3] / r.us[0], r.diff[6], 100 * r.diff[6] / r.us[0], r.diff[7],
                 100 * r.diff[7] / r.us[0], r.diff[5], bars.empty() ? "(none at this size) " : bars.c_str());
+    if (o.placements > 1) std::printf(" %.3f - %.3f | %+.3f - %+.3f |", r.pt_lo, r.pt_hi, r.ph_lo, r.ph_hi);
+    std::printf("\n");
   }
   std::printf("%s: %d over a bar\n", fails ? "EXT BARS FAILED" : "ext bars: all met", fails);
   if (!o.json_path.empty()) {
     std::FILE* f = std::fopen(o.json_path.c_str(), "w");
     if (!f) { std::perror(o.json_path.c_str()); std::exit(1); }
-    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rounds\": %d, \"ph_gap\": %lld, \"ext\": [\n", prop.name,
-                 prop.major * 10 + prop.minor, driver, mlakv_version_string(), o.rounds, (long long)o.ph_gap);
+    std::fprintf(f, "{\"device\": \"%s\", \"sm\": %d, \"driver_api\": %d, \"mlakv\": \"%s\", \"rounds\": %d, \"ph_gap\": %lld, \"placements\": %d, \"ext\": [\n", prop.name,
+                 prop.major * 10 + prop.minor, driver, mlakv_version_string(), o.rounds, (long long)o.ph_gap, o.placements);
     for (size_t i = 0; i < rows.size(); ++i) {
       const ExtRow& r = rows[i];
       std::fprintf(f, " {\"h\": %lld, \"s\": %lld, \"bytes\": %.0f", (long long)r.z.h, (long long)r.z.s, r.z.bytes());
       for (int m = 0; m < kExtModes; ++m) std::fprintf(f, ", \"%s_us\": %.4f, \"%s_extra_us\": %.4f", kExtNames[m], r.us[m], kExtNames[m], r.diff[m]);
+      std::fprintf(f, ", \"per-tensor_us_range\": [%.4f, %.4f], \"per-head_extra_us_range\": [%.4f, %.4f]", r.pt_lo, r.pt_hi, r.ph_lo, r.ph_hi);
       std::fprintf(f, ", \"plan\": \"%s\"}%s\n", r.plan_head.c_str(), i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(f, "]}\n");

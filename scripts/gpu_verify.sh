@@ -15,8 +15,11 @@
 #   bench       the C++ benchmark (bench/mlakv_bench)
 #   triton      mlakv beside the Triton baseline (bench/triton_baseline.py), TRITON_ARGS to narrow it
 #   ab          .carry/lib against .carry/base (another build) in one process, on AB_SIZES
+#   ext         per-head scales and amax against per-tensor (mlakv_bench --ext; EXT_ARGS, default the
+#               21 sizes of docs/perf-notes.md, the scales at 5 placements): FAIL where a cost is over
+#               its bar (issue 15's bars), the table in $OUT/ext.log, the numbers in $OUT/ext.json
 #   tune        mlakv-tune on this GPU (TUNE_ARGS), its table and report in $OUT/tune
-# Usage: bash scripts/gpu_verify.sh [steps]   (comma list; default: all but ab)
+# Usage: bash scripts/gpu_verify.sh [steps]   (comma list; default: all but ab, ext and tune)
 # Logs and JSON go to $OUT (default /tmp/mlakv-gpu); the step logs are packed into $OUT/logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +77,8 @@ has python && step python bash bindings/python/run_tests.sh "$PWD/$ART"  # .carr
 has hostcost && step hostcost python3 bench/python_host_cost.py --lib "$MLAKV_LIBRARY" --json "$OUT/python_host_cost.json"
 has bench && step bench "$ART/bin/mlakv_bench" ${BENCH_ARGS:-} --json "$OUT/bench.json"
 has triton && step triton python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --out "$OUT/triton_compare.json" ${TRITON_ARGS:-}
+EXT_SIZES=16:1,16:2,16:4,16:8,16:16,16:64,64:2,64:8,64:32,64:64,128:1,128:8,128:16,128:32,128:64,16:1024,16:4096,16:16384,128:1024,128:4096,128:16384
+has ext && { step ext "$ART/bin/mlakv_bench" --ext ${EXT_ARGS:---sizes $EXT_SIZES --placements 5} --json "$OUT/ext.json"; cp "$LOGS/ext.log" "$OUT/ext.log"; }
 has tune && step tune "$ART/bin/mlakv-tune" --out "$OUT/tune" ${TUNE_ARGS:-}
 has ab && step ab python3 bench/triton_baseline.py --lib "$MLAKV_LIBRARY" --lib-b "$ART/base/libmlakv.so" --no-sweep \
   --sizes "${AB_SIZES:-16:1,16:64,16:384,16:1024,16:16384,128:1,128:8,128:128,128:384,128:2048,128:16384}" \
