@@ -29,7 +29,8 @@
 //   against the bars: per-head <= 1% at >= 100 MB moved and <= 0.05 us at s <= 64, amax <= 3% and
 //   <= 0.1 us. Default sizes: h in {16, 128} x s in {1, 8, 64, 1024, 4096, 16384}. Per head, V's
 //   multipliers follow K's in one allocation, --ph-gap BYTES (default 0) after their end; per
-//   tensor, K's and V's scales are the first two floats of it. Where a caller's scales lie changes
+//   tensor, K's and V's scales are the first of K's and of V's multipliers (every mode packs the
+//   same bytes, checked before timing). Where a caller's scales lie changes
 //   the time of either path by up to ~0.15 us at L2-resident sizes (docs/perf-notes.md), so
 //   --placements N (default 1) measures each size with that allocation at N places (other 2 MiB
 //   pages, other lines) and reports, per mode, the median over them of each time and overhead,
@@ -552,7 +553,7 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap, int64_t sc_
   for (int m = 0; m < kExtModes; ++m) {
     a[m] = make_args(z, b, d_sc, T.st);
     const bool head = m == 1 || m == 3 || m == 5 || m == 7, amax = m == 2 || m == 3 || m == 5;
-    a[m].v_scale_inv_ptr = d_sc + (head ? z.h + gap : 1);
+    a[m].v_scale_inv_ptr = d_sc + z.h + gap;  // per tensor: V's first multiplier (every head's)
     a[m].scale_granularity = head ? MLAKV_SCALE_PER_HEAD : MLAKV_SCALE_PER_TENSOR;
     if (m >= 6) {
       a[m].k_amax = d_ak;
@@ -584,6 +585,24 @@ ExtRow ext_size(Timer& T, const Size& z, int rounds, int64_t ph_gap, int64_t sc_
     CK(cudaGraphLaunch(ge[m], T.st));  // warm-up (and the amax arrays reach their steady state)
   }
   CK(cudaStreamSynchronize(T.st));
+  // every mode packs the same bytes (all heads share K's and V's multipliers): each after poisoned
+  // outputs, against per-tensor's
+  std::vector<uint8_t> want, got;
+  const size_t k_bytes = size_t(z.s * z.h * (DN + DR)), v_bytes = size_t(z.s * z.h * DV);
+  for (int m = 0; m < kExtModes; ++m) {
+    CK(cudaMemsetAsync(b.k, 0xA5, k_bytes, T.st));
+    CK(cudaMemsetAsync(b.v, 0xA5, v_bytes, T.st));
+    check(mlakv_pack_fp8(&a[m]), "pack");
+    got.resize(k_bytes + v_bytes);
+    CK(cudaMemcpyAsync(got.data(), b.k, k_bytes, cudaMemcpyDeviceToHost, T.st));
+    CK(cudaMemcpyAsync(got.data() + k_bytes, b.v, v_bytes, cudaMemcpyDeviceToHost, T.st));
+    CK(cudaStreamSynchronize(T.st));
+    if (m == 0) want.swap(got);
+    else if (got != want) {
+      std::fprintf(stderr, "h=%lld s=%lld: %s packed other bytes than per-tensor\n", (long long)z.h, (long long)z.s, kExtNames[m]);
+      std::exit(1);
+    }
+  }
   std::vector<double> t[kExtModes], d[kExtModes];
   for (int round = 0; round < rounds; ++round) {
     double now[kExtModes];
