@@ -2,7 +2,8 @@
 // where this CPU runs them - a set this CPU lacks is named in a message, not run), called directly:
 // every bf16 and fp16 bit pattern and a structured fp32 set, every format, several multipliers,
 // every row length 0..80 at every start offset mod 32 (the 32-, 16-, 8- and 1-element loops and
-// their seams), against the test's independent oracle.
+// their seams), and fp32 rows of 32-element groups of one value at the encoder's seams (the AVX2
+// set's choice of the normal branch alone is per group), against the test's independent oracle.
 // The sources are compiled into this test (their symbols are not exported by libmlakv).
 #include <doctest/doctest.h>
 
@@ -111,4 +112,54 @@ TEST_CASE("row kernels: the run-time choice is the widest set this CPU runs") {
   const std::vector<KernelSet> sets = kernel_sets();  // widest last
   CHECK(&mlakv::row_kernels() == sets.back().k);
   CHECK(std::string(mlakv::row_kernels_name()) == sets.back().name);
+}
+
+// fp32 rows of 32-element groups of one value each, m = 1 (the product is the input): the AVX2 set
+// encodes a group with the normal branch alone when all 32 products are normal in the format and
+// cannot round past its largest finite value, and with the whole encoder otherwise, so each value
+// here takes one branch whole. Values: every magnitude within 4096 ulps of the seams (0; the
+// smallest normal and half an fp8 ulp below it; the largest finite value, half an fp8 ulp below
+// it - the normal-only bound - and above it - where rounding would pass it; inf, NaNs above it)
+// and a stride over all magnitudes, with alternating signs.
+TEST_CASE("row kernels: 32-element groups of one fp32 value at the encoder's seams, every format") {
+  struct Fmt {
+    int mant, bias;
+    uint32_t max_bits;
+  };
+  const Fmt fmts[4] = {{3, 7, 0x43E00000u}, {2, 15, 0x47600000u}, {3, 8, 0x43700000u}, {2, 16, 0x47600000u}};
+  constexpr int kGroup = 32;
+  for (const KernelSet& ks : kernel_sets())
+    for (int fi = 0; fi < 4; ++fi) {
+      const Fmt& f = fmts[fi];
+      const tu::Fp8Oracle o(tu::kFp8Dtypes[fi]);
+      const uint32_t min_normal = uint32_t(127 + 1 - f.bias) << 23;
+      const uint32_t half = 1u << (22 - f.mant);  // half an fp8 ulp at the top binade, in fp32 ulps
+      std::vector<uint32_t> mags;
+      for (uint32_t seam : {0u, min_normal - half, min_normal, f.max_bits - half, f.max_bits, f.max_bits + half, 0x7F800000u})
+        for (uint32_t d = 0; d <= 8192; ++d)
+          if (seam + d >= 4096u && seam + d - 4096u <= 0x7FFFFFFFu) mags.push_back(seam + d - 4096u);
+      for (uint32_t m = 0; m < 0x7FFFFFFFu - 4099u; m += 4099u) mags.push_back(m);
+      mags.push_back(0x7FFFFFFFu);
+      uint64_t bad = 0;
+      std::string first;
+      constexpr size_t kChunk = 4096;
+      tu::Buf x(kChunk * kGroup * 4), out(kChunk * kGroup + 16);
+      for (size_t c0 = 0; c0 < mags.size(); c0 += kChunk) {
+        const size_t nc = std::min(kChunk, mags.size() - c0);
+        for (size_t j = 0; j < nc; ++j)
+          for (int e = 0; e < kGroup; ++e) x.put(4, int64_t(j * kGroup + size_t(e)), mags[c0 + j] | ((c0 + j) & 1u) << 31);
+        ks.k->k[2][fi](x.data(), out.data(), int64_t(nc * kGroup), 1.0f);
+        for (size_t j = 0; j < nc; ++j) {
+          const uint32_t v = mags[c0 + j] | ((c0 + j) & 1u) << 31;
+          const uint8_t want = o.encode(tu::widen(MLAKV_DTYPE_FP32, v));
+          for (int e = 0; e < kGroup; ++e)
+            if (out.data()[j * kGroup + size_t(e)] != want && bad++ < 4)
+              first += " [" + tu::hex(v, 8) + ": got " + tu::hex(out.data()[j * kGroup + size_t(e)]) + ", want " +
+                       tu::hex(want) + "]";
+        }
+      }
+      INFO("set " << std::string(ks.name) << ", fp32 -> " << std::string(tu::dtype_name(tu::kFp8Dtypes[fi])) << ", "
+                  << mags.size() << " values:" << first);
+      CHECK(bad == 0);
+    }
 }
