@@ -29,57 +29,55 @@ __m256 load8<InType::FP32>(const void* x, int64_t i) {
   return _mm256_loadu_ps(static_cast<const float*>(x) + i);
 }
 
-// encode_fp8<F> on 8 lanes; returns one code per 32-bit lane.
+// encode_fp8<F> on 8 lanes, one code per 32-bit lane, from the products p and their magnitudes
+// a = |p|'s bits. The same result as encode_fp8 lane by lane, in fewer steps: the normal code
+// takes the rebias in its rounding add (lanes where that underflows are subnormal, and take the
+// subnormal code); saturation is a min with the largest finite code (the normal code grows with
+// the rounded magnitude, and is the largest finite code exactly up to the largest finite value);
+// NaN lanes, whose intermediate values mean nothing, take the NaN code last.
 template <Fp8Format F>
-__m256i encode8(__m256 p) {
+struct Enc8 {
   using Tr = Fp8Traits<F>;
-  constexpr int kDrop = 23 - Tr::kMant;
-  const __m256i u = _mm256_castps_si256(p);
-  const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
-  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
-  // clamping a to +inf keeps the signed arithmetic below in range; NaN is restored last
-  const __m256i ac = _mm256_min_epi32(a, _mm256_set1_epi32(0x7F800000));
-  const __m256i rounded = _mm256_add_epi32(
-      _mm256_add_epi32(ac, _mm256_set1_epi32((1 << (kDrop - 1)) - 1)),
-      _mm256_and_si256(_mm256_srli_epi32(ac, kDrop), _mm256_set1_epi32(1)));
-  const __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(rounded, kDrop),
-                                          _mm256_set1_epi32((127 - Tr::kBias) << Tr::kMant));
-  const __m256i magic = _mm256_set1_epi32((127 + 1 - Tr::kBias - Tr::kMant + 23) << 23);
-  const __m256i sub = _mm256_sub_epi32(
-      _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(ac), _mm256_castsi256_ps(magic))), magic);
-  const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32((127 + 1 - Tr::kBias) << 23), ac);
-  __m256i mag = _mm256_blendv_epi8(normal, sub, is_sub);
-  const __m256i sat = _mm256_cmpgt_epi32(rounded, _mm256_set1_epi32(int32_t(Tr::kMaxBits)));
-  mag = _mm256_blendv_epi8(mag, _mm256_set1_epi32(int32_t(Tr::kMaxCode)), sat);
-  __m256i code = _mm256_or_si256(sign, mag);
-  if (Tr::kFnuz) code = _mm256_andnot_si256(_mm256_cmpeq_epi32(mag, _mm256_setzero_si256()), code);
-  const __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
-  return _mm256_blendv_epi8(code, _mm256_set1_epi32(int32_t(Tr::kNaN)), nan);
-}
+  static constexpr int kDrop = 23 - Tr::kMant;
+  static constexpr uint32_t kMinNormal = uint32_t(127 + 1 - Tr::kBias) << 23;
+  static constexpr uint32_t kRebias = uint32_t(127 - Tr::kBias) << Tr::kMant;
+  // the largest magnitude that cannot round past the largest finite value
+  static constexpr uint32_t kNormalMax = Tr::kMaxBits - (1u << (kDrop - 1));
 
-// encode_fp8<F> on 8 lanes whose magnitudes are all normal in the format and below its
-// saturation (and so not NaN): the normal branch alone, its rebias folded into the rounding add
-// (exact there: the rounded magnitude is at least the smallest normal's). Lanes outside that range
-// set their bits in *special; the caller then encodes the lanes again with encode8.
-template <Fp8Format F>
-__m256i encode8_normal(__m256 p, __m256i* special) {
-  using Tr = Fp8Traits<F>;
-  constexpr int kDrop = 23 - Tr::kMant;
-  constexpr uint32_t kLo = uint32_t(127 + 1 - Tr::kBias) << 23;   // the smallest normal
-  constexpr uint32_t kHi = Tr::kMaxBits - (1u << (kDrop - 1));   // rounds to at most the largest
-  constexpr uint32_t kRebias = uint32_t(127 - Tr::kBias) << Tr::kMant;
-  const __m256i u = _mm256_castps_si256(p);
-  const __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
-  // kLo <= a <= kHi as one signed compare: a - kLo + 2^31 lands in [INT_MIN, INT_MIN + kHi - kLo]
-  // exactly then (a <= 0x7FFFFFFF, so nothing wraps past the other end)
-  const __m256i t = _mm256_add_epi32(a, _mm256_set1_epi32(int32_t(0x80000000u - kLo)));
-  *special = _mm256_or_si256(*special, _mm256_cmpgt_epi32(t, _mm256_set1_epi32(int32_t(0x80000000u + (kHi - kLo)))));
-  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
-  const __m256i rounded = _mm256_add_epi32(
-      _mm256_add_epi32(a, _mm256_set1_epi32(int32_t(((1u << (kDrop - 1)) - 1u) - (kRebias << kDrop)))),
-      _mm256_and_si256(_mm256_srli_epi32(a, kDrop), _mm256_set1_epi32(1)));
-  return _mm256_or_si256(sign, _mm256_srli_epi32(rounded, kDrop));
-}
+  static __m256i magnitude(__m256 p) { return _mm256_and_si256(_mm256_castps_si256(p), _mm256_set1_epi32(0x7FFFFFFF)); }
+  static __m256i sign(__m256 p) {
+    return _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(p), 24), _mm256_set1_epi32(0x80));
+  }
+  // encode_fp8's normal branch: (a rounded to kDrop fewer bits, nearest even) - rebias
+  static __m256i normal(__m256i a) {
+    const __m256i rounded = _mm256_add_epi32(
+        _mm256_add_epi32(a, _mm256_set1_epi32(int32_t(((1u << (kDrop - 1)) - 1u) - (kRebias << kDrop)))),
+        _mm256_and_si256(_mm256_srli_epi32(a, kDrop), _mm256_set1_epi32(1)));
+    return _mm256_srli_epi32(rounded, kDrop);
+  }
+  // All-ones in the lanes the normal branch alone does not encode: a < kMinNormal (zero,
+  // subnormal) or a > kNormalMax (saturating, inf, NaN). One signed compare: a - kMinNormal + 2^31
+  // lies in [INT_MIN, INT_MIN + kNormalMax - kMinNormal] exactly for the others (a <= 0x7FFFFFFF,
+  // so nothing wraps past the other end).
+  static __m256i outside(__m256i a) {
+    const __m256i t = _mm256_add_epi32(a, _mm256_set1_epi32(int32_t(0x80000000u - kMinNormal)));
+    return _mm256_cmpgt_epi32(t, _mm256_set1_epi32(int32_t(0x80000000u + (kNormalMax - kMinNormal))));
+  }
+  // Lanes that are all normal and unsaturated (outside() clear)
+  static __m256i normal_only(__m256 p, __m256i a) { return _mm256_or_si256(sign(p), normal(a)); }
+  // Any lanes
+  static __m256i any(__m256 p, __m256i a) {
+    const __m256i magic = _mm256_set1_epi32(int32_t((127 + 1 - Tr::kBias - Tr::kMant + 23) << 23));
+    const __m256i sub = _mm256_sub_epi32(
+        _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(magic))), magic);
+    const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(kMinNormal)), a);
+    const __m256i mag = _mm256_min_epi32(_mm256_blendv_epi8(normal(a), sub, is_sub), _mm256_set1_epi32(int32_t(Tr::kMaxCode)));
+    __m256i code = _mm256_or_si256(sign(p), mag);
+    if (Tr::kFnuz) code = _mm256_andnot_si256(_mm256_cmpeq_epi32(mag, _mm256_setzero_si256()), code);  // no -0
+    const __m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7F800000));
+    return _mm256_blendv_epi8(code, _mm256_set1_epi32(int32_t(Tr::kNaN)), nan);
+  }
+};
 
 template <InType T, Fp8Format F>
 void encode_row_avx2(const void* x, uint8_t* __restrict out, int64_t n, float m) {
@@ -88,16 +86,23 @@ void encode_row_avx2(const void* x, uint8_t* __restrict out, int64_t n, float m)
   for (; i + 32 <= n; i += 32) {
     const __m256 p0 = _mm256_mul_ps(load8<T>(x, i), vm), p1 = _mm256_mul_ps(load8<T>(x, i + 8), vm);
     const __m256 p2 = _mm256_mul_ps(load8<T>(x, i + 16), vm), p3 = _mm256_mul_ps(load8<T>(x, i + 24), vm);
-    // the normal branch for all 32 (about 2/3 of encode8's operations), the whole encoder again
-    // for the rare groups with a zero, subnormal, saturating or NaN product
-    __m256i sp = _mm256_setzero_si256();
-    __m256i c0 = encode8_normal<F>(p0, &sp), c1 = encode8_normal<F>(p1, &sp);
-    __m256i c2 = encode8_normal<F>(p2, &sp), c3 = encode8_normal<F>(p3, &sp);
-    if (!_mm256_testz_si256(sp, sp)) {
-      c0 = encode8<F>(p0);
-      c1 = encode8<F>(p1);
-      c2 = encode8<F>(p2);
-      c3 = encode8<F>(p3);
+    // the normal branch alone where all 32 lanes take it (the usual case: about 60% of the
+    // operations), the whole encoder where one is zero, subnormal, saturating or NaN
+    using E = Enc8<F>;
+    const __m256i a0 = E::magnitude(p0), a1 = E::magnitude(p1), a2 = E::magnitude(p2), a3 = E::magnitude(p3);
+    const __m256i odd = _mm256_or_si256(_mm256_or_si256(E::outside(a0), E::outside(a1)),
+                                        _mm256_or_si256(E::outside(a2), E::outside(a3)));
+    __m256i c0, c1, c2, c3;
+    if (_mm256_testz_si256(odd, odd)) {
+      c0 = E::normal_only(p0, a0);
+      c1 = E::normal_only(p1, a1);
+      c2 = E::normal_only(p2, a2);
+      c3 = E::normal_only(p3, a3);
+    } else {
+      c0 = E::any(p0, a0);
+      c1 = E::any(p1, a1);
+      c2 = E::any(p2, a2);
+      c3 = E::any(p3, a3);
     }
     // codes are 0..255: two saturating packs keep them, then undo the per-128-bit interleave
     const __m256i w = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3));
@@ -105,7 +110,8 @@ void encode_row_avx2(const void* x, uint8_t* __restrict out, int64_t n, float m)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), b);
   }
   for (; i + 8 <= n; i += 8) {
-    const __m256i c = encode8<F>(_mm256_mul_ps(load8<T>(x, i), vm));
+    const __m256 p = _mm256_mul_ps(load8<T>(x, i), vm);
+    const __m256i c = Enc8<F>::any(p, Enc8<F>::magnitude(p));
     const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), _mm_packus_epi16(w, w));
   }
