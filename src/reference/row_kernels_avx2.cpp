@@ -1,10 +1,10 @@
 // Row loops with AVX2 (+F16C) intrinsics, compiled with -mavx2 -mf16c (see CMakeLists.txt) and
-// used only where the CPU has both. The arithmetic is encode_fp8 of core/fp8.h lane by lane
-// (same integer steps, the same IEEE fp32 multiply and add), so the bytes are identical; groups of
-// 32 products that are all normal and unsaturated take encode_fp8's normal branch alone (about
-// a third fewer operations: the reference backend is compute-bound). tests/test_row_kernels.cpp
-// runs every set over every 16-bit input pattern and over 32-element groups of one fp32 value
-// at each seam of that choice to prove it.
+// used only where the CPU has both. Lane by lane they give encode_fp8's bytes (core/fp8.h): the
+// same IEEE fp32 multiply and add, integer steps equivalent to its branches (Enc8 says how), and
+// groups of 32 products that are all normal and unsaturated - nearly all, for calibrated scales -
+// take its normal branch alone (the reference backend is compute-bound: 1.4x on the demo's pack).
+// tests/test_row_kernels.cpp runs every set over every 16-bit input pattern and over 32-element
+// groups of one fp32 value around each seam of that choice to prove it.
 #include <immintrin.h>
 
 #include "reference/row_kernels.h"
