@@ -3,7 +3,7 @@
 // every bf16 and fp16 bit pattern and a structured fp32 set, every format, several multipliers,
 // every row length 0..80 at every start offset mod 32 (the 32-, 16-, 8- and 1-element loops and
 // their seams), and fp32 rows of 32-element groups of one value at the encoder's seams (the AVX2
-// set's choice of the normal branch alone is per group), against the test's independent oracle.
+// and AVX-512 sets choose the normal branch alone per group), against the test's independent oracle.
 // The sources are compiled into this test (their symbols are not exported by libmlakv).
 #include <doctest/doctest.h>
 
@@ -114,10 +114,10 @@ TEST_CASE("row kernels: the run-time choice is the widest set this CPU runs") {
   CHECK(std::string(mlakv::row_kernels_name()) == sets.back().name);
 }
 
-// fp32 rows of 32-element groups of one value each, m = 1 (the product is the input): the AVX2 set
-// encodes a group with the normal branch alone when all 32 products are normal in the format and
-// cannot round past its largest finite value, and with the whole encoder otherwise, so each value
-// here takes one branch whole. Values: every magnitude within 4096 ulps of the seams (0; the
+// fp32 rows of 32-element groups of one value each, m = 1 (the product is the input): the AVX2 and
+// AVX-512 sets encode a group with the normal branch alone when all 32 products are normal in the
+// format and cannot round past its largest finite value, and with the whole encoder otherwise, so
+// each value here takes one branch whole. Values: every magnitude within 4096 ulps of the seams (0; the
 // smallest normal and half an fp8 ulp below it; the largest finite value, half an fp8 ulp below
 // it - the normal-only bound - and above it - where rounding would pass it; inf, NaNs above it)
 // and a stride over all magnitudes, with alternating signs.
