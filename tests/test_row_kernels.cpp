@@ -117,10 +117,10 @@ TEST_CASE("row kernels: the run-time choice is the widest set this CPU runs") {
 // fp32 rows of 32-element groups of one value each, m = 1 (the product is the input): the AVX2 and
 // AVX-512 sets encode a group with the normal branch alone when all 32 products are normal in the
 // format and cannot round past its largest finite value, and with the whole encoder otherwise, so
-// each value here takes one branch whole. Values: every magnitude within 4096 ulps of the seams (0; the
-// smallest normal and half an fp8 ulp below it; the largest finite value, half an fp8 ulp below
-// it - the normal-only bound - and above it - where rounding would pass it; inf, NaNs above it)
-// and a stride over all magnitudes, with alternating signs.
+// each value here takes one branch whole. Values: every magnitude within 4096 ulps of the seams
+// (0; the smallest normal and half an fp8 ulp below it; the largest finite value, half an fp8 ulp
+// below it - the normal-only bound - and above it - where rounding would pass it; inf, NaNs above
+// it) and a stride over all magnitudes, with alternating signs.
 TEST_CASE("row kernels: 32-element groups of one fp32 value at the encoder's seams, every format") {
   struct Fmt {
     int mant, bias;
@@ -138,7 +138,7 @@ TEST_CASE("row kernels: 32-element groups of one fp32 value at the encoder's sea
       for (uint32_t seam : {0u, min_normal - half, min_normal, f.max_bits - half, f.max_bits, f.max_bits + half, 0x7F800000u})
         for (uint32_t d = 0; d <= 8192; ++d)
           if (seam + d >= 4096u && seam + d - 4096u <= 0x7FFFFFFFu) mags.push_back(seam + d - 4096u);
-      for (uint32_t m = 0; m < 0x7FFFFFFFu - 4099u; m += 4099u) mags.push_back(m);
+      for (uint32_t v = 0; v < 0x7FFFFFFFu - 4099u; v += 4099u) mags.push_back(v);
       mags.push_back(0x7FFFFFFFu);
       uint64_t bad = 0;
       std::string first;
@@ -148,7 +148,7 @@ TEST_CASE("row kernels: 32-element groups of one fp32 value at the encoder's sea
         const size_t nc = std::min(kChunk, mags.size() - c0);
         for (size_t j = 0; j < nc; ++j)
           for (int e = 0; e < kGroup; ++e) x.put(4, int64_t(j * kGroup + size_t(e)), mags[c0 + j] | ((c0 + j) & 1u) << 31);
-        ks.k->k[2][fi](x.data(), out.data(), int64_t(nc * kGroup), 1.0f);
+        ks.k->k[in_index(MLAKV_DTYPE_FP32)][fi](x.data(), out.data(), int64_t(nc * kGroup), 1.0f);
         for (size_t j = 0; j < nc; ++j) {
           const uint32_t v = mags[c0 + j] | ((c0 + j) & 1u) << 31;
           const uint8_t want = o.encode(tu::widen(MLAKV_DTYPE_FP32, v));
