@@ -875,6 +875,8 @@ TEST_CASE("dispatch table API on the reference backend") {
         "arch=0-0 variant=vector lanes=8 wide=2",
         "arch=0-0 variant=vector amax=2",          // amax is 0 or 1
         "arch=0-0 variant=vector amax=",
+        "arch=0-0 variant=vector scales=1",        // scales is tensor or head
+        "arch=0-0 variant=vector scales=heads",
         "hello",
         "",                                      // no rows
         "# only a comment\n\n",
@@ -987,6 +989,54 @@ TEST_CASE("dispatch table API on the reference backend") {
     REQUIRE(mlakv_pack_fp8(&with) == MLAKV_OK);
     CHECK(amax[0] > 0.0f);
     CHECK(amax[1] > 0.0f);
+    std::memset(ko.data(), tu::kPoison, ko.size());
+    CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_NO_TABLE_ROW);
+    CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
+  }
+
+  SUBCASE("rows for calls with per-head (scales=head) or per-tensor (scales=tensor) scales; a cached plan never crosses the two") {
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE,
+                                     "arch=0-0 scales=head variant=strided  # per-head calls\n"
+                                     "arch=0-0 scales=tensor variant=vector  # the others\n") == MLAKV_OK);
+    const std::string t = get();
+    CHECK(t.find("sxh=1-* scales=head dims=any variant=strided") != std::string::npos);
+    CHECK(t.find("sxh=1-* scales=tensor dims=any variant=vector") != std::string::npos);
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
+    CHECK(get() == t);  // prints and parses back to itself
+    const int64_t s = 6, h = 4;
+    Buf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128));
+    tu::Rng r(11);
+    const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f);
+    fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
+    fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
+    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+    a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.v = tu::tensor3(tu::at(kv.data(), 128, 2), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
+    a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+    a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+    a.backend = MLAKV_BACKEND_REFERENCE;
+    const float ks[4] = {0.5f, 1.0f, 2.0f, 4.0f}, vs[4] = {4.0f, 2.0f, 1.0f, 0.5f};
+    mlakv_pack_args ph = a;
+    ph.scale_granularity = MLAKV_SCALE_PER_HEAD;
+    ph.k_scale_inv_ptr = ks;
+    ph.v_scale_inv_ptr = vs;
+    CHECK(tu::plan_text(a).find("scales=tensor dims=any variant=vector") != std::string::npos);
+    CHECK(tu::plan_text(ph).find("scales=head dims=any variant=strided") != std::string::npos);
+    // only per-tensor calls have a row: a per-head call after a per-tensor one on the same
+    // geometry (the per-thread plan cache) is walked anew and refused, nothing written
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 scales=tensor variant=vector\n") == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&a) == MLAKV_OK);
+    std::memset(ko.data(), tu::kPoison, ko.size());
+    std::memset(vo.data(), tu::kPoison, vo.size());
+    CHECK(mlakv_pack_fp8(&ph) == MLAKV_ERR_NO_TABLE_ROW);
+    CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));
+    CHECK(tu::all_bytes(vo.data(), vo.size(), tu::kPoison));
+    // and the other way round
+    REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, "arch=0-0 scales=head variant=vector\n") == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&ph) == MLAKV_OK);
+    REQUIRE(mlakv_pack_fp8(&ph) == MLAKV_OK);
     std::memset(ko.data(), tu::kPoison, ko.size());
     CHECK(mlakv_pack_fp8(&a) == MLAKV_ERR_NO_TABLE_ROW);
     CHECK(tu::all_bytes(ko.data(), ko.size(), tu::kPoison));

@@ -121,6 +121,11 @@ const Key kKeys[] = {
     {"sxh", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->sxh_min, &r->sxh_max); }},
     {"l2", [](const std::string& v, DispatchRow* r) { return parse_range(v, &r->l2_min, &r->l2_max); }},
     {"amax", [](const std::string& v, DispatchRow* r) { return parse_int(v, 0, 1, &r->amax); }},
+    {"scales", [](const std::string& v, DispatchRow* r) {
+       if (v != "tensor" && v != "head") return false;
+       r->scales = v == "head" ? 1 : 0;
+       return true;
+     }},
     {"dims", [](const std::string& v, DispatchRow* r) {
        for (int d = 0; d < kDimsReqCount; ++d)
          if (v == dims_req_name(DimsReq(d))) { r->dims = DimsReq(d); return true; }
@@ -161,6 +166,7 @@ std::string DispatchTable::row_text(const DispatchRow& r) const {
   o << ' ';
   put_range(o, "sxh", r.sxh_min, r.sxh_max);
   if (r.amax >= 0) o << " amax=" << r.amax;
+  if (r.scales >= 0) o << " scales=" << (r.scales ? "head" : "tensor");
   o << " dims=" << dims_req_name(r.dims) << " variant="
     << (r.variant >= 0 && size_t(r.variant) < names_.size() ? names_[size_t(r.variant)] : "?")
     << " threads=" << r.cfg.threads << " block=" << r.cfg.block << " unroll=" << r.cfg.unroll

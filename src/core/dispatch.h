@@ -1,5 +1,6 @@
 // Hybrid dispatch tables: data that says which kernel variant and launch configuration a call
-// gets, chosen by (arch, L2 size, s, s*h, whether the call asks for an amax, dims/alignment). Every backend registers one (see
+// gets, chosen by (arch, L2 size, s, s*h, whether the call asks for an amax, its scale granularity,
+// dims/alignment). Every backend registers one (see
 // src/<backend>/*_table.cpp); rows are tried top to bottom and the first row that holds runs:
 // its own conditions (arch, s band, s*h band, dims requirement) and its variant's limits for this
 // call (asked of the backend inside the walk: register limits, grid limits, alignment of the unit
@@ -76,6 +77,8 @@ struct DispatchRow {
   int64_t l2_min = 0, l2_max = kUnbounded;    // the device's L2 in MiB (text: l2=, printed when set)
   int amax = -1;  // -1: any call; 1: calls that ask for an amax (k_amax or v_amax set); 0: calls
                   // that do not (text: amax=0|1, printed when set)
+  int scales = -1;  // -1: any call; 1: calls with per-head scales (MLAKV_SCALE_PER_HEAD); 0: per-tensor
+                    // calls (text: scales=head|tensor, printed when set)
   DimsReq dims = DimsReq::Any;
   int variant = 0;  // index into the backend's variant names
   LaunchConfig cfg;
@@ -85,7 +88,7 @@ struct DispatchRow {
   bool matches(const DeviceKey& d, const PackProblem& p) const {
     return d.arch >= arch_min && d.arch <= arch_max && d.l2_mib >= l2_min && d.l2_mib <= l2_max && p.s >= s_min &&
            p.s <= s_max && p.sxh() >= sxh_min && p.sxh() <= sxh_max && (amax < 0 || amax == (p.has_amax() ? 1 : 0)) &&
-           dims_req_holds(dims, p);
+           (scales < 0 || scales == (p.per_head ? 1 : 0)) && dims_req_holds(dims, p);
   }
 };
 

@@ -44,6 +44,11 @@ inline DispatchRow with_amax(DispatchRow r, int amax) {
   r.amax = amax;
   return r;
 }
+// A row for calls with per-head (1) or per-tensor (0) scales only (DispatchRow::scales).
+inline DispatchRow with_scales(DispatchRow r, int per_head) {
+  r.scales = per_head;
+  return r;
+}
 
 // A tile2d row whose calls take its lean instance where they fit it (LaunchConfig::lean), its
 // blocks numbered token tiles first or, heads_first, heads first (LaunchConfig::heads_first).

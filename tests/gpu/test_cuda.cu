@@ -373,10 +373,11 @@ TEST_CASE("cuda: a row asking for more threads than its kernel's registers allow
   CHECK(plan.find("# runs") != std::string::npos);
 }
 
-// An amax call (both arrays; per head or per tensor) of s x h on the built-in table, checked as the
-// per-head tests check it (defined with them below): mismatching bytes and amax floats, and the plan.
+// An amax call (both arrays; per head or per tensor), or a per-head call without one (amax = false),
+// of s x h on the built-in table, checked as the per-head tests check it (defined with them below):
+// mismatching bytes and amax floats, and the plan.
 namespace {
-size_t run_amax_row_case(int64_t s, int64_t h, bool per_head, std::string* plan);
+size_t run_ext_row_case(int64_t s, int64_t h, bool per_head, bool amax, std::string* plan);
 }  // namespace
 
 TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h band") {
@@ -398,7 +399,8 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
   struct Row {
     long a0, a1, s0, s1, sh0, sh1, l0, l1;  // -1: unbounded
     bool x8;
-    int amax;  // -1: any call; 0 / 1: calls without / with an amax (printed as " amax=N" after sxh)
+    int amax;    // -1: any call; 0 / 1: calls without / with an amax (printed as " amax=N" after sxh)
+    int scales;  // -1: any call; 0 / 1: per-tensor / per-head calls (" scales=tensor|head")
     std::string line;
   };
   std::vector<Row> table;
@@ -421,13 +423,15 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
     r.x8 = line.find("dims=x8") != std::string::npos;
     const size_t am = line.find(" amax=");
     r.amax = am == std::string::npos ? -1 : std::atoi(line.c_str() + am + 6);
+    r.scales = line.find(" scales=head") != std::string::npos ? 1 : line.find(" scales=tensor") != std::string::npos ? 0 : -1;
     r.line = line;
     table.push_back(r);
   }
   REQUIRE(table.size() > 2);
-  auto holds = [&](const Row& r, long s, long sh, int with_amax) {
+  auto holds = [&](const Row& r, long s, long sh, int with_amax, int per_head) {
     return arch >= r.a0 && arch <= r.a1 && l2_mib >= r.l0 && (r.l1 < 0 || l2_mib <= r.l1) && s >= r.s0 &&
-           (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1) && (r.amax < 0 || r.amax == with_amax);
+           (r.s1 < 0 || s <= r.s1) && sh >= r.sh0 && (r.sh1 < 0 || sh <= r.sh1) && (r.amax < 0 || r.amax == with_amax) &&
+           (r.scales < 0 || r.scales == per_head);
   };
   int rows = 0, runs = 0;
   for (size_t i = 0; i < table.size(); ++i) {
@@ -435,22 +439,25 @@ TEST_CASE("cuda: every built-in table row for this GPU, at both ends of its s*h 
     if (!r.x8 || arch < r.a0 || arch > r.a1 || l2_mib < r.l0 || (r.l1 >= 0 && l2_mib > r.l1)) continue;
     const std::string band = "sxh=" + std::to_string(r.sh0) + "-" + (r.sh1 < 0 ? std::string("*") : std::to_string(r.sh1));
     bool ran = false;
-    const int with_amax = r.amax == 1 ? 1 : 0;  // rows for calls with an amax run such calls
+    const int with_amax = r.amax == 1 ? 1 : 0;  // rows for calls with an amax run such calls,
+    const int per_head = r.scales == 1 ? 1 : 0;  // rows for per-head calls per-head ones
     for (long sh : {r.sh0, r.sh1}) {
       if (sh < 1) continue;
       long h = 0;
       for (long cand : {128L, 16L, 8L, 4L, 2L, 1L})
-        if (sh % cand == 0 && holds(r, sh / cand, sh, with_amax)) { h = cand; break; }
+        if (sh % cand == 0 && holds(r, sh / cand, sh, with_amax, per_head)) { h = cand; break; }
       for (long s = r.s0; !h && s <= (r.s1 < 0 ? r.s0 + 8 : r.s1); ++s)
         if (sh % s == 0) h = sh / s;
       if (!h) continue;
       size_t first = 0;
-      while (first < table.size() && !(table[first].x8 && holds(table[first], sh / h, sh, with_amax))) ++first;
+      while (first < table.size() && !(table[first].x8 && holds(table[first], sh / h, sh, with_amax, per_head))) ++first;
       if (first != i) continue;  // shadowed here by an earlier row
       std::string plan;
       size_t bad = 0;
       if (with_amax) {
-        bad = run_amax_row_case(sh / h, h, runs % 2 == 1, &plan);  // per tensor and per head in turn
+        bad = run_ext_row_case(sh / h, h, per_head || runs % 2 == 1, true, &plan);  // per tensor and per head in turn
+      } else if (per_head) {
+        bad = run_ext_row_case(sh / h, h, true, false, &plan);
       } else {
         Case c;
         c.s = sh / h; c.h = h;
@@ -878,12 +885,13 @@ ext::Result check_ext(ext::Case c, bool forced_row_runs = true) {
   return r;
 }
 
-size_t run_amax_row_case(int64_t s, int64_t h, bool per_head, std::string* plan) {
+size_t run_ext_row_case(int64_t s, int64_t h, bool per_head, bool amax, std::string* plan) {
   CudaMem mem;
   ext::Case c;
   c.s = s;
   c.h = h;
   c.per_head = per_head;
+  c.k_amax = c.v_amax = amax;
   c.scales = per_head ? ext::kPow2 : ext::kEqual;
   c.backend = MLAKV_BACKEND_CUDA;
   c.seed = g_seed++;
