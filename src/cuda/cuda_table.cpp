@@ -9,9 +9,9 @@
 //   sm_90  (H100/H200): chosen from bench/ measurements on an H100 (bench/results/h100.md; the
 //          evidence for each band in docs/perf-notes.md); at ~2-8 MB, ~15-37 MB and beyond ~48 MB,
 //          rows for GPUs with an L2 of 55 MiB or more (the H200's 60; the H100 has 50) measured on
-//          an H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own (amax=1) for
-//          calls that ask for an amax where another configuration is faster for them (measured on
-//          an H200);
+//          an H200 (bench/results/h200-tune.md, docs/perf-notes.md); rows of their own for calls
+//          that ask for an amax (amax=1) or have per-head scales (scales=head) where another
+//          configuration is faster for them (measured on an H200);
 //   sm_100 / sm_103 (B200, GB300): the upstream sglang GB300 bands (PR #25333 for s > 8 on s*h,
 //          the later s-only bands for s <= 8), translated to this kernel family (Triton num_warps
 //          -> threads = 32 * num_warps; a flat BLOCK of (token, head) rows -> unroll =
@@ -34,6 +34,7 @@ std::vector<DispatchRow> builtin_rows() {
   const char* amax = "sm_90, calls with an amax: measured on an H200, docs/perf-notes.md";
   const char* h200mid = "sm_90, L2 >= 55 MiB: beside the Triton baseline on an H200, docs/perf-notes.md";
   const char* h200lean = "sm_90, L2 >= 55 MiB: tile2d's lean instance beside the Triton baseline on an H200, docs/perf-notes.md";
+  const char* h200ph = "sm_90, L2 >= 55 MiB, per-head calls: measured on an H200, docs/perf-notes.md";
   const char* gb300 = "sm_100/103: upstream GB300 band, not measured here";
   const char* gb300w = "sm_100/103: upstream GB300 band, 32-byte (256-bit) loads; not measured here";
   return {
@@ -49,6 +50,13 @@ std::vector<DispatchRow> builtin_rows() {
       with_amax(row(90, 99, 3, U, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 513, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 2049, 9728, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
+      // H200 (L2 >= 55 MiB), per-head calls without an amax at s*h 3457-4480 (~3 MB): lean tiles of 8
+      // tokens x one head (a block reads one multiplier of each array) instead of the flat 256-thread
+      // row below, where every block reads 16 heads' multipliers after the PDL wait. Per-head cost
+      // against per-tensor on the flat row, median of 5 placements, two processes: h=64 s=64
+      // +0.017-0.029 us against +0.062-0.070, h=128 s=32 +0.022-0.026 against +0.056-0.058, h=32
+      // s=128 +0.017-0.020 against +0.057; 8-token tiles lost at s*h 3072 and 4608 (+0.03-0.09 us)
+      with_scales(with_amax(with_lean(with_l2(row(90, 99, 1, U, 3457, 4480, X8, kTile2d, 128, 8, 1, 0, 1, 16, h200ph, 0, 1), 55, U)), 0), 1),
       // tiny: 16 lanes a row, 8-element units, trigger the next kernel at once
       row(90, 99, 1, U, 1, 512, X8, kFlat, 128, 1, 1, 0, 1, 16, h100),
       // from here on, 16 lanes a row with k_pe split over all of them
