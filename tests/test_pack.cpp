@@ -795,6 +795,26 @@ TEST_CASE("pack: k_pe 2-D and 3-D (any middle stride) give the same bytes") {
     }
 }
 
+// A DeepSeek-dims bf16 -> e4m3fn call of 6 tokens x 4 heads on the reference backend, k_nope and v
+// the halves of one [s, h, 256] tensor, random inputs, outputs poisoned (the table tests' call).
+struct SmallCall {
+  static constexpr int64_t s = 6, h = 4;
+  Buf kv{size_t(s * h * 256 * 2)}, pe{size_t(s * 64 * 2)}, ko{size_t(s * h * 192)}, vo{size_t(s * h * 128)};
+  mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
+  explicit SmallCall(uint64_t seed) {
+    tu::Rng r(seed);
+    const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f);
+    fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
+    fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
+    a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.v = tu::tensor3(tu::at(kv.data(), 128, 2), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
+    a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
+    a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
+    a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
+    a.backend = MLAKV_BACKEND_REFERENCE;
+  }
+};
+
 TEST_CASE("dispatch table API on the reference backend") {
   tu::TableGuard guard;
   size_t needed = 0;
@@ -955,19 +975,9 @@ TEST_CASE("dispatch table API on the reference backend") {
     CHECK(t.find("sxh=1-* amax=0 dims=any variant=vector") != std::string::npos);
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
     CHECK(get() == t);  // prints and parses back to itself
-    const int64_t s = 6, h = 4;
-    Buf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128));
-    tu::Rng r(7);
-    const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f);
-    fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
-    fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.v = tu::tensor3(tu::at(kv.data(), 128, 2), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
-    a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
-    a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
-    a.backend = MLAKV_BACKEND_REFERENCE;
+    SmallCall c(7);
+    Buf &ko = c.ko;
+    const mlakv_pack_args a = c.a;
     float amax[2] = {0.0f, 0.0f};
     mlakv_pack_args with = a;
     with.k_amax = &amax[0];
@@ -1003,19 +1013,9 @@ TEST_CASE("dispatch table API on the reference backend") {
     CHECK(t.find("sxh=1-* scales=tensor dims=any variant=vector") != std::string::npos);
     REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_REFERENCE, t.c_str()) == MLAKV_OK);
     CHECK(get() == t);  // prints and parses back to itself
-    const int64_t s = 6, h = 4;
-    Buf kv(size_t(s * h * 256 * 2)), pe(size_t(s * 64 * 2)), ko(size_t(s * h * 192)), vo(size_t(s * h * 128));
-    tu::Rng r(11);
-    const ValueGen g(MLAKV_DTYPE_BF16, MLAKV_DTYPE_E4M3FN, 1.0f);
-    fill_inputs(kv, MLAKV_DTYPE_BF16, g, r);
-    fill_inputs(pe, MLAKV_DTYPE_BF16, g, r);
-    mlakv_pack_args a = MLAKV_PACK_ARGS_INIT;
-    a.k_nope = tu::tensor3(kv.data(), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.v = tu::tensor3(tu::at(kv.data(), 128, 2), MLAKV_DTYPE_BF16, s, h, 128, h * 256, 256);
-    a.k_pe = tu::tensor2(pe.data(), MLAKV_DTYPE_BF16, s, 64, 64);
-    a.k_out = tu::tensor3(ko.data(), MLAKV_DTYPE_E4M3FN, s, h, 192, h * 192, 192);
-    a.v_out = tu::tensor3(vo.data(), MLAKV_DTYPE_E4M3FN, s, h, 128, h * 128, 128);
-    a.backend = MLAKV_BACKEND_REFERENCE;
+    SmallCall c(11);
+    Buf &ko = c.ko, &vo = c.vo;
+    const mlakv_pack_args a = c.a;
     const float ks[4] = {0.5f, 1.0f, 2.0f, 4.0f}, vs[4] = {4.0f, 2.0f, 1.0f, 0.5f};
     mlakv_pack_args ph = a;
     ph.scale_granularity = MLAKV_SCALE_PER_HEAD;
