@@ -148,6 +148,11 @@ const Key kKeys[] = {
        r->cfg.heads_first = v == "heads" ? 1 : 0;
        return true;
      }},
+    {"commit", [](const std::string& v, DispatchRow* r) {
+       if (v != "block" && v != "lane") return false;
+       r->cfg.lane_commit = v == "lane" ? 1 : 0;
+       return true;
+     }},
 };
 const char* renamed(const std::string& key) {  // keys of mlakv 0.1.0's first tables
   return key == "sh" ? "sxh" : key == "stream" ? "evict_first" : nullptr;
@@ -174,6 +179,7 @@ std::string DispatchTable::row_text(const DispatchRow& r) const {
     << " evict_first=" << r.cfg.evict_first << " wide=" << r.cfg.wide;
   if (r.cfg.lean) o << " lean=1";
   if (r.cfg.heads_first) o << " order=heads";
+  if (r.cfg.lane_commit) o << " commit=lane";
   if (!r.note.empty()) o << "  # " << r.note;
   return o.str();
 }
@@ -237,6 +243,11 @@ bool DispatchTable::parse_row(const std::string& text, DispatchRow* r, bool* emp
                       r->cfg.lanes != 16 || !r->cfg.split || r->cfg.unroll != 1 || r->cfg.evict_first ||
                       int64_t(r->cfg.threads) != int64_t(r->cfg.block) * 16)) {
     *why = "lean=1 needs variant=tile2d lanes=16 split=1 unroll=1 evict_first=0 and threads = 16 x block";
+    return false;
+  }
+  if (r->cfg.lane_commit && (size_t(r->variant) >= names_.size() || names_[size_t(r->variant)] != "tile2d" ||
+                             r->cfg.unroll != 1)) {
+    *why = "commit=lane needs variant=tile2d unroll=1 (tile2d's lane-commit instance)";
     return false;
   }
   if (r->cfg.heads_first && !r->cfg.lean) {

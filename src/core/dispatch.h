@@ -58,6 +58,9 @@ struct LaunchConfig {
   int heads_first = 0;  // lean = 1 only: 1 = the lean instance's blocks are numbered heads first
                         // (grid x = heads, y = token tiles: blocks launched together take the same
                         // tokens of neighbouring heads); row key order=heads (default order=tokens)
+  int lane_commit = 0;  // tile2d, unroll = 1, calls with an amax: 1 = every thread commits its own
+                        // maxima (an atomic a thread, no combine: for small grids; GPU backends'
+                        // third tile2d instance), 0 = one commit a block; row key commit=lane|block
 };
 
 constexpr int64_t kUnbounded = INT64_MAX;

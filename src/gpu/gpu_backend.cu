@@ -55,6 +55,8 @@ struct KernelTable {
   // tile2d's lean plain instance (kern::pack_tile2d_lean), by grid order (token tiles first, heads
   // first), input (bf16, fp16) and format
   KernelFn lean[2][2][4];
+  // tile2d's lane-commit ext instance (rows with commit=lane, unroll 1), by input, format and units
+  KernelFn lane[3][4][kUnits];
   KernelTable() {
     fill<FlatK, false>(kFlat);
     fill<PersistK, false>(kPersist);
@@ -68,6 +70,25 @@ struct KernelTable {
     fill_lean<InType::FP16, false>(lean[0][1]);
     fill_lean<InType::BF16, true>(lean[1][0]);
     fill_lean<InType::FP16, true>(lean[1][1]);
+    fill_lane_t<InType::BF16>(lane[0]);
+    fill_lane_t<InType::FP16>(lane[1]);
+    fill_lane_t<InType::FP32>(lane[2]);
+  }
+  template <InType T>
+  void fill_lane_t(KernelFn (&o)[4][kUnits]) {
+    fill_lane_f<T, Fp8Format::E4M3FN>(o[0]);
+    fill_lane_f<T, Fp8Format::E5M2>(o[1]);
+    fill_lane_f<T, Fp8Format::E4M3FNUZ>(o[2]);
+    fill_lane_f<T, Fp8Format::E5M2FNUZ>(o[3]);
+  }
+  template <InType T, Fp8Format F>
+  void fill_lane_f(KernelFn (&o)[kUnits]) {
+    o[int(Units::DS16)] = kern::pack_tile2d<T, F, Units::DS16, 1, true, true>;
+    o[int(Units::DS8)] = kern::pack_tile2d<T, F, Units::DS8, 1, true, true>;
+    o[int(Units::V8)] = kern::pack_tile2d<T, F, Units::V8, 1, true, true>;
+    o[int(Units::DS16S)] = kern::pack_tile2d<T, F, Units::DS16S, 1, true, true>;
+    o[int(Units::DS32S)] = kern::pack_tile2d<T, F, Units::DS32S, 1, true, true>;
+    o[int(Units::DS8W)] = kern::pack_tile2d<T, F, Units::DS8W, 1, true, true>;
   }
   template <InType T, bool HF>
   void fill_lean(KernelFn (&o)[4]) {
@@ -163,6 +184,7 @@ const Global& global() {
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = 2 * kVariantCount * 3 * 4 * kUnits * 3;
 constexpr int kLeanSlots = 2 * 2 * 4;  // KernelTable::lean, after the others
+constexpr int kLaneSlots = 3 * 4 * kUnits;  // KernelTable::lane, after lean
 
 // A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
 // is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
@@ -175,7 +197,7 @@ std::mutex g_loaded_mu;  // one writer of the devices' loaded tables at a time
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
-  std::atomic<int> max_threads[kKernelSlots + kLeanSlots];  // per kernel: 0 = not asked yet
+  std::atomic<int> max_threads[kKernelSlots + kLeanSlots + kLaneSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
   DeviceKey key;       // arch (the vendor header's numbering) and L2 for the table walk
   int units = 0;       // multiprocessors / compute units
@@ -484,11 +506,15 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
   c->ui = unroll_index(r.cfg.unroll);
   const int in = int(p.in_type), fmt = int(p.out_format), u = int(c->units);
   const int want = wants_ext(p, plain_per_head(r)) ? 1 : 0;
+  // rows with commit=lane: the ext instance is tile2d's lane-commit one (parse and row_check admit
+  // the key with tile2d and unroll 1 only; built-in rows are not parsed, so checked here too)
+  const bool lane = r.cfg.lane_commit && r.variant == kTile2d && c->ui == 0;
   for (int x : {want, 1 - want}) {
-    c->fn[x] = kernels().k[x][r.variant][in][fmt][u][c->ui];
+    c->fn[x] = x == 1 && lane ? kernels().lane[in][fmt][u] : kernels().k[x][r.variant][in][fmt][u][c->ui];
     if (!c->fn[x]) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
-    const int cap =
-        max_threads(d, p.device, ((((x * kVariantCount + r.variant) * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui, c->fn[x]);
+    const int slot = x == 1 && lane ? kKernelSlots + kLeanSlots + (in * 4 + fmt) * kUnits + u
+                                    : ((((x * kVariantCount + r.variant) * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui;
+    const int cap = max_threads(d, p.device, slot, c->fn[x]);
     c->runs[x] = cap && r.cfg.threads <= (cap & ~31);
     if (x == want && !cap) {
       *device_error = true;

@@ -58,6 +58,12 @@ inline DispatchRow with_lean(DispatchRow r, bool heads_first = false) {
   return r;
 }
 
+// A tile2d row whose amax calls commit every thread's maxima (LaunchConfig::lane_commit).
+inline DispatchRow with_lane_commit(DispatchRow r) {
+  r.cfg.lane_commit = 1;
+  return r;
+}
+
 // The last row of every GPU table: any arch, dims and alignment, on the general kernel.
 inline DispatchRow catch_all_row() {
   return row(0, 100000, 1, kUnbounded, 1, kUnbounded, DimsReq::Any, kGeneral, 256, 1, 1, 0, 0, 16, "general path");

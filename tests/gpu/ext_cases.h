@@ -365,4 +365,48 @@ void check_lean_instance(std::initializer_list<int> blocks, Check check) {
   }
 }
 
+// A tile2d row with commit=lane (every thread commits its own maxima: tile2d's lane-commit
+// instance): `threads` threads of `lanes` lanes (8: 8-element units; 16 / 32: k_pe split) over
+// `block` tokens; with threads < block x lanes a block covers its tile in several passes.
+inline std::string lane_row(int threads, int block, int lanes) {
+  return "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=" + std::to_string(threads) +
+         " block=" + std::to_string(block) + " unroll=1 waves=0 early=1 lanes=" + std::to_string(lanes) +
+         " split=" + (lanes == 8 ? "0" : "1") + " evict_first=0 wide=0 commit=lane\n";
+}
+
+// The lane-commit instance's test for a suite (check as in check_lean_instance): one-pass and
+// several-pass tiles, 8 / 16 / 32 lanes, every input type, per tensor and per head, K's and V's
+// amax alone and together, inf in v and k_pe, a head of NaN, three calls accumulating into the same
+// arrays; the bytes and maxima against the reference and a host loop, the plan naming the row.
+// Without an amax the row runs the plain instance.
+template <class Check>
+void check_lane_commit(Check check) {
+  struct T { int threads, block, lanes; } tiles[] = {{32, 2, 16}, {128, 8, 16}, {64, 2, 32}, {128, 16, 8}, {32, 8, 16}};
+  int k = 0;
+  for (const T& t : tiles)
+    for (mlakv_dtype in : tu::kInputDtypes)
+      for (int amax = 0; amax < 4; ++amax) {  // 0: K and V, 1: K only, 2: V only, 3: none
+        ++k;
+        const std::string row = lane_row(t.threads, t.block, t.lanes);
+        Case c;
+        c.in = in;
+        c.out = tu::kFp8Dtypes[k % 4];
+        c.s = t.block * (1 + k % 3) + k % 3;
+        c.h = k % 2 ? 16 : 3;
+        c.per_head = k % 3 != 0;
+        c.scales = c.per_head ? kPow2 : kEqual;
+        c.k_amax = amax == 0 || amax == 1;
+        c.v_amax = amax == 0 || amax == 2;
+        c.inf_pe = k % 2 == 0;
+        c.nan_head = k % 3 == 1;
+        c.calls = amax == 3 ? 1 : 3;
+        c.table = row.c_str();
+        c.seed = 900 + uint64_t(k);
+        const Result r = check(c);
+        INFO(describe(c) << "\nplan: " << r.plan);
+        CHECK(r.plan.find("variant=tile2d") != std::string::npos);
+        CHECK(r.plan.find("commit=lane") != std::string::npos);
+      }
+}
+
 }  // namespace ext

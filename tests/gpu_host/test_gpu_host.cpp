@@ -656,6 +656,46 @@ TEST_CASE("lean=1 rows: the shape is checked when the table is parsed") {
   CHECK(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
 }
 
+TEST_CASE("commit=lane rows: tile2d's lane-commit instance gives the reference's bytes and the host loop's maxima") {
+  // (the kernel bodies run on the host: the atomics of every thread against one block's commit)
+  ext::check_lane_commit([](const ext::Case& c) { return check_ext(c); });
+}
+
+TEST_CASE("commit=lane rows: tile2d with unroll 1 only, checked when the table is parsed, printed back") {
+  const std::string tail = "\narch=0-100000 s=1-* sxh=1-* dims=any variant=general threads=256\n";
+  const char* bad[] = {
+      "variant=flat threads=256 lanes=16 commit=lane",                     // not tile2d
+      "variant=persist threads=256 waves=2 lanes=16 commit=lane",          // not tile2d
+      "variant=tile2d threads=128 block=8 unroll=2 lanes=16 commit=lane",  // unroll 2
+  };
+  for (const char* b : bad) {
+    const std::string t = std::string("arch=0-100000 s=1-* sxh=1-* dims=x8 ") + b + tail;
+    CAPTURE(b);
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, t.c_str()) == MLAKV_ERR_TABLE_PARSE);
+    CHECK(std::string(mlakv_last_error()).find("commit=lane needs variant=tile2d unroll=1") != std::string::npos);
+  }
+  for (const char* v : {"commit=warp", "commit=1", "commit="}) {
+    const std::string t = std::string("arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=32 block=2 ") + v + tail;
+    CAPTURE(v);
+    CHECK(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, t.c_str()) == MLAKV_ERR_TABLE_PARSE);
+    CHECK(std::string(mlakv_last_error()).find("bad value in 'commit=") != std::string::npos);
+  }
+  const std::string ok = "arch=0-100000 s=1-* sxh=1-* amax=1 dims=x8 variant=tile2d threads=32 block=2 commit=lane\n"
+                         "arch=0-100000 s=1-* sxh=1-* dims=x8 variant=tile2d threads=32 block=2 commit=block" + tail;
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, ok.c_str()) == MLAKV_OK);
+  size_t n = 0;
+  mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, nullptr, 0, &n);  // (MLAKV_ERR_BUFFER_TOO_SMALL: the size)
+  std::string text(n, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &text[0], n, &n) == MLAKV_OK);
+  CHECK(text.find("evict_first=0 wide=0 commit=lane\n") != std::string::npos);  // printed, and parsed back below
+  CHECK(text.find("commit=block") == std::string::npos);  // the default is not printed
+  REQUIRE(mlakv_dispatch_table_set(MLAKV_BACKEND_HIP, text.c_str()) == MLAKV_OK);
+  std::string again(n, '\0');
+  REQUIRE(mlakv_dispatch_table_get(MLAKV_BACKEND_HIP, &again[0], n, &n) == MLAKV_OK);
+  CHECK(again == text);
+  CHECK(mlakv_dispatch_table_reset(MLAKV_BACKEND_HIP) == MLAKV_OK);
+}
+
 TEST_CASE("per-head scales: equal multipliers give the per-tensor bytes; powers of two, every input type and format") {
   uint64_t seed = 500;
   for (mlakv_dtype in : tu::kInputDtypes)
