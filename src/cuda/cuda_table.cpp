@@ -45,8 +45,16 @@ std::vector<DispatchRow> builtin_rows() {
       // the per-block atomics, all on one line, cost as much as the tiles' barriers (one-warp tiles
       // have none: +0.08-0.11 us at h=16 s <= 8; 32-token tiles at h=128 s=64 +0.16-0.21, where
       // 16-token tiles took +0.32-0.45; 21 sizes x 5 tiles, docs/perf-notes.md)
+      // ... and where the grid is a few thousand threads, every thread commits its own maxima
+      // (commit=lane: no redux, no barrier; an atomic a thread): s*h <= 256 in one-warp tiles (H200:
+      // h=16 s 1-8 and h=64 s=2 +0.05-0.08 us against +0.10-0.13; h=16 s=16 +0.14-0.15 against +0.20;
+      // h=128 s=1 +0.11-0.16 against +0.15-0.22), and per-head calls at s*h 257-512 and s <= 8 in
+      // 8-token tiles (h=64 s=8 +0.09-0.10 against +0.18, h=128 s=4 +0.08 against +0.21; at h=16 s=32
+      // +0.20 against +0.18, 512 atomics a float; per tensor, all on one float: h=64 s=8 +0.21 against
+      // +0.18, not there). Candidate tables, one process, two runs, 3 placements
+      with_lane_commit(with_amax(row(90, 99, 1, U, 1, 256, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1)),
+      with_scales(with_lane_commit(with_amax(row(90, 99, 3, 8, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1)), 1),
       with_amax(row(90, 99, 1, 2, 1, 2048, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
-      with_amax(row(90, 99, 3, U, 1, 256, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 513, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 2049, 9728, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
