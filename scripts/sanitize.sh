@@ -37,7 +37,7 @@ if [[ ",$WHAT," == *",asan,"* ]]; then
   # left out; the library has no virtual calls or function-pointer casts for them to check)
   configure "$B" "-fsanitize=address,undefined -fno-sanitize=vptr,function -fno-sanitize-recover=all -fno-omit-frame-pointer"
   # the CPU suite, except the HIP and install checks (other compilers, not this build) and the GPU
-  # host layer over fake devices (1192 kernel instances compiled for the host: long under ASan)
+  # host layer over fake devices (1208 kernel instances compiled for the host: long under ASan)
   ninja -C "$B" -j "$JOBS" mlakv mlakv_demo test_fp8_encoder test_pack test_repeat test_row_kernels test_bad_input \
     test_reliability test_scales c_api_test example_c example_cpp example_calibrate lifetime_atexit_call \
     lifetime_kokkos_finalized abi_old_struct_size >"$B/build.log" 2>&1 || { tail -n 40 "$B/build.log"; exit 1; }

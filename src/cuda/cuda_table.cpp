@@ -56,7 +56,13 @@ std::vector<DispatchRow> builtin_rows() {
       with_scales(with_lane_commit(with_amax(row(90, 99, 3, 8, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1)), 1),
       with_amax(row(90, 99, 1, 2, 1, 2048, X8, kTile2d, 32, 2, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(row(90, 99, 3, U, 257, 512, X8, kTile2d, 128, 8, 1, 0, 1, 16, amax, 0, 1), 1),
-      with_amax(row(90, 99, 3, U, 513, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
+      // ... at s*h 1281-2048 on tile2d's lean amax instance (A/B against the same row without lean=1,
+      // one process, two runs, 5 placements: h=64 s=32 / h=128 s=16 / h=32 s=64 / h=16 s=128 per
+      // tensor +0.32 / +0.34 / +0.29 / +0.33 us against +0.42 / +0.42 / +0.40 / +0.37, h=128 s=12
+      // +0.36 against +0.38, per head + amax 0.05-0.13 less; at s*h 1024 0.01-0.05 more, and with
+      // 32-token tiles at s*h 4096-8192 +0.18-0.33 more, so not there)
+      with_amax(row(90, 99, 3, U, 513, 1280, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(with_lean(row(90, 99, 3, U, 1281, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1)), 1),
       with_amax(row(90, 99, 3, U, 2049, 9728, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
       // H200 (L2 >= 55 MiB), per-head calls without an amax at s*h 3457-4480 (~3 MB): lean tiles of 8
       // tokens x one head (a block reads one multiplier of each array) instead of the flat 256-thread

@@ -49,59 +49,57 @@ template <InType T, Fp8Format F, Units D, int U, bool X>
 struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U, X>; };
 template <InType T, Fp8Format F, Units D, int U, bool X>
 struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F, X>; };
+// tile2d's lane-commit instance: ext, unroll 1 only (commit=lane rows; nullptr for unroll 2 and 4)
+template <InType T, Fp8Format F, Units D, int U, bool X>
+constexpr KernelFn tile2d_lane_kernel() {
+  if constexpr (X && U == 1) return kern::pack_tile2d<T, F, D, 1, true, true>;
+  else return nullptr;
+}
+template <InType T, Fp8Format F, Units D, int U, bool X>
+struct Tile2dLaneK { static constexpr KernelFn fn = tile2d_lane_kernel<T, F, D, U, X>(); };
 
 struct KernelTable {
   KernelFn k[2][kVariantCount][3][4][kUnits][3];
   // tile2d's lean plain instance (kern::pack_tile2d_lean), by grid order (token tiles first, heads
   // first), input (bf16, fp16) and format
   KernelFn lean[2][2][4];
-  // tile2d's lane-commit ext instance (rows with commit=lane, unroll 1), by input, format and units
-  KernelFn lane[3][4][kUnits];
+  // its ext instances (amax calls on rows with lean=1, token tiles first), by commit (block, lane),
+  // input and format
+  KernelFn lean_x[2][2][4];
+  // tile2d's lane-commit ext instance (rows with commit=lane), by input, format, units and unroll
+  // (1 only: the others nullptr)
+  KernelFn lane[3][4][kUnits][3];
   KernelTable() {
-    fill<FlatK, false>(kFlat);
-    fill<PersistK, false>(kPersist);
-    fill<Tile2dK, false>(kTile2d);
-    fill<GeneralK, false>(kGeneral);
-    fill<FlatK, true>(kFlat);
-    fill<PersistK, true>(kPersist);
-    fill<Tile2dK, true>(kTile2d);
-    fill<GeneralK, true>(kGeneral);
-    fill_lean<InType::BF16, false>(lean[0][0]);
-    fill_lean<InType::FP16, false>(lean[0][1]);
-    fill_lean<InType::BF16, true>(lean[1][0]);
-    fill_lean<InType::FP16, true>(lean[1][1]);
-    fill_lane_t<InType::BF16>(lane[0]);
-    fill_lane_t<InType::FP16>(lane[1]);
-    fill_lane_t<InType::FP32>(lane[2]);
+    fill<FlatK, false>(k[0][kFlat]);
+    fill<PersistK, false>(k[0][kPersist]);
+    fill<Tile2dK, false>(k[0][kTile2d]);
+    fill<GeneralK, false>(k[0][kGeneral]);
+    fill<FlatK, true>(k[1][kFlat]);
+    fill<PersistK, true>(k[1][kPersist]);
+    fill<Tile2dK, true>(k[1][kTile2d]);
+    fill<GeneralK, true>(k[1][kGeneral]);
+    fill<Tile2dLaneK, true>(lane);
+    fill_lean<InType::BF16, false, 0>(lean[0][0]);
+    fill_lean<InType::FP16, false, 0>(lean[0][1]);
+    fill_lean<InType::BF16, true, 0>(lean[1][0]);
+    fill_lean<InType::FP16, true, 0>(lean[1][1]);
+    fill_lean<InType::BF16, false, 1>(lean_x[0][0]);
+    fill_lean<InType::FP16, false, 1>(lean_x[0][1]);
+    fill_lean<InType::BF16, false, 2>(lean_x[1][0]);
+    fill_lean<InType::FP16, false, 2>(lean_x[1][1]);
   }
-  template <InType T>
-  void fill_lane_t(KernelFn (&o)[4][kUnits]) {
-    fill_lane_f<T, Fp8Format::E4M3FN>(o[0]);
-    fill_lane_f<T, Fp8Format::E5M2>(o[1]);
-    fill_lane_f<T, Fp8Format::E4M3FNUZ>(o[2]);
-    fill_lane_f<T, Fp8Format::E5M2FNUZ>(o[3]);
-  }
-  template <InType T, Fp8Format F>
-  void fill_lane_f(KernelFn (&o)[kUnits]) {
-    o[int(Units::DS16)] = kern::pack_tile2d<T, F, Units::DS16, 1, true, true>;
-    o[int(Units::DS8)] = kern::pack_tile2d<T, F, Units::DS8, 1, true, true>;
-    o[int(Units::V8)] = kern::pack_tile2d<T, F, Units::V8, 1, true, true>;
-    o[int(Units::DS16S)] = kern::pack_tile2d<T, F, Units::DS16S, 1, true, true>;
-    o[int(Units::DS32S)] = kern::pack_tile2d<T, F, Units::DS32S, 1, true, true>;
-    o[int(Units::DS8W)] = kern::pack_tile2d<T, F, Units::DS8W, 1, true, true>;
-  }
-  template <InType T, bool HF>
+  template <InType T, bool HF, int A>
   void fill_lean(KernelFn (&o)[4]) {
-    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN, HF>;
-    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2, HF>;
-    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ, HF>;
-    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ, HF>;
+    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN, HF, A>;
+    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2, HF, A>;
+    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ, HF, A>;
+    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ, HF, A>;
   }
   template <template <InType, Fp8Format, Units, int, bool> class K, bool X>
-  void fill(int v) {
-    fill_t<K, X, InType::BF16>(k[X][v][0]);
-    fill_t<K, X, InType::FP16>(k[X][v][1]);
-    fill_t<K, X, InType::FP32>(k[X][v][2]);
+  void fill(KernelFn (&o)[3][4][kUnits][3]) {
+    fill_t<K, X, InType::BF16>(o[0]);
+    fill_t<K, X, InType::FP16>(o[1]);
+    fill_t<K, X, InType::FP32>(o[2]);
   }
   template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T>
   void fill_t(KernelFn (&o)[4][kUnits][3]) {
@@ -184,7 +182,8 @@ const Global& global() {
 constexpr int kMaxDevices = 64;
 constexpr int kKernelSlots = 2 * kVariantCount * 3 * 4 * kUnits * 3;
 constexpr int kLeanSlots = 2 * 2 * 4;  // KernelTable::lean, after the others
-constexpr int kLaneSlots = 3 * 4 * kUnits;  // KernelTable::lane, after lean
+constexpr int kLaneSlots = 3 * 4 * kUnits;  // KernelTable::lane (unroll 1), after lean
+constexpr int kLeanXSlots = 2 * 2 * 4;      // KernelTable::lean_x, after lane
 
 // A table file loaded for a device (core/table_file.h). Each device owns its copy; a replaced one
 // is freed once no plan() can be reading it (core/dispatch.h: ReadSection, retire).
@@ -197,7 +196,7 @@ std::mutex g_loaded_mu;  // one writer of the devices' loaded tables at a time
 struct DeviceInfo {
   std::once_flag once;
   std::atomic<bool> done{false};  // set after `once` ran: the per-call path is one acquire load
-  std::atomic<int> max_threads[kKernelSlots + kLeanSlots + kLaneSlots];  // per kernel: 0 = not asked yet
+  std::atomic<int> max_threads[kKernelSlots + kLeanSlots + kLaneSlots + kLeanXSlots];  // per kernel: 0 = not asked yet
   bool ok = false;
   DeviceKey key;       // arch (the vendor header's numbering) and L2 for the table walk
   int units = 0;       // multiprocessors / compute units
@@ -468,14 +467,14 @@ struct Choice {
   int ui = 0;
   KernelFn fn[2] = {nullptr, nullptr};  // the plain and the ext instance
   bool runs[2] = {false, false};         // whether each can run the row (its registers allow the threads)
-  bool lean = false;                     // fn[0] is tile2d's lean instance (lean_fits)
+  bool lean = false;  // the call runs tile2d's lean instance (lean_fits): the plain one, or for an amax an ext one
 };
 
 // Whether tile2d's lean instance (kern::pack_tile2d_lean) runs the call: a row with lean=1 of its
 // shape (ds16s units: 16 lanes with k_pe split; one pair a thread, one pass a tile, plain stores -
 // checked here too, since built-in rows are not parsed), 16-bit inputs, and 32-bit offsets: each
-// tensor operand spans at most 2^32 bytes. (Amax calls take the ext instance: can_run asks only for
-// plain ones.)
+// tensor operand spans at most 2^32 bytes. Plain calls take its plain instance; amax calls its ext
+// ones where the blocks are numbered token tiles first (can_run).
 bool lean_fits(const DispatchRow& r, const PackProblem& p, Units u) {
   if (!r.cfg.lean || r.variant != kTile2d || u != Units::DS16S || r.cfg.unroll != 1 || r.cfg.evict_first ||
       int64_t(r.cfg.block) * kern::ds_lanes(u) != r.cfg.threads || p.in_type == InType::FP32)
@@ -510,7 +509,7 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
   // the key with tile2d and unroll 1 only; built-in rows are not parsed, so checked here too)
   const bool lane = r.cfg.lane_commit && r.variant == kTile2d && c->ui == 0;
   for (int x : {want, 1 - want}) {
-    c->fn[x] = x == 1 && lane ? kernels().lane[in][fmt][u] : kernels().k[x][r.variant][in][fmt][u][c->ui];
+    c->fn[x] = x == 1 && lane ? kernels().lane[in][fmt][u][0] : kernels().k[x][r.variant][in][fmt][u][c->ui];
     if (!c->fn[x]) return false;  // (row_check admits unroll 4 only for the layouts compiled with it)
     const int slot = x == 1 && lane ? kKernelSlots + kLeanSlots + (in * 4 + fmt) * kUnits + u
                                     : ((((x * kVariantCount + r.variant) * 3 + in) * 4 + fmt) * kUnits + u) * 3 + c->ui;
@@ -522,16 +521,26 @@ bool can_run(const DispatchRow& r, const PackProblem& p, DeviceInfo* d, Choice* 
     }
     if (x == want && !c->runs[x]) return false;
   }
-  if (want == 0 && lean_fits(r, p, c->units)) {  // the plain instance: the lean one, if its registers allow
-    const int hf = r.cfg.heads_first ? 1 : 0;
-    KernelFn f = kernels().lean[hf][in][fmt];
-    const int cap = max_threads(d, p.device, kKernelSlots + (hf * 2 + in) * 4 + fmt, f);
-    if (cap && r.cfg.threads <= (cap & ~31)) {
-      c->fn[0] = f;
+  if (!lean_fits(r, p, c->units)) return true;
+  const int hf = r.cfg.heads_first ? 1 : 0;
+  KernelFn f0 = kernels().lean[hf][in][fmt];
+  const int cap0 = max_threads(d, p.device, kKernelSlots + (hf * 2 + in) * 4 + fmt, f0);
+  const bool runs0 = cap0 && r.cfg.threads <= (cap0 & ~31);
+  if (want == 0 && runs0) {  // the plain instance: the lean one, if its registers allow
+    c->fn[0] = f0;
+    c->lean = true;
+    // blocks numbered heads first suit the lean instance only: a plan rebound to the ext instance
+    // (amax) is made anew (pack), on the tile2d body's own grid
+    if (hf) c->runs[1] = false;
+  } else if (want == 1 && !hf) {  // an amax call (tile2d's plain instance takes per-head scales)
+    const int lc = lane ? 1 : 0;
+    KernelFn f1 = kernels().lean_x[lc][in][fmt];
+    const int cap1 = max_threads(d, p.device, kKernelSlots + kLeanSlots + kLaneSlots + (lc * 2 + in) * 4 + fmt, f1);
+    if (cap1 && r.cfg.threads <= (cap1 & ~31)) {  // both instances lean, or the plain one not rebound
+      c->fn[1] = f1;
+      c->fn[0] = f0;
+      c->runs[0] = runs0;
       c->lean = true;
-      // blocks numbered heads first suit the lean instance only: a plan rebound to the ext instance
-      // (amax) is made anew (pack), on the tile2d body's own grid
-      if (r.cfg.heads_first) c->runs[1] = false;
     }
   }
   return true;

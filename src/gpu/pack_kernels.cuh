@@ -694,8 +694,12 @@ __global__ void pack_tile2d(const Params P) {
 // launched together then share their tokens' k_pe and write neighbouring parts of a token's output
 // rows). A template flag, not a parameter: a run-time choice let nvcc move the address arithmetic
 // after the PDL wait (+7% at h=128 s=256 on an H200).
-template <InType T, Fp8Format F, bool HF>
+// A (amax rows with lean=1; token tiles first only): 0 the plain instance; 1 and 2 the ext ones,
+// which also take the thread's maxima (magnitudes of the inputs before scaling, NaN ignored, as the
+// ext body) and commit them as tile2d's: 1 one commit a block, 2 every thread's (commit=lane).
+template <InType T, Fp8Format F, bool HF, int A = 0>
 __global__ void pack_tile2d_lean(const Params P) {
+  static_assert(A == 0 || !HF, "the amax instances number token tiles first");
   static_assert(T != InType::FP32, "16-bit inputs");
   constexpr uint64_t E = 2;
   const uint32_t lane = threadIdx.x & 15u;
@@ -725,6 +729,17 @@ __global__ void pack_tile2d_lean(const Params P) {
     vendor::store8(krow + lane * 8u, ko, false);
     vendor::store4(krow + UnitsT<Units::DS16S>::DN + lane * 4u, kpo, false);
     vendor::store8(P.v_out + (t * uint32_t(P.vo_st) + head * uint32_t(P.vo_sh) + lane * 8u), vo, false);
+  }
+  if constexpr (A != 0) {
+    // balanced trees over the thread's 12 elements of K and 8 of V (zeros where !ok); joined with 0
+    // last, so a thread of NaN only contributes 0
+    const auto mag2 = [](uint32_t w) { return vendor::amax_join(fabsf(widen<T>(w, 0)), fabsf(widen<T>(w, 1))); };
+    const auto mag8 = [&](uint4 q) {
+      return vendor::amax_join(vendor::amax_join(mag2(q.x), mag2(q.y)), vendor::amax_join(mag2(q.z), mag2(q.w)));
+    };
+    const float ak = vendor::amax_join(0.0f, vendor::amax_join(mag8(kn), vendor::amax_join(mag2(pe.x), mag2(pe.y))));
+    const float av = vendor::amax_join(0.0f, mag8(vv));
+    tile_amax<A == 2>(P, ak, av, P.per_head ? int64_t(head) : int64_t(0));
   }
   pdl_exit(P);
 }

@@ -336,9 +336,9 @@ void for_lean_cases(std::initializer_list<int> blocks, F f) {
 
 // The lean instance's test for a suite: check(case) runs a case with its forced row, checks its
 // bytes and maxima, and returns the result. The cases of for_lean_cases, then the same row without
-// lean=1 (the general tile2d body) and with an amax (the ext instance): each plan must say
-// variant=tile2d, and name the lean instance exactly where the call fits it. (doctest's CHECK: the
-// suites include doctest first.)
+// lean=1 (the general tile2d body) and with an amax (the lean ext instance token tiles first, the
+// tile2d body's heads first): each plan must say variant=tile2d, and name the lean instance exactly
+// where the call fits it. (doctest's CHECK: the suites include doctest first.)
 template <class Check>
 void check_lean_instance(std::initializer_list<int> blocks, Check check) {
   const auto one = [&](const Case& c, bool want_lean) {
@@ -358,11 +358,51 @@ void check_lean_instance(std::initializer_list<int> blocks, Check check) {
   const std::string plain = lean_row(16, 1, false), lean = lean_row(16, 1, true), heads = lean_row(16, 1, true, true);
   c.table = plain.c_str();
   one(c, false);
-  c.k_amax = c.v_amax = true;  // the ext instance, on the tile2d body's own grid (token tiles first)
-  for (const std::string* t : {&lean, &heads}) {
-    c.table = t->c_str();
-    one(c, false);
-  }
+  c.k_amax = c.v_amax = true;
+  c.table = lean.c_str();
+  one(c, true);  // the lean amax instance
+  c.table = heads.c_str();
+  one(c, false);  // the tile2d body's ext instance, on its own grid (token tiles first)
+}
+
+// The lean instance's amax instances (rows with lean=1, blocks numbered token tiles first; one
+// commit a block, or with commit=lane every thread's), for a suite (check as in
+// check_lean_instance): each tile size of `blocks`, every input type (fp32: the tile2d body),
+// per tensor and per head, K's and V's amax alone and together, inf in v and k_pe, a head of NaN,
+// whole and partial last tiles, padded output rows, three calls accumulating into the same arrays;
+// the bytes and maxima against the reference and a host loop, the plan naming the lean instance
+// exactly where the call fits it, and the commit.
+template <class Check>
+void check_lean_amax(std::initializer_list<int> blocks, Check check) {
+  int k = 0;
+  for (int block : blocks)
+    for (bool lane : {false, true})
+      for (mlakv_dtype in : tu::kInputDtypes)
+        for (int amax = 0; amax < 3; ++amax) {  // 0: K and V, 1: K only, 2: V only
+          ++k;
+          std::string row = lean_row(block, k % 2, true);
+          if (lane) row.insert(row.size() - 1, " commit=lane");
+          Case c;
+          c.in = in;
+          c.out = tu::kFp8Dtypes[k % 4];
+          c.s = block * (1 + k % 3) + k % 3;
+          c.h = k % 2 ? 16 : 3;
+          c.per_head = k % 3 != 0;
+          c.scales = c.per_head ? kPow2 : kEqual;
+          c.k_amax = amax != 2;
+          c.v_amax = amax != 1;
+          c.inf_pe = k % 2 == 0;
+          c.nan_head = k % 3 == 1;
+          c.pad_out = k % 4 == 1 ? 16 : 0;
+          c.calls = 3;
+          c.table = row.c_str();
+          c.seed = 1100 + uint64_t(k);
+          const Result r = check(c);
+          INFO(describe(c) << "\nrow: " << row << "plan: " << r.plan);
+          CHECK(r.plan.find("variant=tile2d") != std::string::npos);
+          CHECK((r.plan.find("units=ds16s lean") != std::string::npos) == (in != MLAKV_DTYPE_FP32));
+          CHECK((r.plan.find("commit=lane") != std::string::npos) == lane);
+        }
 }
 
 // A tile2d row with commit=lane (every thread commits its own maxima: tile2d's lane-commit

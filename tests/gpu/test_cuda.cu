@@ -918,6 +918,11 @@ TEST_CASE("cuda: tile2d's lean instance: rows with lean=1 run it where the call 
   ext::check_lean_instance({4, 8, 16, 32, 64}, [](const ext::Case& c) { return check_ext(c); });
 }
 
+TEST_CASE("cuda: tile2d's lean amax instances: amax calls on lean=1 rows (commit=block and commit=lane), the reference's bytes and the host loop's maxima") {
+  GPU_ONLY();
+  ext::check_lean_amax({2, 8, 16, 32, 64}, [](const ext::Case& c) { return check_ext(c); });
+}
+
 TEST_CASE("cuda: commit=lane rows: tile2d's lane-commit instance gives the reference's bytes and the host loop's maxima") {
   GPU_ONLY();
   ext::check_lane_commit([](const ext::Case& c) { return check_ext(c); });

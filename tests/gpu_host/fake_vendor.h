@@ -64,11 +64,12 @@ inline int32_t amax_read(const float* p) {
   memcpy(&v, p, 4);
   return v;
 }
+// the device's fmaxf on magnitudes: a NaN operand gives the other one, two NaN give NaN (so a
+// body that lets a NaN through to a commit fails here as on the GPU)
 inline float amax_join(float a, float b) {
-  uint32_t x = f32_bits(a), y = f32_bits(b);
-  x = x <= 0x7F800000u ? x : 0u;
-  y = y <= 0x7F800000u ? y : 0u;
-  return bits_f32(x > y ? x : y);
+  if (a != a) return b;
+  if (b != b) return a;
+  return a > b ? a : b;
 }
 inline int32_t amax_read_l2(const float* p) { return amax_read(p); }
 inline bool block_leader() { return true; }                  // a block of one thread, as for the warps:

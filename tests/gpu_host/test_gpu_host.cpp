@@ -610,6 +610,10 @@ TEST_CASE("tile2d's lean instance: rows with lean=1 run it where the call fits i
   ext::check_lean_instance({2, 4, 16}, [](const ext::Case& c) { return check_ext(c); });
 }
 
+TEST_CASE("tile2d's lean amax instances: amax calls on lean=1 rows (commit=block and commit=lane), the reference's bytes and the host loop's maxima") {
+  ext::check_lean_amax({2, 8, 16}, [](const ext::Case& c) { return check_ext(c); });
+}
+
 TEST_CASE("lean=1 rows: the shape is checked when the table is parsed") {
   const char* bad[] = {
       "variant=flat threads=256 block=16 lanes=16 split=1",      // not tile2d
