@@ -63,7 +63,13 @@ std::vector<DispatchRow> builtin_rows() {
       // 32-token tiles at s*h 4096-8192 +0.18-0.33 more, so not there)
       with_amax(row(90, 99, 3, U, 513, 1280, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1), 1),
       with_amax(with_lean(row(90, 99, 3, U, 1281, 2048, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1)), 1),
-      with_amax(row(90, 99, 3, U, 2049, 9728, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
+      // ... and from s*h 8193 on it too: there the tile2d body's 32-token tiles, more than 256 blocks
+      // of 512 threads, take a second wave (two blocks an SM); A/B against the table without this
+      // row, one process, two runs, 3 placements: per tensor +0.53-0.61 us against +0.81-1.21 at
+      // h=128 s=68 / 72 / 76, h=64 s=144, h=32 s=300, h=16 s=520 / 600 (lean 32-token tiles
+      // +0.55-0.63); at s*h <= 8192 lean tiles cost +0.4-0.7 us where the row above +0.19-0.31
+      with_amax(row(90, 99, 3, U, 2049, 8192, X8, kTile2d, 512, 32, 1, 0, 1, 16, amax, 0, 1), 1),
+      with_amax(with_lean(row(90, 99, 3, U, 8193, 9728, X8, kTile2d, 256, 16, 1, 0, 1, 16, amax, 0, 1)), 1),
       // H200 (L2 >= 55 MiB), per-head calls without an amax at s*h 3457-4480 (~3 MB): lean tiles of 8
       // tokens x one head (a block reads one multiplier of each array) instead of the flat 256-thread
       // row below, where every block reads 16 heads' multipliers after the PDL wait. Per-head cost
