@@ -1,4 +1,4 @@
-# The CUDA backend: the shared GPU host layer and kernels (src/gpu/gpu_backend.cu) compiled by nvcc,
+# The CUDA backend: the shared GPU host layer and kernels (MLAKV_GPU_SOURCES) compiled by nvcc,
 # plus the CUDA dispatch table (src/cuda/cuda_table.cpp); architectures: a fat binary.
 # Default: SASS for sm_90a, sm_100a, sm_103a and PTX for compute_80 (the generic path, JIT-compiled
 # by the driver on sm_80 / sm_89 / sm_120 and anything newer). Override with -DCMAKE_CUDA_ARCHITECTURES=...
@@ -11,7 +11,7 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 set_target_properties(mlakv PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 find_package(CUDAToolkit REQUIRED)
 
-target_sources(mlakv PRIVATE src/gpu/gpu_backend.cu src/cuda/cuda_table.cpp)
+target_sources(mlakv PRIVATE ${MLAKV_GPU_SOURCES} src/cuda/cuda_table.cpp)
 target_compile_definitions(mlakv PRIVATE MLAKV_WITH_CUDA)
 # Exact numerics: no FMA contraction, IEEE division/sqrt, denormals kept (no -ftz).
 target_compile_options(mlakv PRIVATE

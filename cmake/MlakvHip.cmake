@@ -1,5 +1,5 @@
-# The HIP backend: the same shared GPU host layer and kernels as the CUDA backend
-# (src/gpu/gpu_backend.cu) compiled by hipcc for AMD targets, plus the HIP dispatch table
+# The HIP backend: the same shared GPU host layer and kernel instances as the CUDA backend
+# (MLAKV_GPU_SOURCES) compiled by hipcc for AMD targets, plus the HIP dispatch table
 # (src/hip/hip_table.cpp, plain C++). hipcc is run directly (no CMake HIP language), so any hipcc
 # works: ROCm's, or Debian's (HIP 5.2, which knows gfx90a and gfx940 but not gfx942 / gfx950).
 #   -DMLAKV_HIP_ARCHITECTURES="gfx942;gfx950"   the targets (default: MI300X/MI325X and MI350X/MI355X;
@@ -35,15 +35,21 @@ function(mlakv_hip_object obj source comment)
   set_source_files_properties(${obj} PROPERTIES EXTERNAL_OBJECT TRUE GENERATED TRUE)
 endfunction()
 
-set(_hip_obj ${CMAKE_CURRENT_BINARY_DIR}/gpu_backend_hip.o)
 file(GLOB _hip_deps ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/*.cuh
      ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/vendors/*.h ${CMAKE_CURRENT_SOURCE_DIR}/src/core/*.h
      ${CMAKE_CURRENT_SOURCE_DIR}/include/mlakv/mlakv.h)
-mlakv_hip_object(${_hip_obj} ${CMAKE_CURRENT_SOURCE_DIR}/src/gpu/gpu_backend.cu src/gpu/gpu_backend.cu
-  FLAGS -fvisibility=hidden -fvisibility-inlines-hidden -DMLAKV_BUILDING_LIBRARY -DMLAKV_WITH_HIP
-        -I${CMAKE_CURRENT_SOURCE_DIR}/src -I${CMAKE_CURRENT_SOURCE_DIR}/include
-  DEPENDS ${_hip_deps})
-target_sources(mlakv PRIVATE ${_hip_obj} src/hip/hip_table.cpp)
+set(_hip_objs)
+foreach(_src IN LISTS MLAKV_GPU_SOURCES)  # one object each: the build compiles them at once
+  file(RELATIVE_PATH _rel ${CMAKE_CURRENT_SOURCE_DIR} ${_src})
+  string(REGEX REPLACE "[/.]" "_" _obj "${_rel}")
+  set(_obj ${CMAKE_CURRENT_BINARY_DIR}/${_obj}_hip.o)
+  mlakv_hip_object(${_obj} ${_src} ${_rel}
+    FLAGS -fvisibility=hidden -fvisibility-inlines-hidden -DMLAKV_BUILDING_LIBRARY -DMLAKV_WITH_HIP
+          -I${CMAKE_CURRENT_SOURCE_DIR}/src -I${CMAKE_CURRENT_SOURCE_DIR}/include
+    DEPENDS ${_hip_deps})
+  list(APPEND _hip_objs ${_obj})
+endforeach()
+target_sources(mlakv PRIVATE ${_hip_objs} src/hip/hip_table.cpp)
 target_compile_definitions(mlakv PRIVATE MLAKV_WITH_HIP)
 target_link_libraries(mlakv PRIVATE ${MLAKV_AMDHIP64})
 message(STATUS "mlakv: HIP backend with ${MLAKV_HIPCC} for ${MLAKV_HIP_ARCHITECTURES}")

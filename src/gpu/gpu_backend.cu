@@ -19,7 +19,7 @@
 #include "core/backend.h"
 #include "core/table_file.h"
 #include "gpu/gpu_backend.h"
-#include "gpu/pack_kernels.cuh"
+#include "gpu/kernel_table.h"
 
 namespace mlakv {
 namespace gpu {
@@ -27,107 +27,19 @@ namespace {
 
 using kern::Units;
 using kern::Params;
-using KernelFn = void (*)(Params);
 
-// ---- kernel instances: [plain / ext][variant][input type][format][unit layout][unroll 1/2/4];
-// general ignores the unit layout and unroll; the split-k_pe and wide layouts (DS16S, DS32S, DS8W)
-// exist with unroll 1 and 2 only (nullptr for 4). ext: the bodies with per-head scales and amax
-// (src/gpu/pack_kernels.cuh), for calls that ask for either.
-constexpr int kUnrolls[3] = {1, 2, 4};
-constexpr int kUnits = kern::kUnitsCount;
-
-template <InType T, Fp8Format F, Units D, int U, bool X>
-constexpr KernelFn flat_kernel() {
-  if constexpr (kern::flat_capped<T, F, D, U, X>()) return kern::pack_flat_ext_r32<T, F, D>;
-  else return kern::pack_flat<T, F, D, U, X>;
-}
-template <InType T, Fp8Format F, Units D, int U, bool X>
-struct FlatK { static constexpr KernelFn fn = flat_kernel<T, F, D, U, X>(); };
-template <InType T, Fp8Format F, Units D, int U, bool X>
-struct PersistK { static constexpr KernelFn fn = kern::pack_persist<T, F, D, U, X>; };
-template <InType T, Fp8Format F, Units D, int U, bool X>
-struct Tile2dK { static constexpr KernelFn fn = kern::pack_tile2d<T, F, D, U, X>; };
-template <InType T, Fp8Format F, Units D, int U, bool X>
-struct GeneralK { static constexpr KernelFn fn = kern::pack_general<T, F, X>; };
-// tile2d's lane-commit instance: ext, unroll 1 only (commit=lane rows; nullptr for unroll 2 and 4)
-template <InType T, Fp8Format F, Units D, int U, bool X>
-constexpr KernelFn tile2d_lane_kernel() {
-  if constexpr (X && U == 1) return kern::pack_tile2d<T, F, D, 1, true, true>;
-  else return nullptr;
-}
-template <InType T, Fp8Format F, Units D, int U, bool X>
-struct Tile2dLaneK { static constexpr KernelFn fn = tile2d_lane_kernel<T, F, D, U, X>(); };
-
-struct KernelTable {
-  KernelFn k[2][kVariantCount][3][4][kUnits][3];
-  // tile2d's lean plain instance (kern::pack_tile2d_lean), by grid order (token tiles first, heads
-  // first), input (bf16, fp16) and format
-  KernelFn lean[2][2][4];
-  // its ext instances (amax calls on rows with lean=1, token tiles first), by commit (block, lane),
-  // input and format
-  KernelFn lean_x[2][2][4];
-  // tile2d's lane-commit ext instance (rows with commit=lane), by input, format, units and unroll
-  // (1 only: the others nullptr)
-  KernelFn lane[3][4][kUnits][3];
-  KernelTable() {
-    fill<FlatK, false>(k[0][kFlat]);
-    fill<PersistK, false>(k[0][kPersist]);
-    fill<Tile2dK, false>(k[0][kTile2d]);
-    fill<GeneralK, false>(k[0][kGeneral]);
-    fill<FlatK, true>(k[1][kFlat]);
-    fill<PersistK, true>(k[1][kPersist]);
-    fill<Tile2dK, true>(k[1][kTile2d]);
-    fill<GeneralK, true>(k[1][kGeneral]);
-    fill<Tile2dLaneK, true>(lane);
-    fill_lean<InType::BF16, false, 0>(lean[0][0]);
-    fill_lean<InType::FP16, false, 0>(lean[0][1]);
-    fill_lean<InType::BF16, true, 0>(lean[1][0]);
-    fill_lean<InType::FP16, true, 0>(lean[1][1]);
-    fill_lean<InType::BF16, false, 1>(lean_x[0][0]);
-    fill_lean<InType::FP16, false, 1>(lean_x[0][1]);
-    fill_lean<InType::BF16, false, 2>(lean_x[1][0]);
-    fill_lean<InType::FP16, false, 2>(lean_x[1][1]);
-  }
-  template <InType T, bool HF, int A>
-  void fill_lean(KernelFn (&o)[4]) {
-    o[0] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FN, HF, A>;
-    o[1] = kern::pack_tile2d_lean<T, Fp8Format::E5M2, HF, A>;
-    o[2] = kern::pack_tile2d_lean<T, Fp8Format::E4M3FNUZ, HF, A>;
-    o[3] = kern::pack_tile2d_lean<T, Fp8Format::E5M2FNUZ, HF, A>;
-  }
-  template <template <InType, Fp8Format, Units, int, bool> class K, bool X>
-  void fill(KernelFn (&o)[3][4][kUnits][3]) {
-    fill_t<K, X, InType::BF16>(o[0]);
-    fill_t<K, X, InType::FP16>(o[1]);
-    fill_t<K, X, InType::FP32>(o[2]);
-  }
-  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T>
-  void fill_t(KernelFn (&o)[4][kUnits][3]) {
-    fill_f<K, X, T, Fp8Format::E4M3FN>(o[0]);
-    fill_f<K, X, T, Fp8Format::E5M2>(o[1]);
-    fill_f<K, X, T, Fp8Format::E4M3FNUZ>(o[2]);
-    fill_f<K, X, T, Fp8Format::E5M2FNUZ>(o[3]);
-  }
-  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T, Fp8Format F>
-  void fill_f(KernelFn (&o)[kUnits][3]) {
-    fill_d<K, X, T, F, Units::DS16, true>(o[int(Units::DS16)]);
-    fill_d<K, X, T, F, Units::DS8, true>(o[int(Units::DS8)]);
-    fill_d<K, X, T, F, Units::V8, true>(o[int(Units::V8)]);
-    fill_d<K, X, T, F, Units::DS16S, false>(o[int(Units::DS16S)]);
-    fill_d<K, X, T, F, Units::DS32S, false>(o[int(Units::DS32S)]);
-    fill_d<K, X, T, F, Units::DS8W, false>(o[int(Units::DS8W)]);
-  }
-  template <template <InType, Fp8Format, Units, int, bool> class K, bool X, InType T, Fp8Format F, Units D, bool U4>
-  void fill_d(KernelFn (&o)[3]) {
-    o[0] = K<T, F, D, 1, X>::fn;
-    o[1] = K<T, F, D, 2, X>::fn;
-    if constexpr (U4) o[2] = K<T, F, D, 4, X>::fn;
-    else o[2] = nullptr;
-  }
-};
-
+// ---- the kernel instances (src/gpu/kernel_table.h), compiled in six parts (src/gpu/instances/)
 const KernelTable& kernels() {
-  static const KernelTable t;
+  static const KernelTable t = [] {
+    KernelTable r;
+    fill_kernels<InType::BF16, false>(r);
+    fill_kernels<InType::FP16, false>(r);
+    fill_kernels<InType::FP32, false>(r);
+    fill_kernels<InType::BF16, true>(r);
+    fill_kernels<InType::FP16, true>(r);
+    fill_kernels<InType::FP32, true>(r);
+    return r;
+  }();
   return t;
 }
 

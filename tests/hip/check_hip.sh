@@ -21,15 +21,16 @@ cmake --build "$build" --target mlakv mlakv_demo mlakv-tune >"$out/build.log" 2>
 lib=$(readlink -f "$build/libmlakv.so")
 readelf=$(command -v llvm-readelf || ls /usr/lib/llvm-*/bin/llvm-readelf 2>/dev/null | head -n 1)
 [ -n "$readelf" ] || { echo "check_hip: no llvm-readelf"; exit 1; }
-kernels=1208  # the kernel table of src/gpu/gpu_backend.cu: (3 variants x 3 inputs x 4 formats x (3x3 + 3x2) + 12 general) x plain / ext (per-head scales, amax), + tile2d's lean instance (2 grid orders x 2 inputs x 4 formats), + tile2d's lane-commit ext instance (3 inputs x 4 formats x 6 unit layouts, unroll 1), + the lean instance's amax ones (2 commits x 2 inputs x 4 formats)
+kernels=1208  # the kernel table (src/gpu/kernel_table.h): (3 variants x 3 inputs x 4 formats x (3x3 + 3x2) + 12 general) x plain / ext (per-head scales, amax), + tile2d's lean instance (2 grid orders x 2 inputs x 4 formats), + tile2d's lane-commit ext instance (3 inputs x 4 formats x 6 unit layouts, unroll 1), + the lean instance's amax ones (2 commits x 2 inputs x 4 formats)
 for a in ${archs//,/ }; do
-  uri=$(roc-obj-ls "$lib" | awk -v t="hipv4-amdgcn-amd-amdhsa--$a" '$2 == t || index($2, t ":") == 1 {print $3}' | head -n 1)
-  [ -n "$uri" ] || { echo "check_hip: no $a code object in $lib"; roc-obj-ls "$lib"; exit 1; }
+  # one code object per GPU source and target (the kernel instances are compiled in six parts)
+  uris=$(roc-obj-ls "$lib" | awk -v t="hipv4-amdgcn-amd-amdhsa--$a" '$2 == t || index($2, t ":") == 1 {print $3}')
+  [ -n "$uris" ] || { echo "check_hip: no $a code object in $lib"; roc-obj-ls "$lib"; exit 1; }
   rm -rf "$out/co-$a" && mkdir -p "$out/co-$a"
-  (cd "$out/co-$a" && roc-obj-extract -o . "$uri" >/dev/null)
+  for uri in $uris; do (cd "$out/co-$a" && roc-obj-extract -o . "$uri" >/dev/null); done
   n=$("$readelf" --symbols "$out/co-$a"/* | awk '$4 == "FUNC" {print $8}' | grep '^_ZN5mlakv4kern.*pack_' | sort -u | wc -l)
-  [ "$n" -eq "$kernels" ] || { echo "check_hip: $a code object holds $n pack kernels, expected $kernels"; exit 1; }
-  echo "check_hip: $a: $n pack kernels"
+  [ "$n" -eq "$kernels" ] || { echo "check_hip: $a code objects hold $n pack kernels, expected $kernels"; exit 1; }
+  echo "check_hip: $a: $n pack kernels in $(echo "$uris" | wc -l) code objects"
 done
 demo=$(LD_LIBRARY_PATH="$build" "$build/mlakv_demo" --s 64 --h 4 2>&1) || { echo "$demo"; exit 1; }
 echo "$demo" | grep -E '^  hip +compiled=1 usable=0' >/dev/null || { echo "check_hip: the demo does not list hip as compiled:"; echo "$demo"; exit 1; }
